@@ -1,0 +1,228 @@
+//! The compiled configuration the data plane runs on.
+//!
+//! Serde-only, fully resolved (durations in milliseconds, defaults applied, secrets inlined),
+//! so a sidecar never interprets user input. The operator pushes it over an authenticated
+//! stream; a standalone gateway builds it from its manifest file. Secret values are wrapped in
+//! [`SecretString`], which never prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::v1alpha1::{BackendType, StreamUsage};
+
+/// One complete, versioned configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// Increases with every change; sidecars report the version they applied.
+    pub version: u64,
+    /// Gateway-wide settings.
+    pub gateway: GatewayConfig,
+    /// Every accepted pool.
+    pub pools: Vec<PoolConfig>,
+}
+
+impl Snapshot {
+    /// The pool serving `model` (a deployment or model name as the client sent it).
+    pub fn pool_for_model(&self, model: &str) -> Option<&PoolConfig> {
+        self.pools
+            .iter()
+            .find(|pool| pool.models.iter().any(|m| m == model))
+    }
+}
+
+/// Gateway-wide settings, defaults applied.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayConfig {
+    /// Largest accepted request body.
+    pub max_request_body_bytes: u64,
+    /// Header trusted as the appId, if any.
+    pub trusted_app_header: Option<String>,
+    /// How long to keep reading a stream after the client went away.
+    pub stream_drain_timeout_ms: u64,
+    /// How many bytes to read at most after the client went away.
+    pub stream_drain_max_bytes: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: 16 * 1024 * 1024,
+            trusted_app_header: None,
+            stream_drain_timeout_ms: 30_000,
+            stream_drain_max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// A pool, validated.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolConfig {
+    /// `namespace/name` of the `AIBackendPool`.
+    pub id: String,
+    /// `metadata.name`, used as the pool dimension in metrics.
+    pub name: String,
+    /// Names clients use for this pool.
+    pub models: Vec<String>,
+    /// Backends, in manifest order.
+    pub backends: Vec<BackendConfig>,
+    /// Retry policy.
+    pub retry: RetryConfig,
+}
+
+/// A backend, validated and resolved.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendConfig {
+    /// Unique within the pool.
+    pub name: String,
+    /// Protocol.
+    pub kind: BackendType,
+    /// Base URL without a trailing slash; for OpenAI it includes the `/v1` prefix.
+    pub base_url: String,
+    /// Deployment/model name used for every requested name, unless `model_map` has it.
+    pub model: Option<String>,
+    /// Per-model renames.
+    pub model_map: BTreeMap<String, String>,
+    /// `api-version` override (Azure).
+    pub api_version: Option<String>,
+    /// Priority group, 1 first.
+    pub priority: u32,
+    /// Weight inside the group, at least 1.
+    pub weight: u32,
+    /// Key sent to the backend.
+    pub api_key: Option<SecretString>,
+    /// Breaker rules.
+    pub breaker: BreakerConfig,
+    /// Whether to ask for usage on streams.
+    pub stream_usage: StreamUsage,
+    /// Time to response headers for one attempt.
+    pub timeout_ms: u64,
+}
+
+impl BackendConfig {
+    /// The deployment (Azure) or model (OpenAI) name to use at this backend for `requested`.
+    pub fn upstream_model<'a>(&'a self, requested: &'a str) -> &'a str {
+        self.model_map
+            .get(requested)
+            .or(self.model.as_ref())
+            .map_or(requested, String::as_str)
+    }
+}
+
+/// Breaker rules of one backend.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerConfig {
+    /// Any rule may trip the breaker.
+    pub rules: Vec<BreakerRuleConfig>,
+    /// Successful probes needed to close from half-open.
+    pub probe_successes: u32,
+}
+
+/// One compiled trip rule.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerRuleConfig {
+    /// Rule name.
+    pub name: String,
+    /// Count or percentage threshold.
+    pub threshold: TripThreshold,
+    /// Sliding window length.
+    pub interval_ms: u64,
+    /// Status codes counted as failures (inclusive ranges).
+    pub status_ranges: Vec<StatusRange>,
+    /// Connection failures count.
+    pub on_connection_failure: bool,
+    /// Timeouts count.
+    pub on_timeout: bool,
+    /// Open duration when tripped.
+    pub trip_duration_ms: u64,
+    /// Use the backend's retry-after headers instead of `trip_duration_ms`.
+    pub accept_retry_after: bool,
+    /// Cap for a backend-supplied delay.
+    pub max_retry_after_ms: u64,
+}
+
+/// When a rule trips.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TripThreshold {
+    /// This many failures within the interval.
+    Count(u32),
+    /// This percentage of failed requests within the interval, once there were at least
+    /// `min_requests`.
+    Percentage {
+        /// 1–100.
+        percent: u32,
+        /// Fewest requests before the rule may trip.
+        min_requests: u32,
+    },
+}
+
+/// An inclusive status-code range.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusRange {
+    /// Lowest code.
+    pub min: u16,
+    /// Highest code.
+    pub max: u16,
+}
+
+impl StatusRange {
+    /// Whether `status` falls inside.
+    pub fn contains(&self, status: u16) -> bool {
+        (self.min..=self.max).contains(&status)
+    }
+}
+
+/// Retry policy of a pool.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryConfig {
+    /// Most attempts, first included.
+    pub max_attempts: u32,
+    /// Statuses that are retried on the next candidate.
+    pub status_ranges: Vec<StatusRange>,
+    /// Retry on connection failure.
+    pub on_connection_failure: bool,
+    /// Retry on timeout.
+    pub on_timeout: bool,
+    /// Time budget for getting a response started.
+    pub deadline_ms: u64,
+}
+
+impl RetryConfig {
+    /// Whether a response with `status` is retried.
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.status_ranges.iter().any(|r| r.contains(status))
+    }
+}
+
+/// A secret value. Serialises as the plain string (it travels only on the authenticated
+/// config stream) but never appears in `Debug` output or logs.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(***)")
+    }
+}

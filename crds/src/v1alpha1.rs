@@ -1,0 +1,354 @@
+//! `spillway.dev/v1alpha1`: the resources users write.
+//!
+//! The doc comments on fields are what `kubectl explain` prints; they are written for the
+//! platform engineer who writes the manifest. Durations are strings such as `10s` or `1m30s`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A pool of OpenAI-compatible backends that serve the same models. Calls for any of the
+/// pool's `models` are routed to the lowest `priority` group that has a backend whose circuit
+/// breaker admits traffic, weighted by `weight` inside the group, and retried on the next
+/// candidate (spilling over to the next priority group) within the same client request.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[cfg_attr(feature = "k8s", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "k8s",
+    kube(
+        group = "spillway.dev",
+        version = "v1alpha1",
+        kind = "AIBackendPool",
+        root = "AiBackendPool",
+        plural = "aibackendpools",
+        shortname = "aipool",
+        category = "spillway",
+        namespaced,
+        status = "AiBackendPoolStatus",
+        printcolumn = r#"{"name":"Models","type":"string","jsonPath":".status.models"}"#,
+        printcolumn = r#"{"name":"Backends","type":"integer","jsonPath":".status.backends"}"#,
+        printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Sidecars","type":"string","jsonPath":".status.sidecars"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AiBackendPoolSpec {
+    /// Model or deployment names this pool serves, exactly as clients send them: the
+    /// `{deployment}` of an Azure `/openai/deployments/{deployment}/…` call, or the `model`
+    /// field of an OpenAI-style `/v1/…` call. A name may belong to one pool only.
+    pub models: Vec<String>,
+    /// The backends of the pool. At least one.
+    pub backends: Vec<Backend>,
+    /// Circuit-breaker rules applied to every backend that has none of its own. When absent,
+    /// Spillway's defaults apply: trip on the first 429 for its `Retry-After` (10s when the
+    /// backend gives none), and on 5 server errors, connection failures or timeouts within 10s
+    /// for 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// How a failed attempt is retried on the next candidate backend within the same client
+    /// request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// The wire protocol a backend speaks.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+pub enum BackendType {
+    /// Azure OpenAI: `/openai/deployments/{deployment}/…?api-version=…` with an `api-key` header.
+    #[default]
+    AzureOpenAI,
+    /// OpenAI or any OpenAI-compatible server: `/v1/…` with `Authorization: Bearer`.
+    OpenAI,
+}
+
+/// One backend endpoint: an Azure OpenAI deployment (PTU or pay-as-you-go) or an
+/// OpenAI-compatible server.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    /// Name of the backend, unique within the pool; it appears in metrics, response headers
+    /// and status.
+    pub name: String,
+    /// `AzureOpenAI` (default) or `OpenAI`.
+    #[serde(default, rename = "type")]
+    pub kind: BackendType,
+    /// Base URL, e.g. `https://my-resource.openai.azure.com` for Azure or
+    /// `https://api.openai.com` for OpenAI (`/v1` is added when the URL has no path).
+    pub url: String,
+    /// The deployment (Azure) or model (OpenAI) name this backend serves the pool's models
+    /// under. Default: the name the client asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Per-model renames: requested name → deployment (Azure) or model (OpenAI) name at this
+    /// backend. Takes precedence over `model`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_map: BTreeMap<String, String>,
+    /// Azure `api-version` to send to this backend instead of the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Priority group; 1 is tried first. A higher number is used only when no backend of a
+    /// lower number admits traffic (typically PTU = 1, pay-as-you-go = 2).
+    #[serde(default = "one")]
+    pub priority: u32,
+    /// Relative share of traffic among the admitting backends of the same priority group.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// The API key Spillway sends to this backend. The client's own credential never reaches a
+    /// backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretSource>,
+    /// Circuit-breaker rules for this backend, replacing the pool's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Whether to ask this backend for token usage on streams
+    /// (`stream_options.include_usage`). `Auto` (default): yes for OpenAI, Azure `/openai/v1`
+    /// and Azure api-version 2024-09-01-preview or later, whose older versions reject the field.
+    #[serde(default)]
+    pub stream_usage: StreamUsage,
+    /// Time allowed for this backend to start answering (response headers) before the attempt
+    /// counts as a timeout. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Whether a backend is asked to report usage on streams.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum StreamUsage {
+    /// Decide from the backend type and api-version.
+    #[default]
+    Auto,
+    /// Always ask.
+    Always,
+    /// Never ask; count streamed tokens with the model's tokenizer.
+    Never,
+}
+
+/// Where a secret value comes from. Exactly one field must be set. In Kubernetes use
+/// `secretRef`; a standalone gateway resolves `secretRef` from `--secrets-dir/<name>/<key>`
+/// (the layout of a mounted Secret) and also accepts `env` and `file`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource {
+    /// A key of a Secret in the pool's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// Standalone only: an environment variable of the gateway process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// Standalone only: a file whose content (trimmed) is the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// A key of a Secret in the same namespace.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Key inside the Secret's data.
+    pub key: String,
+}
+
+/// Circuit-breaker rules. A backend's breaker opens when any rule trips, and stays open for
+/// that rule's `tripDuration` (or the backend's `Retry-After`, when the rule accepts it).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// One or more rules; any of them can trip the breaker.
+    pub rules: Vec<BreakerRule>,
+    /// Successful probe requests needed in the half-open state before the breaker closes
+    /// again. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_successes: Option<u32>,
+}
+
+/// One trip rule.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerRule {
+    /// Name of the rule, shown in metrics, logs and status when it trips.
+    pub name: String,
+    /// Which failures count and how many of them trip the breaker.
+    pub failure_condition: FailureCondition,
+    /// How long the breaker stays open once tripped, e.g. `30s`.
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub trip_duration: String,
+    /// Stay open for as long as the backend asked (`retry-after-ms`, `x-ms-retry-after-ms`,
+    /// `Retry-After`, `x-ratelimit-reset-requests`/`-tokens`) instead of `tripDuration`,
+    /// capped by `maxRetryAfter`.
+    #[serde(default)]
+    pub accept_retry_after: bool,
+    /// Upper bound for a backend-supplied retry delay (Azure can ask for a day). Default `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub max_retry_after: Option<String>,
+}
+
+/// Failures counted in a sliding window. Set exactly one of `count` or `percentage`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureCondition {
+    /// Trip when this many matching failures happen within `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Trip when this percentage (1–100) of the requests within `interval` failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<u32>,
+    /// With `percentage`: the fewest requests within `interval` before the rule may trip.
+    /// Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_requests: Option<u32>,
+    /// The sliding window, e.g. `10s`.
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub interval: String,
+    /// Response status codes that count as failures, e.g. `[{min: 429, max: 429}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_code_ranges: Vec<StatusCodeRange>,
+    /// Transport failures that count: `ConnectionFailure`, `Timeout`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_reasons: Vec<ErrorReason>,
+}
+
+/// An inclusive range of HTTP status codes.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub struct StatusCodeRange {
+    /// Lowest code in the range (100–599).
+    pub min: u16,
+    /// Highest code in the range (100–599), at least `min`.
+    pub max: u16,
+}
+
+/// A failure that produced no HTTP response.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    /// The connection could not be opened, or broke before the response headers.
+    ConnectionFailure,
+    /// The backend did not answer within its `timeout`.
+    Timeout,
+}
+
+/// Retries within one client request.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Most attempts per client request, the first one included. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Status codes that make Spillway try the next candidate. Default 429 and 500–599.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_code_ranges: Vec<StatusCodeRange>,
+    /// Transport failures that make Spillway try the next candidate. Default both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reasons: Option<Vec<ErrorReason>>,
+    /// Overall time for all attempts to get a response started. Default `120s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub deadline: Option<String>,
+}
+
+/// Observed state of an `AIBackendPool`, written by the operator.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiBackendPoolStatus {
+    /// `Accepted`, `ResolvedRefs` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The served model names, comma separated (for `kubectl get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<String>,
+    /// Number of backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<u32>,
+    /// Sidecars running the latest snapshot, as `synced/total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecars: Option<String>,
+}
+
+/// A status condition, following the Kubernetes conventions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Accepted`, `ResolvedRefs` or `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable UpperCamelCase reason.
+    pub reason: String,
+    /// What happened and, on failure, what to fix.
+    pub message: String,
+    /// The generation this condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+}
+
+/// Gateway-wide settings for the sidecars of one scope: request limits, how apps are
+/// identified, and stream accounting bounds. At most one per scope; without one, defaults
+/// apply.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[cfg_attr(feature = "k8s", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "k8s",
+    kube(
+        group = "spillway.dev",
+        version = "v1alpha1",
+        kind = "AIGateway",
+        root = "AiGateway",
+        plural = "aigateways",
+        shortname = "aigw",
+        category = "spillway",
+        namespaced,
+        status = "AiGatewayStatus"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AiGatewaySpec {
+    /// Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
+    /// How apps are identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
+    /// When a client disconnects mid-stream, keep reading the backend's stream this long to
+    /// learn the real token usage. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub stream_drain_timeout: Option<String>,
+    /// ... and at most this many bytes. Default 4 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_drain_max_bytes: Option<u64>,
+}
+
+/// How the gateway learns which app sent a request.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySpec {
+    /// Trust this request header as the appId. Only for gateways behind another proxy that
+    /// authenticates callers and sets the header; anybody who can reach the gateway can set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_header: Option<String>,
+}
+
+/// Observed state of an `AIGateway`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiGatewayStatus {
+    /// `Accepted` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,25 @@
+//! Spillway's data plane.
+//!
+//! One binary, `spillway`, with subcommands: `run` (the gateway), `simulate` (an OpenAI /
+//! Azure OpenAI compatible backend simulator for tests, benchmarks and the demo).
+//!
+//! Modules, each a pure core plus a thin edge:
+//! - [`proxy`]: HTTP server, inbound route parsing, request inspection, upstream attempts,
+//!   streaming response bodies.
+//! - [`routing`]: pool runtime state and candidate ordering (priority groups, weights,
+//!   breakers).
+//! - [`breaker`]: the circuit-breaker state machine and retry-after header parsing.
+//! - [`usage`]: token usage from JSON and SSE, stream rewriting, tokenizer fallback, and the
+//!   per-request usage record.
+//! - [`subscribe`]: where snapshots come from (a watched manifest file today).
+//! - [`simulate`]: the backend simulator.
+//! - [`error`]: one error type mapped to OpenAI-shaped JSON responses.
+
+pub mod breaker;
+pub mod clock;
+pub mod error;
+pub mod proxy;
+pub mod routing;
+pub mod simulate;
+pub mod subscribe;
+pub mod usage;

@@ -1,0 +1,1 @@
+//! subscribe (being written).

@@ -1,0 +1,1 @@
+//! Usage from JSON responses (being written).

@@ -1,0 +1,107 @@
+//! The one record every client request ends with, and the sink that delivers it.
+//!
+//! The proxy sends exactly one [`UsageRecord`] per request (served, failed, refused or
+//! abandoned by the client) into a [`UsageSink`]. Consumers — the quota true-up, telemetry,
+//! the usage log, the admin totals — subscribe to it. Sending never blocks the request path:
+//! a consumer that falls behind loses records and the loss is counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::{Operation, Usage};
+
+/// What one client request consumed and how it went.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct UsageRecord {
+    /// The request id sent to the backend (`x-request-id`), the client's when it sent one.
+    pub request_id: String,
+    /// The calling app, `anonymous` when no identity applies.
+    pub app_id: String,
+    /// Pool name; empty when the request never matched a pool.
+    pub pool: String,
+    /// The backend that produced the final response, if any did.
+    pub backend: Option<String>,
+    /// The model or deployment name the client asked for.
+    pub model: String,
+    /// The model the backend reported in its response, when it did.
+    pub response_model: Option<String>,
+    /// API operation.
+    pub operation: Option<Operation>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// Token counts.
+    pub usage: Usage,
+    /// True when the counts come from the tokenizer rather than the backend.
+    pub estimated: bool,
+    /// Status returned to the client.
+    pub status: u16,
+    /// Upstream attempts made.
+    pub attempts: u32,
+    /// Time from request to the end of the response.
+    #[serde(with = "millis")]
+    pub duration: Duration,
+    /// Time to the first streamed content, for streams.
+    #[serde(with = "millis_opt")]
+    pub time_to_first_token: Option<Duration>,
+    /// The client went away before the response ended.
+    pub client_disconnected: bool,
+}
+
+/// Fans usage records out to consumers without ever blocking the sender.
+#[derive(Clone, Debug)]
+pub struct UsageSink {
+    tx: broadcast::Sender<Arc<UsageRecord>>,
+    sent: Arc<AtomicU64>,
+}
+
+impl UsageSink {
+    /// A sink whose subscribers may lag by up to `capacity` records before losing some.
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self {
+            tx,
+            sent: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Delivers `record` to every current subscriber.
+    pub fn send(&self, record: UsageRecord) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        // No subscriber is not an error: records are simply not kept.
+        let _ = self.tx.send(Arc::new(record));
+    }
+
+    /// A new consumer; `recv` reports `Lagged(n)` when it fell behind and lost `n` records.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<UsageRecord>> {
+        self.tx.subscribe()
+    }
+
+    /// Records sent since start.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+}
+
+mod millis_opt {
+    use std::time::Duration;
+
+    #[allow(clippy::ref_option)]
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+            None => s.serialize_none(),
+        }
+    }
+}

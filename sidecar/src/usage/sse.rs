@@ -1,0 +1,1 @@
+//! SSE scanning (being written).

@@ -202,12 +202,18 @@ impl Breaker {
         }
     }
 
-    fn record_closed(&self, inner: &mut Inner, now: Instant, outcome: &Outcome) -> Option<Transition> {
+    fn record_closed(
+        &self,
+        inner: &mut Inner,
+        now: Instant,
+        outcome: &Outcome,
+    ) -> Option<Transition> {
         let origin = *inner.origin.get_or_insert(now);
         let elapsed = now.saturating_duration_since(origin);
         // The tripped rule with the longest open duration, if any.
         let mut trip: Option<(usize, Duration)> = None;
-        for (index, (rule, window)) in self.config.rules.iter().zip(&mut inner.windows).enumerate() {
+        for (index, (rule, window)) in self.config.rules.iter().zip(&mut inner.windows).enumerate()
+        {
             let failed = rule::is_failure(rule, outcome);
             let totals = window.add(elapsed, failed);
             if rule::tripped(rule.threshold, totals, failed) {

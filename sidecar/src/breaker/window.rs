@@ -101,3 +101,6 @@ fn slot(index: u64) -> usize {
     // The remainder is below BUCKETS, so it always fits.
     usize::try_from(index % BUCKETS_U64).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

@@ -134,7 +134,10 @@ fn garbage_falls_through_to_next_header() {
     let cases: [&[(&'static str, &str)]; 3] = [
         &[("retry-after-ms", "abc"), ("retry-after", "4")],
         &[("retry-after-ms", "-5"), ("x-ms-retry-after-ms", "4000")],
-        &[("retry-after", "tomorrow"), ("x-ratelimit-reset-tokens", "4s")],
+        &[
+            ("retry-after", "tomorrow"),
+            ("x-ratelimit-reset-tokens", "4s"),
+        ],
     ];
     for pairs in cases {
         assert_eq!(parse(pairs), ms(4_000), "{pairs:?}");

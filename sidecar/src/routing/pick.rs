@@ -1,0 +1,193 @@
+//! Choosing the backend for one attempt.
+//!
+//! Input: a pool, the monotonic now, the backend indices already tried in this client
+//! request and a random source. Output: a [`Pick`] — the backend with an [`Attempt`] that
+//! holds its breaker permit, or the time until a backend can take traffic again.
+//!
+//! Order: priority groups ascending; in the lowest group with a backend whose breaker admits,
+//! a weighted random choice among the admitting ones. Backends already tried are skipped
+//! while an untried admitting one exists in any group (so a retry spills to priority 2 rather
+//! than hitting the same priority-1 backend); when every admitting backend was tried, the
+//! same order applies to tried ones (a single-backend pool can retry). A half-open backend is
+//! eligible only while its probe slot is free, so it receives just the probe. No allocation.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use spillway_crds::snapshot::BackendConfig;
+
+use super::{BackendRuntime, PoolRoutes};
+use crate::breaker::{Admission, Outcome, Permit, Transition};
+
+/// The wait suggested when nothing admits and no breaker has a known reopening time (every
+/// unavailable backend is half-open with its probe in flight, or the pool is empty): 1 s.
+pub const PROBE_BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// The result of [`PoolRoutes::pick`].
+#[derive(Debug)]
+pub enum Pick<'a> {
+    /// Send the attempt to this backend and report through `attempt`.
+    Backend {
+        /// Position of the backend in the pool's config (what goes into `tried`).
+        index: usize,
+        /// The backend's config.
+        backend: &'a BackendConfig,
+        /// The breaker permit and in-flight accounting of this attempt.
+        attempt: Attempt,
+    },
+    /// No backend admits now; the earliest reopening is `retry_after` away (at least 1 ms).
+    /// Render it with [`retry_after_secs`] / [`retry_after_ms`].
+    Unavailable {
+        /// Time until the earliest breaker reopens.
+        retry_after: Duration,
+    },
+}
+
+/// One attempt at one backend: holds the breaker permit and counts as in flight until
+/// dropped. Owned and `'static`, so it can move into a streaming response body.
+#[derive(Debug)]
+pub struct Attempt {
+    runtime: Arc<BackendRuntime>,
+    /// `None` once the outcome was recorded.
+    permit: Option<Permit>,
+}
+
+impl Attempt {
+    fn new(runtime: &Arc<BackendRuntime>, permit: Permit) -> Self {
+        runtime.in_flight.fetch_add(1, Ordering::Relaxed);
+        runtime.requests.fetch_add(1, Ordering::Relaxed);
+        Self {
+            runtime: Arc::clone(runtime),
+            permit: Some(permit),
+        }
+    }
+
+    /// Whether this attempt is its backend's half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.permit.as_ref().is_some_and(Permit::is_probe)
+    }
+
+    /// The backend's runtime state.
+    pub fn runtime(&self) -> &Arc<BackendRuntime> {
+        &self.runtime
+    }
+
+    /// Reports the outcome to the breaker (only the first call counts; later calls return
+    /// `None`). Record as soon as the outcome is known (response headers, connect error,
+    /// timeout), while the attempt may stay alive for the body. Dropping an attempt without
+    /// recording releases a probe slot without judging the backend.
+    pub fn record(&mut self, now: Instant, outcome: &Outcome) -> Option<Transition> {
+        let permit = self.permit.take()?;
+        if permit.breaker().is_failure(outcome) {
+            self.runtime.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        permit.record(now, outcome)
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.runtime.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl PoolRoutes {
+    /// Picks the backend for the next attempt at `now`, skipping `tried` (indices from
+    /// earlier [`Pick::Backend`]s of the same client request) while untried ones admit.
+    pub fn pick(&self, now: Instant, tried: &[usize], rng: &mut fastrand::Rng) -> Pick<'_> {
+        for allow_tried in [false, true] {
+            for group in &self.groups {
+                if let Some(pick) = self.pick_in_group(group, now, tried, allow_tried, rng) {
+                    return pick;
+                }
+            }
+        }
+        Pick::Unavailable {
+            retry_after: self.retry_after(now),
+        }
+    }
+
+    /// Weighted choice among the group's admitting backends, or `None` when none admits.
+    /// Re-draws when a breaker refuses between the check and the admission (another request
+    /// took the probe or tripped it); bounded by the group size.
+    fn pick_in_group(
+        &self,
+        group: &Range<usize>,
+        now: Instant,
+        tried: &[usize],
+        allow_tried: bool,
+        rng: &mut fastrand::Rng,
+    ) -> Option<Pick<'_>> {
+        let members = self.order.get(group.clone())?;
+        let eligible = |index: usize| {
+            (allow_tried || !tried.contains(&index)) && self.runtimes[index].breaker.can_admit(now)
+        };
+        for _ in 0..=members.len() {
+            let total: u64 = members
+                .iter()
+                .filter(|&&index| eligible(index))
+                .map(|&index| self.weight(index))
+                .sum();
+            if total == 0 {
+                return None;
+            }
+            let mut target = rng.u64(0..total);
+            let chosen = members.iter().copied().filter(|&i| eligible(i)).find(|&i| {
+                let weight = self.weight(i);
+                let hit = target < weight;
+                target = target.saturating_sub(weight);
+                hit
+            });
+            let Some(index) = chosen else { continue };
+            let runtime = &self.runtimes[index];
+            if let Admission::Admitted(permit) = runtime.breaker.admit(now) {
+                return Some(Pick::Backend {
+                    index,
+                    backend: &self.config.backends[index],
+                    attempt: Attempt::new(runtime, permit),
+                });
+            }
+        }
+        None
+    }
+
+    fn weight(&self, index: usize) -> u64 {
+        u64::from(self.config.backends[index].weight.max(1))
+    }
+
+    /// Time until the earliest breaker of the pool reopens, at least 1 ms.
+    fn retry_after(&self, now: Instant) -> Duration {
+        self.runtimes
+            .iter()
+            .filter_map(|runtime| runtime.breaker.reopens_at(now))
+            .min()
+            .map_or(PROBE_BUSY_RETRY, |at| {
+                at.saturating_duration_since(now)
+                    .max(Duration::from_millis(1))
+            })
+    }
+}
+
+/// A delay as whole seconds for a `Retry-After` header: rounded up, at least 1.
+pub fn retry_after_secs(delay: Duration) -> u64 {
+    let secs = delay.as_secs();
+    let rounded = if delay.subsec_nanos() > 0 {
+        secs.saturating_add(1)
+    } else {
+        secs
+    };
+    rounded.max(1)
+}
+
+/// A delay as whole milliseconds for a `retry-after-ms` header: rounded up, at least 1.
+pub fn retry_after_ms(delay: Duration) -> u64 {
+    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    let rounded = if !delay.subsec_nanos().is_multiple_of(1_000_000) {
+        ms.saturating_add(1)
+    } else {
+        ms
+    };
+    rounded.max(1)
+}

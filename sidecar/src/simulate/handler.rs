@@ -165,45 +165,7 @@ async fn serve(
     exchange: &mut Exchange,
     request: Request<Incoming>,
 ) -> Result<Option<Response<SimBody>>, Reply> {
-    let (path, query) = (request.uri().path(), request.uri().query());
-    let route = route::parse(path, query)
-        .ok_or_else(|| Reply::unknown_route(request.method().as_str(), path))?;
-    exchange.entry.operation = Some(route.operation);
-    exchange.entry.deployment = route.deployment.clone();
-    if request.method() != Method::POST {
-        return Err(Reply::method_not_allowed(request.method().as_str(), path));
-    }
-    authorize(backend, request.headers(), route.flavour)?;
-    let body = read_body(request).await?;
-    let json: Value = serde_json::from_slice(&body).map_err(|_| Reply::invalid_json())?;
-    if !json.is_object() {
-        return Err(Reply::bad_request(
-            "The request body must be a JSON object.",
-            None,
-        ));
-    }
-    exchange.entry.model = json.get("model").and_then(Value::as_str).map(str::to_owned);
-    exchange.entry.stream_options = json.get("stream_options").is_some();
-    check_api_version(backend, &route, &json)?;
-    let created = backend
-        .shared
-        .clock
-        .wall()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut call = Call::read(
-        &route,
-        &json,
-        backend.completion_tokens,
-        backend.usage_in_stream,
-        created,
-    )
-    .map_err(|message| Reply::bad_request(&message, Some("model")))?;
-    call.prompt_tokens = backend
-        .shared
-        .prompts
-        .count(&call.model, call.operation, &body, &json);
-    exchange.entry.stream = call.stream;
+    let (call, json, api_version) = read_call(backend, exchange, request).await?;
     let fault = backend.select_fault(call.stream);
     exchange.entry.fault = fault.as_ref().map(|f| f.name().to_owned());
     match &fault {
@@ -226,7 +188,7 @@ async fn serve(
         Some(FaultAction::SlowFirstByte { delay }) => tokio::time::sleep(*delay).await,
         _ => {}
     }
-    admit(backend, exchange, &call, route.api_version.as_deref())?;
+    admit(backend, exchange, &call, api_version.as_deref())?;
     let latency = backend.draw_latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -239,6 +201,54 @@ async fn serve(
         &json,
         fault.as_ref(),
     )))
+}
+
+/// Route, method, auth, body and `api-version` checks, then the call with its prompt
+/// tokens, the parsed body and the `api-version`.
+async fn read_call(
+    backend: &Backend,
+    exchange: &mut Exchange,
+    request: Request<Incoming>,
+) -> Result<(Call, Value, Option<String>), Reply> {
+    let (path, query) = (request.uri().path(), request.uri().query());
+    let route = route::parse(path, query)
+        .ok_or_else(|| Reply::unknown_route(request.method().as_str(), path))?;
+    exchange.entry.operation = Some(route.operation);
+    exchange.entry.deployment = route.deployment.clone();
+    if request.method() != Method::POST {
+        return Err(Reply::method_not_allowed(request.method().as_str(), path));
+    }
+    authorize(backend, request.headers(), route.flavour)?;
+    let body = read_body(request).await?;
+    let json: Value = serde_json::from_slice(&body).map_err(|_| Reply::invalid_json())?;
+    if !json.is_object() {
+        return Err(Reply::bad_request(
+            "The request body must be a JSON object.",
+            None,
+        ));
+    }
+    exchange.entry.model = json.get("model").and_then(Value::as_str).map(str::to_owned);
+    exchange.entry.stream_options = json.get("stream_options").is_some();
+    check_api_version(backend, &route, &json)?;
+    let shared = &backend.shared;
+    let created = shared
+        .clock
+        .wall()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut call = Call::read(
+        &route,
+        &json,
+        backend.completion_tokens,
+        backend.usage_in_stream,
+        created,
+    )
+    .map_err(|message| Reply::bad_request(&message, Some("model")))?;
+    call.prompt_tokens = shared
+        .prompts
+        .count(&call.model, call.operation, &body, &json);
+    exchange.entry.stream = call.stream;
+    Ok((call, json, route.api_version))
 }
 
 fn authorize(backend: &Backend, headers: &HeaderMap, flavour: Flavour) -> Result<(), Reply> {

@@ -106,70 +106,95 @@ impl ChunkFrame {
     }
 }
 
+/// The `choices[0]` of each chunk kind, for chat or completions, OpenAI or Azure.
+struct Choices {
+    chat: bool,
+    empty_filters: &'static str,
+    delta_filters: String,
+}
+
+impl Choices {
+    fn new(call: &Call) -> Self {
+        let azure = call.flavour.is_azure();
+        Self {
+            chat: call.operation == Operation::ChatCompletions,
+            empty_filters: if azure {
+                ",\"content_filter_results\":{}"
+            } else {
+                ""
+            },
+            delta_filters: if azure {
+                format!(",\"content_filter_results\":{}", azure_filters())
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    fn role(&self) -> String {
+        let filters = self.empty_filters;
+        format!(
+            "{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}},\"logprobs\":null,\"finish_reason\":null{filters}}}"
+        )
+    }
+
+    fn delta(&self, text: &str) -> String {
+        let (text, filters) = (json_string(text), &self.delta_filters);
+        if self.chat {
+            format!(
+                "{{\"index\":0,\"delta\":{{\"content\":{text}}},\"logprobs\":null,\"finish_reason\":null{filters}}}"
+            )
+        } else {
+            format!(
+                "{{\"text\":{text},\"index\":0,\"logprobs\":null,\"finish_reason\":null{filters}}}"
+            )
+        }
+    }
+
+    fn finish(&self, reason: &str) -> String {
+        let filters = self.empty_filters;
+        if self.chat {
+            format!(
+                "{{\"index\":0,\"delta\":{{}},\"logprobs\":null,\"finish_reason\":\"{reason}\"{filters}}}"
+            )
+        } else {
+            format!(
+                "{{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"{reason}\"{filters}}}"
+            )
+        }
+    }
+}
+
+/// Azure's first chunk: no choices, the prompt filter verdict.
+fn azure_prompt_filter_chunk(include_usage: bool) -> SseEvent {
+    let usage = if include_usage { ",\"usage\":null" } else { "" };
+    SseEvent::control(format!(
+        "data: {{\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":{}{usage}}}\n\n",
+        payload::prompt_filter_results()
+    ))
+}
+
 fn chunk_events(call: &Call, completion: &Completion, id: &str) -> Vec<SseEvent> {
-    let azure = call.flavour.is_azure();
-    let chat = call.operation == Operation::ChatCompletions;
-    let object = if chat {
+    let choices = Choices::new(call);
+    let object = if choices.chat {
         "chat.completion.chunk"
     } else {
         "text_completion"
     };
     let frame = ChunkFrame::new(call, id, object);
-    let empty_filters = if azure {
-        ",\"content_filter_results\":{}"
-    } else {
-        ""
-    };
-    let delta_filters = if azure {
-        format!(",\"content_filter_results\":{}", azure_filters())
-    } else {
-        String::new()
-    };
     let mut events = Vec::with_capacity(completion.deltas.len() + 5);
-    if azure {
-        let usage = if call.include_usage {
-            ",\"usage\":null"
-        } else {
-            ""
-        };
-        events.push(SseEvent::control(format!(
-            "data: {{\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":{}{usage}}}\n\n",
-            payload::prompt_filter_results()
-        )));
+    if call.flavour.is_azure() {
+        events.push(azure_prompt_filter_chunk(call.include_usage));
     }
-    if chat {
-        events.push(frame.event(
-            &format!("{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}},\"logprobs\":null,\"finish_reason\":null{empty_filters}}}"),
-            None,
-        ));
+    if choices.chat {
+        events.push(frame.event(&choices.role(), None));
     }
     for delta in &completion.deltas {
-        let choice = if chat {
-            format!(
-                "{{\"index\":0,\"delta\":{{\"content\":{}}},\"logprobs\":null,\"finish_reason\":null{delta_filters}}}",
-                json_string(delta)
-            )
-        } else {
-            format!(
-                "{{\"text\":{},\"index\":0,\"logprobs\":null,\"finish_reason\":null{delta_filters}}}",
-                json_string(delta)
-            )
-        };
-        events.push(frame.event(&choice, Some(delta)));
+        events.push(frame.event(&choices.delta(delta), Some(delta)));
     }
-    let reason = call.finish_reason();
-    let last = if chat {
-        format!(
-            "{{\"index\":0,\"delta\":{{}},\"logprobs\":null,\"finish_reason\":\"{reason}\"{empty_filters}}}"
-        )
-    } else {
-        format!(
-            "{{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"{reason}\"{empty_filters}}}"
-        )
-    };
-    events.push(frame.event(&last, None));
+    events.push(frame.event(&choices.finish(call.finish_reason()), None));
     if call.include_usage {
-        let usage = if chat {
+        let usage = if choices.chat {
             payload::chat_usage(call.prompt_tokens, completion.tokens)
         } else {
             json!({
@@ -184,80 +209,104 @@ fn chunk_events(call: &Call, completion: &Completion, id: &str) -> Vec<SseEvent>
     events
 }
 
-fn named(kind: &str, data: &Value) -> SseEvent {
-    SseEvent::control(format!("event: {kind}\ndata: {data}\n\n"))
+/// Builds the named events of a responses-API stream, numbering them.
+struct ResponsesStream<'a> {
+    call: &'a Call,
+    id: &'a str,
+    item_id: String,
+    sequence: u64,
+    events: Vec<SseEvent>,
 }
 
-fn responses_events(call: &Call, completion: &Completion, id: &str) -> Vec<SseEvent> {
-    let item_id = payload::message_id(id);
-    let mut seq = 0u64;
-    let mut next = || {
-        seq += 1;
-        seq - 1
-    };
-    let mut events = Vec::with_capacity(completion.deltas.len() + 9);
-    let in_progress = payload::response_object(call, "in_progress", None, id);
-    for kind in ["response.created", "response.in_progress"] {
-        let data = json!({"type": kind, "sequence_number": next(), "response": in_progress});
-        events.push(named(kind, &data));
+impl ResponsesStream<'_> {
+    /// Adds an event of `kind` with `fields`, plus `type` and `sequence_number`; `located`
+    /// events also name the item, output and content index.
+    fn push(&mut self, kind: &str, mut fields: Value, located: bool) {
+        if let Some(map) = fields.as_object_mut() {
+            map.insert("type".into(), kind.into());
+            map.insert("sequence_number".into(), self.sequence.into());
+            if located {
+                map.insert("item_id".into(), self.item_id.clone().into());
+                map.insert("output_index".into(), 0.into());
+                map.insert("content_index".into(), 0.into());
+            }
+        }
+        self.sequence += 1;
+        self.events.push(SseEvent::control(format!(
+            "event: {kind}\ndata: {fields}\n\n"
+        )));
     }
-    let item = |status: &str, text: &str| {
-        let mut item = payload::output_message(&item_id, text, status);
+
+    fn item(&self, status: &str, text: &str) -> Value {
+        let mut item = payload::output_message(&self.item_id, text, status);
         if status == "in_progress" {
             item["content"] = json!([]);
         }
         item
-    };
-    let location = json!({"item_id": item_id, "output_index": 0, "content_index": 0});
-    let with_location = |mut v: Value| {
-        if let (Some(target), Some(source)) = (v.as_object_mut(), location.as_object()) {
-            target.extend(source.clone());
-        }
-        v
-    };
-    events.push(named(
-        "response.output_item.added",
-        &json!({"type": "response.output_item.added", "sequence_number": next(), "output_index": 0, "item": item("in_progress", "")}),
-    ));
-    let empty_part = json!({"type": "output_text", "text": "", "annotations": []});
-    events.push(named(
-        "response.content_part.added",
-        &with_location(json!({"type": "response.content_part.added", "sequence_number": next(), "part": empty_part})),
-    ));
-    let item_json = json_string(&item_id);
-    for delta in &completion.deltas {
+    }
+
+    fn delta(&mut self, delta: &'static str) {
         let bytes = format!(
-            "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{},\"item_id\":{item_json},\"output_index\":0,\"content_index\":0,\"delta\":{},\"logprobs\":[]}}\n\n",
-            next(),
+            "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{},\"item_id\":{},\"output_index\":0,\"content_index\":0,\"delta\":{},\"logprobs\":[]}}\n\n",
+            self.sequence,
+            json_string(&self.item_id),
             json_string(delta)
         );
-        events.push(SseEvent {
+        self.sequence += 1;
+        self.events.push(SseEvent {
             bytes: Bytes::from(bytes),
             delta: Some(delta),
         });
     }
-    let text = &completion.text;
-    events.push(named(
+}
+
+fn responses_events(call: &Call, completion: &Completion, id: &str) -> Vec<SseEvent> {
+    let mut stream = ResponsesStream {
+        call,
+        id,
+        item_id: payload::message_id(id),
+        sequence: 0,
+        events: Vec::with_capacity(completion.deltas.len() + 9),
+    };
+    let in_progress = payload::response_object(stream.call, "in_progress", None, stream.id);
+    for kind in ["response.created", "response.in_progress"] {
+        stream.push(kind, json!({"response": in_progress}), false);
+    }
+    let item = stream.item("in_progress", "");
+    stream.push(
+        "response.output_item.added",
+        json!({"output_index": 0, "item": item}),
+        false,
+    );
+    let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
+    stream.push(
+        "response.content_part.added",
+        json!({"part": part("")}),
+        true,
+    );
+    for delta in &completion.deltas {
+        stream.delta(delta);
+    }
+    let text = completion.text.as_str();
+    stream.push(
         "response.output_text.done",
-        &with_location(json!({"type": "response.output_text.done", "sequence_number": next(), "text": text, "logprobs": []})),
-    ));
-    let part = json!({"type": "output_text", "text": text, "annotations": []});
-    events.push(named(
+        json!({"text": text, "logprobs": []}),
+        true,
+    );
+    stream.push(
         "response.content_part.done",
-        &with_location(
-            json!({"type": "response.content_part.done", "sequence_number": next(), "part": part}),
-        ),
-    ));
-    events.push(named(
+        json!({"part": part(text)}),
+        true,
+    );
+    let item = stream.item("completed", text);
+    stream.push(
         "response.output_item.done",
-        &json!({"type": "response.output_item.done", "sequence_number": next(), "output_index": 0, "item": item("completed", text)}),
-    ));
-    let done = payload::response_object(call, "completed", Some(completion), id);
-    events.push(named(
-        "response.completed",
-        &json!({"type": "response.completed", "sequence_number": next(), "response": done}),
-    ));
-    events
+        json!({"output_index": 0, "item": item}),
+        false,
+    );
+    let done = payload::response_object(stream.call, "completed", Some(completion), stream.id);
+    stream.push("response.completed", json!({"response": done}), false);
+    stream.events
 }
 
 #[cfg(test)]

@@ -274,3 +274,6 @@ impl BackendHandle {
         self.state.set_limits(limits);
     }
 }
+
+#[cfg(test)]
+mod tests;

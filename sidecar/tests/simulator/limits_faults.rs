@@ -421,3 +421,37 @@ fn cli_announces_backends_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn shutdown_lets_a_stream_in_flight_finish() {
+    use http_body_util::BodyExt as _;
+    let config = BackendConfig {
+        tokens_per_second: 100,
+        ..BackendConfig::new("ptu")
+    };
+    let (sim, addr) = start(config).await;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let request = http::Request::post("/v1/chat/completions")
+        .header("host", "sim")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            chat_body(true, Some(true)).to_string(),
+        )))
+        .expect("request");
+    // The response head means the stream is under way; shut down while it runs.
+    let response = sender.send_request(request).await.expect("response head");
+    let shutdown = tokio::spawn(sim.shutdown());
+    let body = tokio::time::timeout(client::REQUEST_TIMEOUT, response.into_body().collect())
+        .await
+        .expect("in time")
+        .expect("whole body")
+        .to_bytes();
+    assert!(body.ends_with(b"data: [DONE]\n\n"));
+    shutdown.await.expect("shutdown task");
+    let refused = client::send(addr, Method::GET, "/_sim/health", &[], "").await;
+    assert!(refused.is_err(), "listener must be closed after shutdown");
+}

@@ -1,6 +1,8 @@
 //! The simulator on real sockets: every API shape non-streaming and streaming, usage in
 //! streams, Azure `api-version` rules, auth, rate limits, faults, the ledger and the CLI.
 
+#[path = "simulator/admin_cli.rs"]
+mod admin_cli;
 #[path = "simulator/client.rs"]
 mod client;
 #[path = "simulator/limits_faults.rs"]

@@ -1,1 +1,33 @@
-fn main() {}
+//! The `spillway` binary: parses the command line and runs one subcommand on a tokio
+//! runtime. Logs go to stderr (`RUST_LOG`), so stdout stays free for machine-readable lines.
+
+use clap::{Parser, Subcommand};
+use spillway_sidecar::simulate::{self, SimulateArgs};
+
+/// Spillway: a Kubernetes-native gateway for generative AI.
+#[derive(Debug, Parser)]
+#[command(name = "spillway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run OpenAI / Azure OpenAI compatible backend simulators.
+    Simulate(SimulateArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Simulate(args) => runtime.block_on(simulate::run(args)),
+    }
+}

@@ -1,0 +1,279 @@
+//! Simulator configuration: the YAML file (`--config`), the `--backend key=value,…` short
+//! form, defaults and validation.
+//!
+//! Input: YAML text (a list of backends, or a mapping with `backends:`) and/or short-form
+//! strings. Output: a validated [`SimConfig`]. Every error names the backend and the field.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::faults::FaultSpec;
+use super::route::ApiVersion;
+
+/// Default completion length when a request sets no `max_tokens`.
+pub const DEFAULT_COMPLETION_TOKENS: u32 = 20;
+/// Largest completion the simulator generates, whatever `max_tokens` asks for.
+pub const MAX_COMPLETION_TOKENS: u32 = 4096;
+/// Default of `azureMinStreamOptionsApiVersion`.
+pub const DEFAULT_MIN_STREAM_OPTIONS_API_VERSION: &str = "2024-09-01-preview";
+
+/// The whole simulator: one HTTP listener per backend.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimConfig {
+    /// The simulated backends.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// One simulated OpenAI / Azure OpenAI endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Name, echoed in `x-sim-backend` and the ledger.
+    pub name: String,
+    /// Listen address; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// When set, requests must carry it as `api-key` or `Authorization: Bearer`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Tokens per minute (prompt + max_tokens per request, sliding 60 s window).
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Requests per minute (sliding 60 s window).
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Time to response headers.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Uniform random extra latency in `0..=jitterMs`.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Stream pacing; 0 sends every delta at once.
+    #[serde(default)]
+    pub tokens_per_second: u32,
+    /// Completion length when the request sets no `max_tokens`.
+    #[serde(default = "default_completion_tokens")]
+    pub completion_tokens: u32,
+    /// Whether `stream_options.include_usage` is honoured.
+    #[serde(default = "default_true")]
+    pub usage_in_stream: bool,
+    /// Oldest Azure classic `api-version` that accepts `stream_options`.
+    #[serde(default = "default_min_api_version")]
+    pub azure_min_stream_options_api_version: String,
+    /// Faults active from the start.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn default_completion_tokens() -> u32 {
+    DEFAULT_COMPLETION_TOKENS
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_min_api_version() -> String {
+    DEFAULT_MIN_STREAM_OPTIONS_API_VERSION.to_owned()
+}
+
+impl BackendConfig {
+    /// A backend with every default: `127.0.0.1:0`, no limits, no latency, no faults.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            listen: default_listen(),
+            api_key: None,
+            tpm: None,
+            rpm: None,
+            latency_ms: 0,
+            jitter_ms: 0,
+            tokens_per_second: 0,
+            completion_tokens: DEFAULT_COMPLETION_TOKENS,
+            usage_in_stream: true,
+            azure_min_stream_options_api_version: default_min_api_version(),
+            faults: Vec::new(),
+        }
+    }
+
+    /// Parses the short form `name=ptu,port=0,tpm=10000,rpm=60,latency_ms=20,…`.
+    ///
+    /// Keys are matched ignoring case and `_`/`-`, so `latency_ms` and `latencyMs` both work.
+    /// Accepted: `name`, `port`, `listen`, `host`, `apiKey`, `tpm`, `rpm`, `latencyMs`,
+    /// `jitterMs`, `tokensPerSec`/`tokensPerSecond`/`tps`, `completionTokens`,
+    /// `usageInStream`, `azureMinStreamOptionsApiVersion`.
+    ///
+    /// # Errors
+    /// A part without `=`, an unknown key, a value that does not parse, or no `name`.
+    pub fn parse_short(spec: &str) -> Result<Self, String> {
+        let mut config = Self::new("");
+        let mut host = None;
+        let mut port = None;
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not key=value"))?;
+            let value = value.trim();
+            let normalized: String = key
+                .chars()
+                .filter(|c| *c != '_' && *c != '-')
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            let bad = |e: &dyn std::fmt::Display| format!("{key}: `{value}`: {e}");
+            match normalized.as_str() {
+                "name" => config.name = value.to_owned(),
+                "port" => port = Some(value.parse::<u16>().map_err(|e| bad(&e))?),
+                "host" => host = Some(value.to_owned()),
+                "listen" => config.listen = value.parse().map_err(|e| bad(&e))?,
+                "apikey" => config.api_key = Some(value.to_owned()),
+                "tpm" => config.tpm = Some(value.parse().map_err(|e| bad(&e))?),
+                "rpm" => config.rpm = Some(value.parse().map_err(|e| bad(&e))?),
+                "latencyms" => config.latency_ms = value.parse().map_err(|e| bad(&e))?,
+                "jitterms" => config.jitter_ms = value.parse().map_err(|e| bad(&e))?,
+                "tokenspersec" | "tokenspersecond" | "tps" => {
+                    config.tokens_per_second = value.parse().map_err(|e| bad(&e))?;
+                }
+                "completiontokens" => {
+                    config.completion_tokens = value.parse().map_err(|e| bad(&e))?;
+                }
+                "usageinstream" => config.usage_in_stream = value.parse().map_err(|e| bad(&e))?,
+                "azureminstreamoptionsapiversion" => {
+                    config.azure_min_stream_options_api_version = value.to_owned();
+                }
+                _ => return Err(format!("unknown key `{key}` in `{spec}`")),
+            }
+        }
+        if host.is_some() || port.is_some() {
+            let ip = match host {
+                Some(h) => h.parse().map_err(|e| format!("host: `{h}`: {e}"))?,
+                None => config.listen.ip(),
+            };
+            config.listen = SocketAddr::new(ip, port.unwrap_or(config.listen.port()));
+        }
+        if config.name.is_empty() {
+            return Err(format!("`{spec}` has no name=…"));
+        }
+        Ok(config)
+    }
+
+    /// Checks one backend; messages name the field.
+    ///
+    /// # Errors
+    /// An empty or oddly spelled name, a zero limit, a zero or oversized completion length,
+    /// an unparsable API version, or an invalid fault.
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(format!(
+                "name `{}` must be non-empty ASCII letters, digits, `-`, `_` or `.`",
+                self.name
+            ));
+        }
+        if self.tpm == Some(0) || self.rpm == Some(0) {
+            return Err("tpm and rpm must be at least 1 when set (omit them for no limit)".into());
+        }
+        if self.completion_tokens == 0 || self.completion_tokens > MAX_COMPLETION_TOKENS {
+            return Err(format!(
+                "completionTokens must be within 1..={MAX_COMPLETION_TOKENS}, got {}",
+                self.completion_tokens
+            ));
+        }
+        if self.api_key.as_deref() == Some("") {
+            return Err("apiKey must not be empty (omit it for no authentication)".into());
+        }
+        ApiVersion::parse(&self.azure_min_stream_options_api_version).ok_or_else(|| {
+            format!(
+                "azureMinStreamOptionsApiVersion `{}` is not an api-version such as 2024-09-01-preview",
+                self.azure_min_stream_options_api_version
+            )
+        })?;
+        for (index, fault) in self.faults.iter().enumerate() {
+            fault
+                .validate()
+                .map_err(|e| format!("faults[{index}]: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl SimConfig {
+    /// Reads YAML: either a list of backends or a mapping `{backends: [...]}`.
+    ///
+    /// # Errors
+    /// Invalid YAML, an unknown field, or a backend that fails [`SimConfig::validate`].
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let value: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+        let items = match value {
+            serde_norway::Value::Sequence(items) => items,
+            serde_norway::Value::Mapping(mut map) => {
+                if let Some(key) = map.keys().find(|k| k.as_str() != Some("backends")) {
+                    return Err(format!(
+                        "unknown top-level key {key:?}; expected `backends` (or a bare list)"
+                    ));
+                }
+                match map.remove("backends") {
+                    Some(serde_norway::Value::Sequence(items)) => items,
+                    _ => return Err("`backends` must be a list of backends".into()),
+                }
+            }
+            serde_norway::Value::Null => Vec::new(),
+            _ => return Err("expected a list of backends or a mapping with `backends`".into()),
+        };
+        let mut backends = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            let name = item.get("name").and_then(|n| n.as_str()).map(str::to_owned);
+            let backend: BackendConfig = serde_norway::from_value(item).map_err(|e| {
+                format!(
+                    "backends[{index}] ({}): {e}",
+                    name.as_deref().unwrap_or("?")
+                )
+            })?;
+            backends.push(backend);
+        }
+        let config = Self { backends };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every backend and that names and fixed ports are unique.
+    ///
+    /// # Errors
+    /// No backends, a duplicate name or listen address, or an invalid backend.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.backends.is_empty() {
+            return Err("no backends configured; give --config FILE or --backend name=…".into());
+        }
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for backend in &self.backends {
+            backend
+                .validate()
+                .map_err(|e| format!("backend `{}`: {e}", backend.name))?;
+            if !names.insert(backend.name.as_str()) {
+                return Err(format!("backend name `{}` appears twice", backend.name));
+            }
+            if backend.listen.port() != 0 && !addrs.insert(backend.listen) {
+                return Err(format!(
+                    "backend `{}`: listen address {} is used twice",
+                    backend.name, backend.listen
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

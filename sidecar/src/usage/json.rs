@@ -11,8 +11,10 @@ use serde::de::DeserializeSeed;
 use super::Usage;
 
 pub(crate) mod shape;
+pub(crate) mod text;
 
-use shape::{CompletionText, Lenient, ResponseFacts, TokenFields};
+use shape::{Lenient, ResponseFacts, TokenFields};
+use text::CompletionText;
 
 /// What a JSON response says about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

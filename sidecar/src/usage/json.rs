@@ -10,6 +10,7 @@ use serde::de::DeserializeSeed;
 
 use super::Usage;
 
+mod literal;
 pub(crate) mod shape;
 pub(crate) mod text;
 

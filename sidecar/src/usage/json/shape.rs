@@ -97,6 +97,26 @@ impl<'de, S: Shape<'de>> Visitor<'de> for Lenient<S> {
     }
 }
 
+/// Any value, skipped by recursion. Unlike `IgnoredAny`, nested containers cost no
+/// allocation (serde_json keeps an explicit stack for those); used for the small members of
+/// every stream chunk (`content_filter_results`, `logprobs`, …). Bounded by serde_json's
+/// depth limit.
+pub(crate) struct Skip;
+
+impl<'de> Shape<'de> for Skip {
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Lenient(Skip))?.is_some() {}
+        Ok(())
+    }
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(Lenient(Skip))?;
+        }
+        Ok(())
+    }
+}
+
 /// Token counts as found in a `usage` object, both naming schemes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TokenFields {

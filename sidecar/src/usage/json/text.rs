@@ -6,9 +6,35 @@
 //! caller's `String`, in document order; values of unexpected types are skipped.
 
 use serde::Deserialize;
-use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess};
+use serde_json::value::RawValue;
 
-use super::shape::{Lenient, Shape};
+use super::literal::push_unescaped;
+use super::shape::{Lenient, Shape, Skip};
+
+/// Generated text where it is almost always a string (chat content, completions text,
+/// function arguments, stream deltas): a string is decoded straight into the buffer, without
+/// serde_json's scratch allocation; arrays and objects are read as [`Text`].
+pub(crate) struct TextSeed<'t>(pub &'t mut String);
+
+impl<'de> DeserializeSeed<'de> for TextSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let raw = <&'de RawValue>::deserialize(deserializer)?.get();
+        match raw.as_bytes().first() {
+            Some(b'"') => push_unescaped(raw, self.0),
+            Some(b'[' | b'{') => {
+                let mut nested = serde_json::Deserializer::from_str(raw);
+                Lenient(Text(self.0))
+                    .deserialize(&mut nested)
+                    .map_err(de::Error::custom)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
 
 /// Generated text: a string, an array of parts, or a part object (`text` / `refusal`).
 pub(crate) struct Text<'t>(pub &'t mut String);
@@ -85,13 +111,11 @@ impl<'de> Shape<'de> for Choice<'_> {
     fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<ChoiceKey>()? {
             match key {
-                ChoiceKey::Text => map.next_value_seed(Lenient(Text(&mut *self.0)))?,
+                ChoiceKey::Text => map.next_value_seed(TextSeed(&mut *self.0))?,
                 ChoiceKey::Delta | ChoiceKey::Message => {
                     map.next_value_seed(Lenient(Message(&mut *self.0)))?;
                 }
-                ChoiceKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                ChoiceKey::Other => map.next_value_seed(Lenient(Skip))?,
             }
         }
         Ok(())
@@ -119,13 +143,11 @@ impl<'de> Shape<'de> for Message<'_> {
             let text = &mut *self.0;
             match key {
                 MessageKey::Content | MessageKey::Refusal | MessageKey::ReasoningContent => {
-                    map.next_value_seed(Lenient(Text(text)))?;
+                    map.next_value_seed(TextSeed(text))?;
                 }
                 MessageKey::ToolCalls => map.next_value_seed(Lenient(ToolCalls(text)))?,
                 MessageKey::FunctionCall => map.next_value_seed(Lenient(Function(text)))?,
-                MessageKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                MessageKey::Other => map.next_value_seed(Lenient(Skip))?,
             }
         }
         Ok(())
@@ -156,9 +178,7 @@ impl<'de> Shape<'de> for ToolCalls<'_> {
         while let Some(key) = map.next_key::<ToolCallKey>()? {
             match key {
                 ToolCallKey::Function => map.next_value_seed(Lenient(Function(&mut *self.0)))?,
-                ToolCallKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                ToolCallKey::Other => map.next_value_seed(Lenient(Skip))?,
             }
         }
         Ok(())
@@ -182,11 +202,9 @@ impl<'de> Shape<'de> for Function<'_> {
         while let Some(key) = map.next_key::<FunctionKey>()? {
             match key {
                 FunctionKey::Name | FunctionKey::Arguments => {
-                    map.next_value_seed(Lenient(Text(&mut *self.0)))?;
+                    map.next_value_seed(TextSeed(&mut *self.0))?;
                 }
-                FunctionKey::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                FunctionKey::Other => map.next_value_seed(Lenient(Skip))?,
             }
         }
         Ok(())

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::usage::Usage;
 use crate::usage::json::shape::{Lenient, Model, ResponseFacts, Shape, TokenFields, UsageShape};
-use crate::usage::json::text::{Choices, Text};
+use crate::usage::json::text::{Choices, TextSeed};
 
 /// What one event says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -220,7 +220,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_, 'de> {
                     }
                 }
                 EventKey::Type => map.next_value_seed(Lenient(DeltaType(&mut raw.text_delta)))?,
-                EventKey::Delta => map.next_value_seed(Lenient(Text(&mut *self.scratch)))?,
+                EventKey::Delta => map.next_value_seed(TextSeed(&mut *self.scratch))?,
                 EventKey::Response => {
                     let mut object = false;
                     map.next_value_seed(Lenient(ResponseFacts {

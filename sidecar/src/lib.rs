@@ -4,6 +4,7 @@
 //! Azure OpenAI compatible backend simulator for tests, benchmarks and the demo).
 //!
 //! Modules, each a pure core plus a thin edge:
+//! - [`protocol`]: request body inspection and the gateway's targeted request edits.
 //! - [`proxy`]: HTTP server, inbound route parsing, request inspection, upstream attempts,
 //!   streaming response bodies.
 //! - [`routing`]: pool runtime state and candidate ordering (priority groups, weights,
@@ -18,6 +19,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod error;
+pub mod protocol;
 pub mod proxy;
 pub mod routing;
 pub mod simulate;

@@ -161,13 +161,11 @@ pub fn compile(input: &CompileInput, secrets: &dyn SecretResolver) -> (Snapshot,
             }
         }
         let found = check.finish();
-        if found.is_empty() {
-            if let Some(pool) = pool {
-                for model in &object.spec.models {
-                    owners.insert(model, object.id());
-                }
-                pools.push(pool);
+        if let Some(pool) = pool.filter(|_| found.is_empty()) {
+            for model in &object.spec.models {
+                owners.insert(model, object.id());
             }
+            pools.push(pool);
         }
         problems.extend(found);
     }

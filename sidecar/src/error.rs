@@ -1,1 +1,217 @@
-//! error (being written).
+//! One error type for everything the gateway refuses or fails at, and its single mapping to an
+//! HTTP response: the status, an OpenAI-shaped JSON body
+//! (`{"error":{"message","type","param","code"}}`) that the official SDKs parse into their
+//! exception types, and `Retry-After` where a retry can succeed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+/// Why the gateway answered instead of a backend.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProxyError {
+    /// The path is not one of the supported OpenAI / Azure OpenAI operations.
+    #[error(
+        "no such API: {method} {path}; Spillway serves /openai/deployments/{{deployment}}/{{chat/completions|completions|embeddings|responses}}, /openai/v1/… and /v1/…"
+    )]
+    UnknownRoute {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// The operation exists, but not for this method.
+    #[error("method {0} is not allowed; use POST")]
+    MethodNotAllowed(String),
+    /// No pool serves the deployment (Azure-style path).
+    #[error(
+        "the API deployment `{0}` does not exist on this gateway; check the deployment name or ask your platform team to add it to an AIBackendPool"
+    )]
+    DeploymentNotFound(String),
+    /// No pool serves the model (OpenAI-style path).
+    #[error(
+        "the model `{0}` does not exist on this gateway; check the model name or ask your platform team to add it to an AIBackendPool"
+    )]
+    ModelNotFound(String),
+    /// An OpenAI-style call without a `model`.
+    #[error("you must provide a model parameter")]
+    MissingModel,
+    /// The body is not acceptable JSON.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// The body is over the configured limit.
+    #[error("the request body is larger than this gateway accepts ({limit} bytes)")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The gateway has no configuration yet.
+    #[error("the gateway has no configuration yet; retry shortly")]
+    NotReady,
+    /// Every backend's breaker is open.
+    #[error("no backend of pool `{pool}` is available right now; retry after {} ms", retry_after.as_millis())]
+    NoBackendAvailable {
+        /// The pool.
+        pool: String,
+        /// Until the earliest breaker half-opens.
+        retry_after: Duration,
+    },
+    /// Every attempt failed without an HTTP response.
+    #[error("the backend could not be reached: {0}")]
+    UpstreamUnreachable(String),
+    /// Every attempt timed out.
+    #[error("the backend did not answer in time")]
+    UpstreamTimeout,
+}
+
+impl ProxyError {
+    /// HTTP status of the error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownRoute { .. } | Self::DeploymentNotFound(_) | Self::ModelNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MissingModel | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotReady | Self::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The OpenAI `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownRoute { .. } => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::DeploymentNotFound(_) => "DeploymentNotFound",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::MissingModel => "missing_model",
+            Self::InvalidBody(_) => "invalid_request_body",
+            Self::PayloadTooLarge { .. } => "request_too_large",
+            Self::NotReady => "gateway_not_ready",
+            Self::NoBackendAvailable { .. } => "no_backend_available",
+            Self::UpstreamUnreachable(_) => "backend_unreachable",
+            Self::UpstreamTimeout => "backend_timeout",
+        }
+    }
+
+    /// The OpenAI `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self.status().as_u16() {
+            404 | 400 | 405 | 413 => "invalid_request_error",
+            _ => "server_error",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::NoBackendAvailable { retry_after, .. } => Some(*retry_after),
+            Self::NotReady => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
+    /// The HTTP response: status, JSON body and, when a retry can succeed, `Retry-After`
+    /// (whole seconds, rounded up) and `retry-after-ms`.
+    pub fn to_response(&self) -> Response<Bytes> {
+        let param = match self {
+            Self::MissingModel | Self::ModelNotFound(_) => json!("model"),
+            _ => serde_json::Value::Null,
+        };
+        let body = json!({"error": {
+            "message": self.to_string(),
+            "type": self.error_type(),
+            "param": param,
+            "code": self.code(),
+        }});
+        let mut response = Response::new(Bytes::from(body.to_string()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(delay) = self.retry_after() {
+            insert_retry_after(headers, delay);
+        }
+        response
+    }
+}
+
+/// Sets `Retry-After` (seconds, rounded up, at least 1) and `retry-after-ms` (at least 1).
+pub fn insert_retry_after(headers: &mut http::HeaderMap, delay: Duration) {
+    let ms = delay.as_millis().max(1);
+    let secs = ms.div_ceil(1000);
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
+    headers.insert("retry-after-ms", HeaderValue::from(ms as u64));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: &ProxyError) -> serde_json::Value {
+        serde_json::from_slice(e.to_response().body()).expect("json")
+    }
+
+    #[test]
+    fn errors_are_openai_shaped_with_the_right_status() {
+        let cases = [
+            (
+                ProxyError::DeploymentNotFound("x".into()),
+                404,
+                "DeploymentNotFound",
+            ),
+            (
+                ProxyError::ModelNotFound("x".into()),
+                404,
+                "model_not_found",
+            ),
+            (ProxyError::MissingModel, 400, "missing_model"),
+            (
+                ProxyError::InvalidBody("bad".into()),
+                400,
+                "invalid_request_body",
+            ),
+            (
+                ProxyError::PayloadTooLarge { limit: 10 },
+                413,
+                "request_too_large",
+            ),
+            (
+                ProxyError::MethodNotAllowed("GET".into()),
+                405,
+                "method_not_allowed",
+            ),
+            (ProxyError::UpstreamTimeout, 504, "backend_timeout"),
+        ];
+        for (error, status, code) in cases {
+            let response = error.to_response();
+            assert_eq!(response.status().as_u16(), status);
+            let json = body(&error);
+            assert_eq!(json["error"]["code"], code);
+            assert!(
+                json["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+            assert!(json["error"]["type"].is_string());
+        }
+    }
+
+    #[test]
+    fn unavailable_carries_exact_retry_after() {
+        let error = ProxyError::NoBackendAvailable {
+            pool: "p".into(),
+            retry_after: Duration::from_millis(1_200),
+        };
+        let response = error.to_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "2");
+        assert_eq!(response.headers()["retry-after-ms"], "1200");
+    }
+}

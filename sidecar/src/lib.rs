@@ -22,6 +22,7 @@ pub mod error;
 pub mod protocol;
 pub mod proxy;
 pub mod routing;
+pub mod run;
 pub mod simulate;
 pub mod subscribe;
 pub mod usage;

@@ -1,7 +1,9 @@
 //! The `spillway` binary: parses the command line and runs one subcommand on a tokio
-//! runtime. Logs go to stderr (`RUST_LOG`), so stdout stays free for machine-readable lines.
+//! runtime. Logs go to stderr (`RUST_LOG`, default `info`), so stdout stays free for
+//! machine-readable lines.
 
 use clap::{Parser, Subcommand};
+use spillway_sidecar::run::{self, RunArgs};
 use spillway_sidecar::simulate::{self, SimulateArgs};
 
 /// Spillway: a Kubernetes-native gateway for generative AI.
@@ -14,6 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Run(RunArgs),
     /// Run OpenAI / Azure OpenAI compatible backend simulators.
     Simulate(SimulateArgs),
 }
@@ -21,13 +25,19 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
-        Command::Simulate(args) => runtime.block_on(simulate::run(args)),
-    }
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Simulate(args) => simulate::run(args).await,
+        }
+    })
 }

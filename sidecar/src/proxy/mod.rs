@@ -1,1 +1,98 @@
-//! proxy (being written).
+//! The gateway's HTTP data path.
+//!
+//! - [`inbound`]: which OpenAI / Azure call a request is.
+//! - [`upstream`]: target URL, headers and the pooled client for a chosen backend.
+//! - `handler`: one request end to end — read, inspect, route, attempt, respond, record.
+//! - `body`: the response body that streams through while learning usage, and keeps
+//!   draining (bounded) when the client goes away.
+//! - [`server`]: accept loop with graceful shutdown; [`admin`]: health, config and usage.
+//!
+//! Configuration is read through an [`ArcSwap`]: one atomic load per request, no lock, and a
+//! new snapshot is swapped in without dropping in-flight requests.
+
+pub mod admin;
+mod body;
+mod handler;
+pub mod inbound;
+pub mod server;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use spillway_crds::Snapshot;
+use tokio::sync::watch;
+
+use crate::routing::Routes;
+use crate::usage::UsageSink;
+
+pub use body::ProxyBody;
+
+/// A configuration as applied: the snapshot and the routing state built from it.
+#[derive(Debug)]
+pub struct Applied {
+    /// The snapshot.
+    pub snapshot: Arc<Snapshot>,
+    /// Routing state (breakers carried over from the previous one).
+    pub routes: Routes,
+}
+
+/// State shared by every request.
+#[derive(Debug)]
+pub struct Shared {
+    applied: ArcSwap<Option<Applied>>,
+    client: upstream::HttpClient,
+    usage: UsageSink,
+}
+
+/// The gateway: cheap to clone, shared by the server, the admin endpoints and the
+/// configuration follower.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// A gateway with no configuration yet (it answers 503 until one is applied).
+    pub fn new(usage: UsageSink) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                applied: ArcSwap::from_pointee(None),
+                client: upstream::client(),
+                usage,
+            }),
+        }
+    }
+
+    /// Applies `snapshot` atomically; breaker state of unchanged backends is kept.
+    pub fn apply(&self, snapshot: Arc<Snapshot>) {
+        let previous = self.shared.applied.load();
+        let routes = Routes::build(&snapshot, previous.as_ref().as_ref().map(|a| &a.routes));
+        self.shared
+            .applied
+            .store(Arc::new(Some(Applied { snapshot, routes })));
+    }
+
+    /// The applied configuration, if any.
+    pub fn applied(&self) -> Arc<Option<Applied>> {
+        self.shared.applied.load_full()
+    }
+
+    /// The usage sink every request reports into.
+    pub fn usage(&self) -> &UsageSink {
+        &self.shared.usage
+    }
+
+    /// Applies the current and every later snapshot of `rx` until the sender is gone.
+    pub async fn follow(self, mut rx: watch::Receiver<Arc<Snapshot>>) {
+        loop {
+            let snapshot = rx.borrow_and_update().clone();
+            let version = snapshot.version;
+            self.apply(snapshot);
+            tracing::info!(version, "configuration applied");
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

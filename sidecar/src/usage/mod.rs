@@ -12,6 +12,7 @@ pub mod json;
 pub mod record;
 pub mod sse;
 pub mod tokenizer;
+pub mod totals;
 
 pub use record::{UsageRecord, UsageSink};
 

@@ -1,0 +1,329 @@
+//! The response body the client reads.
+//!
+//! Upstream frames pass straight through as they arrive (no buffering; an SSE event is
+//! flushed the moment its bytes arrive) while the usage is learned on the side: from the SSE
+//! stream's usage chunk (hidden from clients that did not ask for it), from the JSON body, or
+//! — when the backend reports none — with the model's tokenizer. If the client goes away
+//! before the end, the rest of the upstream body is drained in the background, bounded by
+//! time and bytes, to learn the real usage. Exactly one usage record is sent per response.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::handler::Call;
+use crate::usage::sse::{ScanOptions, StreamScanner};
+use crate::usage::{Usage, UsageSink, json, tokenizer};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How the body is accounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// An error or other response: passed through, no usage.
+    Passthrough,
+    /// A successful JSON response: usage from the body.
+    Json,
+    /// A successful stream: usage from the events; hide the injected usage chunk.
+    Sse { strip_usage: bool },
+}
+
+/// What is needed to write the usage record at the end.
+#[derive(Debug)]
+pub(crate) struct Finish {
+    pub call: Call,
+    pub status: u16,
+    pub request_body: Bytes,
+    pub sink: UsageSink,
+    pub drain_timeout: Duration,
+    pub drain_max_bytes: u64,
+}
+
+/// Largest JSON response kept whole for usage parsing; beyond it only the tail is searched.
+const JSON_KEEP: usize = 8 * 1024 * 1024;
+
+/// The body of every gateway response.
+#[derive(Debug)]
+pub struct ProxyBody(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Full(Option<Bytes>),
+    Accounted(Box<Accounted>),
+}
+
+impl ProxyBody {
+    /// A body the gateway produced itself.
+    pub fn full(bytes: Bytes) -> Self {
+        Self(Inner::Full(Some(bytes)))
+    }
+
+    pub(crate) fn accounted(upstream: Incoming, kind: BodyKind, finish: Finish) -> Self {
+        let scanner = match kind {
+            BodyKind::Sse { strip_usage } => Some(StreamScanner::new(ScanOptions {
+                strip_injected_usage: strip_usage,
+            })),
+            _ => None,
+        };
+        Self(Inner::Accounted(Box::new(Accounted {
+            upstream: Some(upstream),
+            kind,
+            scanner,
+            json: Vec::new(),
+            json_len: 0,
+            pending: VecDeque::new(),
+            out: Vec::new(),
+            first_byte: None,
+            finish: Some(finish),
+            upstream_error: false,
+        })))
+    }
+}
+
+#[derive(Debug)]
+struct Accounted {
+    upstream: Option<Incoming>,
+    kind: BodyKind,
+    scanner: Option<StreamScanner>,
+    json: Vec<Bytes>,
+    json_len: usize,
+    pending: VecDeque<Bytes>,
+    out: Vec<Bytes>,
+    first_byte: Option<Instant>,
+    finish: Option<Finish>,
+    upstream_error: bool,
+}
+
+impl Accounted {
+    /// Takes one upstream chunk: scan it and queue what the client should see.
+    fn take(&mut self, chunk: Bytes) {
+        match (&mut self.scanner, self.kind) {
+            (Some(scanner), _) => {
+                scanner.feed(chunk, &mut self.out);
+                self.pending.extend(self.out.drain(..));
+            }
+            (None, BodyKind::Json) => {
+                self.keep_json(chunk.clone());
+                self.pending.push_back(chunk);
+            }
+            (None, _) => self.pending.push_back(chunk),
+        }
+    }
+
+    fn keep_json(&mut self, chunk: Bytes) {
+        self.json_len += chunk.len();
+        self.json.push(chunk);
+        // Past the limit keep only enough of the tail to find the usage object.
+        while self.json_len > JSON_KEEP && self.json.len() > 1 {
+            let first = self.json.remove(0);
+            self.json_len -= first.len();
+        }
+    }
+
+    /// End of upstream body: flush the scanner and send the record.
+    fn end(&mut self, client_disconnected: bool) {
+        if let Some(scanner) = &mut self.scanner {
+            let summary = scanner.finish(&mut self.out);
+            self.pending.extend(self.out.drain(..));
+            if let Some(finish) = self.finish.take() {
+                let estimate = summary.usage.is_none().then_some(summary.text);
+                finish.send(
+                    summary.usage,
+                    estimate,
+                    summary.model,
+                    self.first_byte,
+                    client_disconnected,
+                );
+            }
+            return;
+        }
+        let Some(finish) = self.finish.take() else {
+            return;
+        };
+        if self.kind != BodyKind::Json || self.upstream_error {
+            finish.send(
+                Some(Usage::default()),
+                None,
+                None,
+                self.first_byte,
+                client_disconnected,
+            );
+            return;
+        }
+        let body: Vec<u8> = self.json.concat();
+        let parsed = json::response_usage(&body);
+        let model = parsed.as_ref().and_then(|p| p.model.clone());
+        match parsed.and_then(|p| p.usage) {
+            Some(usage) => finish.send(Some(usage), None, model, None, client_disconnected),
+            None => {
+                let text = json::completion_text(&body);
+                finish.send(None, Some(text), model, None, client_disconnected);
+            }
+        }
+    }
+}
+
+impl Finish {
+    /// Sends the record; counts with the tokenizer (off the async threads) when `usage` is
+    /// unknown, using the generated `estimate_text`.
+    fn send(
+        self,
+        usage: Option<Usage>,
+        estimate_text: Option<String>,
+        response_model: Option<String>,
+        first_byte: Option<Instant>,
+        client_disconnected: bool,
+    ) {
+        let mut record = self
+            .call
+            .record(self.status, usage.unwrap_or_default(), usage.is_none());
+        record.response_model = response_model;
+        record.client_disconnected = client_disconnected;
+        record.time_to_first_token =
+            first_byte.map(|t| t.saturating_duration_since(self.call.started));
+        let Some(text) = estimate_text.filter(|_| usage.is_none()) else {
+            self.sink.send(record);
+            return;
+        };
+        let body = self.request_body;
+        let sink = self.sink;
+        tokio::task::spawn_blocking(move || {
+            let model = record.model.clone();
+            let prompt = record
+                .operation
+                .zip(serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .map_or(0, |(op, value)| tokenizer::count_prompt(&model, op, &value));
+            record.usage = Usage {
+                prompt_tokens: prompt,
+                completion_tokens: tokenizer::count_text(&model, &text),
+            };
+            sink.send(record);
+        });
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().0 {
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Accounted(inner) => inner.poll_next(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::Accounted(inner) => inner.upstream.is_none() && inner.pending.is_empty(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Accounted(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl Accounted {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(chunk) = self.pending.pop_front() {
+                self.first_byte.get_or_insert_with(Instant::now);
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            let Some(upstream) = self.upstream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(Pin::new(upstream).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(chunk) => self.take(chunk),
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Some(Err(error)) => {
+                    self.upstream = None;
+                    self.upstream_error = true;
+                    self.end(false);
+                    self.pending.clear();
+                    return Poll::Ready(Some(Err(Box::new(error))));
+                }
+                None => {
+                    self.upstream = None;
+                    self.end(false);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Accounted {
+    fn drop(&mut self) {
+        if self.finish.is_none() {
+            return;
+        }
+        // The client went away before the end: keep reading upstream in the background,
+        // bounded, to learn the real usage.
+        let Some(upstream) = self.upstream.take() else {
+            self.end(true);
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.end(true);
+            return;
+        };
+        let mut rest = Accounted {
+            upstream: None,
+            kind: self.kind,
+            scanner: self.scanner.take(),
+            json: std::mem::take(&mut self.json),
+            json_len: self.json_len,
+            pending: VecDeque::new(),
+            out: Vec::new(),
+            first_byte: self.first_byte,
+            finish: self.finish.take(),
+            upstream_error: false,
+        };
+        handle.spawn(async move { rest.drain(upstream).await });
+    }
+}
+
+impl Accounted {
+    async fn drain(&mut self, mut upstream: Incoming) {
+        use http_body_util::BodyExt;
+        let Some(finish) = &self.finish else { return };
+        let deadline = tokio::time::Instant::now() + finish.drain_timeout;
+        let mut budget = finish.drain_max_bytes;
+        loop {
+            match tokio::time::timeout_at(deadline, upstream.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(chunk) = frame.into_data() {
+                        budget = budget.saturating_sub(chunk.len() as u64);
+                        self.take(chunk);
+                        self.pending.clear();
+                        if budget == 0 {
+                            break;
+                        }
+                    }
+                }
+                Ok(Some(Err(_))) => {
+                    self.upstream_error = true;
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.end(true);
+    }
+}

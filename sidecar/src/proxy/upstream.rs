@@ -1,0 +1,192 @@
+//! Outbound requests: where a call goes at the chosen backend and with which headers.
+//!
+//! Pure functions decide the target URL, whether the body's `model` must change and whether
+//! to ask the backend for stream usage; [`client`] builds the pooled HTTP(S) client. The
+//! client's own credential and hop-by-hop headers never reach a backend.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use spillway_crds::snapshot::{BackendConfig, BackendType, StreamUsage};
+
+use super::inbound::{Flavor, InboundRoute};
+use crate::usage::Operation;
+
+/// The pooled client used for every backend.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// `api-version` sent to an Azure backend when neither the client nor the backend gives one.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+/// The first Azure api-version that accepts `stream_options`.
+const AZURE_STREAM_OPTIONS_SINCE: &str = "2024-09-01";
+
+/// Builds the shared upstream client (HTTP/1.1, TLS with the webpki roots, keep-alive pool).
+pub fn client() -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(512)
+        .build(https)
+}
+
+/// Where and how one attempt is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// Full URL of the call at the backend.
+    pub url: String,
+    /// A `model` to write into the body, when the backend needs another one than the body has.
+    pub set_model: Option<&'a str>,
+    /// Whether to inject `stream_options.include_usage`.
+    pub ask_usage: bool,
+}
+
+/// What the proxy learned about the request that the target depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct CallShape<'a> {
+    /// The inbound route.
+    pub route: InboundRoute<'a>,
+    /// The deployment/model name the client asked for.
+    pub requested: &'a str,
+    /// The body's `model`, if any.
+    pub body_model: Option<&'a str>,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// The client's `stream_options.include_usage`.
+    pub client_include_usage: Option<bool>,
+}
+
+/// Decides the URL, body model and usage injection for `backend`.
+pub fn target<'a>(backend: &'a BackendConfig, call: &CallShape<'a>) -> Target<'a> {
+    let upstream = backend.upstream_model(call.requested);
+    let op = call.route.operation.path();
+    let base = backend.base_url.as_str();
+    let (url, classic_azure) = match backend.kind {
+        BackendType::AzureOpenAI
+            if call.route.flavor == Flavor::AzureDeployments || backend.api_version.is_some() =>
+        {
+            let version = backend
+                .api_version
+                .as_deref()
+                .or(call.route.api_version)
+                .unwrap_or(DEFAULT_AZURE_API_VERSION);
+            (
+                format!("{base}/openai/deployments/{upstream}/{op}?api-version={version}"),
+                Some(version),
+            )
+        }
+        BackendType::AzureOpenAI => (format!("{base}/openai/v1/{op}"), None),
+        BackendType::OpenAI => (format!("{base}/{op}"), None),
+    };
+    let set_model = match classic_azure {
+        Some(_) => None,
+        None if call.body_model != Some(upstream) => Some(upstream),
+        None => None,
+    };
+    let supports = match backend.stream_usage {
+        StreamUsage::Always => true,
+        StreamUsage::Never => false,
+        StreamUsage::Auto => classic_azure.is_none_or(version_supports_stream_options),
+    };
+    let streams_text = matches!(
+        call.route.operation,
+        Operation::ChatCompletions | Operation::Completions
+    );
+    Target {
+        url,
+        set_model,
+        ask_usage: call.stream
+            && streams_text
+            && call.client_include_usage != Some(true)
+            && supports,
+    }
+}
+
+fn version_supports_stream_options(version: &str) -> bool {
+    version
+        .get(..10)
+        .is_some_and(|date| date >= AZURE_STREAM_OPTIONS_SINCE)
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Headers for the backend: the client's, minus hop-by-hop, host, length, encoding
+/// negotiation (the gateway must read usage), credentials and the trusted identity header;
+/// plus the backend's credential, the request id and the trace context.
+pub fn request_headers(
+    client: &HeaderMap,
+    backend: &BackendConfig,
+    strip: Option<&str>,
+    request_id: &HeaderValue,
+    traceparent: &HeaderValue,
+) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(client.len() + 3);
+    for (name, value) in client {
+        let drop = HOP_BY_HOP.contains(name)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::ACCEPT_ENCODING
+            || name == header::UPGRADE
+            || name == header::AUTHORIZATION
+            || name == header::COOKIE
+            || name.as_str() == "api-key"
+            || name.as_str().starts_with("x-spillway-")
+            || strip.is_some_and(|s| name.as_str() == s);
+        if !drop {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(key) = &backend.api_key {
+        let secret = key.expose();
+        let (name, value) = match backend.kind {
+            BackendType::AzureOpenAI => (
+                HeaderName::from_static("api-key"),
+                HeaderValue::from_str(secret),
+            ),
+            BackendType::OpenAI => (
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {secret}")),
+            ),
+        };
+        if let Ok(mut value) = value {
+            value.set_sensitive(true);
+            out.insert(name, value);
+        }
+    }
+    out.insert(HeaderName::from_static("x-request-id"), request_id.clone());
+    out.insert(HeaderName::from_static("traceparent"), traceparent.clone());
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out
+}
+
+/// Whether a response header is passed back to the client.
+pub fn passes_back(name: &HeaderName) -> bool {
+    !HOP_BY_HOP.contains(name) && name != header::UPGRADE
+}
+
+#[cfg(test)]
+mod tests;

@@ -31,7 +31,7 @@ async fn spills_over_within_one_request_then_recloses_after_half_open() {
     )
     .await;
 
-    let tripped_at = Instant::now();
+    let before_trip = Instant::now();
     let first = gw.chat("spill-1", chat_body("gpt-4o", false)).await;
     assert_eq!(
         first.status,
@@ -41,8 +41,9 @@ async fn spills_over_within_one_request_then_recloses_after_half_open() {
     );
     assert_eq!(first.header("x-spillway-backend"), "paygo");
     assert_eq!(first.header("x-spillway-attempts"), "2");
+    let after_trip = Instant::now();
     let ptu = sim.entries("ptu").await;
-    assert_eq!(ptu.len(), 1);
+    assert_eq!(ptu.len(), 1, "{ptu:#?}");
     assert_eq!(
         (ptu[0]["requestId"].as_str(), ptu[0]["status"].as_u64()),
         (Some("spill-1"), Some(429))
@@ -58,12 +59,12 @@ async fn spills_over_within_one_request_then_recloses_after_half_open() {
         ("paygo", "1")
     );
     assert!(
-        tripped_at.elapsed() < Duration::from_millis(1500),
+        before_trip.elapsed() < Duration::from_millis(1500),
         "the test machine was too slow to observe the open state"
     );
 
     // After the retry-after, one probe goes to ptu (half-open); it succeeds and closes.
-    tokio::time::sleep(Duration::from_millis(1600).saturating_sub(tripped_at.elapsed())).await;
+    tokio::time::sleep(Duration::from_millis(1600).saturating_sub(after_trip.elapsed())).await;
     let probe = gw.chat("spill-3", chat_body("gpt-4o", false)).await;
     assert_eq!(
         (probe.status.as_u16(), probe.header("x-spillway-backend")),

@@ -148,14 +148,39 @@ async fn client_credentials_stay_at_the_gateway_and_trace_context_passes() {
     );
     assert_eq!(entry["traceparent"], traceparent);
 
-    // Without a traceparent the gateway starts a trace.
-    gw.chat("cred-2", chat_body("gpt-4o", false)).await;
-    let started = sim.entry("cred-2").await["traceparent"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(started.len(), 55);
-    assert!(started.starts_with("00-") && started.ends_with("-01"));
+    // Without a traceparent or request id the gateway starts a trace and names the request;
+    // the backend, the client and the usage record see the same id, also across retries.
+    sim.set_faults("east", json!({"mode": "status", "status": 500, "count": 1}))
+        .await;
+    let reply = http(
+        Method::POST,
+        &format!("{}/v1/chat/completions", gw.url),
+        &[],
+        chat_body("gpt-4o", false).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.header("x-spillway-attempts")),
+        (200, "2")
+    );
+    let id = reply.header("x-request-id").to_owned();
+    assert_eq!(id.len(), 32, "a generated id: {id}");
+    let attempts: Vec<_> = sim
+        .entries("east")
+        .await
+        .into_iter()
+        .filter(|e| e["requestId"] == id.as_str())
+        .collect();
+    assert_eq!(attempts.len(), 2, "both attempts carry the request's id");
+    let trace = attempts[0]["traceparent"].as_str().unwrap().to_owned();
+    assert_eq!(trace.len(), 55);
+    assert!(trace.starts_with("00-") && trace.ends_with("-01"));
+    assert_eq!(
+        attempts[1]["traceparent"],
+        trace.as_str(),
+        "one trace per client request"
+    );
+    assert_eq!(gw.record(&id).await["attempts"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,10 +35,9 @@ fn without_injected_usage(raw: &str) -> String {
     let mut out = String::new();
     for event in raw.split_inclusive("\n\n") {
         let data = event.trim_end().strip_prefix("data: ").unwrap_or("");
-        if let Ok(chunk) = serde_json::from_str::<Value>(data) {
-            if chunk["choices"] == json!([]) && chunk["usage"].is_object() {
-                continue;
-            }
+        let chunk = serde_json::from_str::<Value>(data).unwrap_or_default();
+        if chunk["choices"] == json!([]) && chunk["usage"].is_object() {
+            continue;
         }
         out.push_str(
             &event

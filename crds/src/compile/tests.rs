@@ -234,7 +234,8 @@ fn breaker_rules_compile_and_are_shared_by_backends_without_their_own() {
 
 #[test]
 fn breaker_rule_problems() {
-    let cases: Vec<(Box<dyn FnOnce(&mut BreakerRule)>, &str, &str)> = vec![
+    type Edit = Box<dyn FnOnce(&mut BreakerRule)>;
+    let cases: Vec<(Edit, &str, &str)> = vec![
         (
             Box::new(|r| r.failure_condition.percentage = Some(50)),
             "spec.circuitBreaker.rules[0].failureCondition",

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use spillway_crds::snapshot::{BackendConfig, PoolConfig};
+use spillway_crds::snapshot::BackendConfig;
 
 use super::body::{BodyKind, Finish, ProxyBody};
 use super::inbound::{self, InboundRoute};
@@ -98,10 +98,13 @@ async fn serve(
         return Err(ProxyError::NotReady);
     };
     let gateway = &applied.snapshot.gateway;
-    if let Some(header) = &gateway.trusted_app_header {
-        if let Some(app) = parts.headers.get(header).and_then(|v| v.to_str().ok()) {
-            call.app_id = app.to_owned();
-        }
+    if let Some(app) = gateway
+        .trusted_app_header
+        .as_ref()
+        .and_then(|header| parts.headers.get(header))
+        .and_then(|v| v.to_str().ok())
+    {
+        call.app_id = app.to_owned();
     }
     let body = read_body(&parts.headers, body, gateway.max_request_body_bytes).await?;
     let info = request::inspect(&body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
@@ -127,6 +130,7 @@ async fn serve(
         body: &body,
         info: &info,
         requested: &requested,
+        traceparent: traceparent(&parts.headers),
     };
     attempt.run(pool, call).await
 }
@@ -160,12 +164,21 @@ struct Attempt<'a> {
     body: &'a Bytes,
     info: &'a RequestInfo,
     requested: &'a str,
+    traceparent: HeaderValue,
 }
 
 /// How one attempt ended, before the retry decision.
 enum Sent {
-    Response(Response<Incoming>),
+    /// The backend answered; `asked_usage` says whether the gateway injected
+    /// `stream_options.include_usage`.
+    Response {
+        response: Response<Incoming>,
+        asked_usage: bool,
+    },
+    /// No response: the outcome for the breaker and the error for the client.
     Failed(Outcome, ProxyError),
+    /// The request could not be prepared for this backend; not the backend's fault.
+    Refused(ProxyError),
 }
 
 impl Attempt<'_> {
@@ -179,12 +192,8 @@ impl Attempt<'_> {
         let mut tried: Vec<usize> = Vec::with_capacity(2);
         let mut rng = fastrand::Rng::new();
         let mut last_error = None;
-        while call.attempts < retry.max_attempts {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let (index, backend, mut attempt) = match pool.pick(now, &tried, &mut rng) {
+        while call.attempts < retry.max_attempts && Instant::now() < deadline {
+            let (index, backend, mut attempt) = match pool.pick(Instant::now(), &tried, &mut rng) {
                 Pick::Backend {
                     index,
                     backend,
@@ -201,8 +210,11 @@ impl Attempt<'_> {
             tried.push(index);
             call.backend = Some(backend.name.clone());
             let is_last = call.attempts >= retry.max_attempts;
-            match self.send(backend, deadline).await {
-                Sent::Response(response) => {
+            match self.send(backend, &call.request_id, deadline).await {
+                Sent::Response {
+                    response,
+                    asked_usage,
+                } => {
                     let status = response.status().as_u16();
                     let outcome = if response.status().is_success() {
                         Outcome::Success
@@ -215,7 +227,7 @@ impl Attempt<'_> {
                         discard(response);
                         continue;
                     }
-                    return Ok(self.respond(response, backend, pool.config(), call));
+                    return Ok(self.respond(response, asked_usage, call));
                 }
                 Sent::Failed(outcome, error) => {
                     log_transition(attempt.record(Instant::now(), &outcome), backend);
@@ -229,51 +241,50 @@ impl Attempt<'_> {
                         break;
                     }
                 }
+                Sent::Refused(error) => return Err(error),
             }
         }
         Err(last_error.unwrap_or(ProxyError::UpstreamTimeout))
     }
 
-    async fn send(&self, backend: &BackendConfig, deadline: Instant) -> Sent {
-        let shape = CallShape {
-            route: self.route,
-            requested: self.requested,
-            body_model: self.info.model.as_deref(),
-            stream: self.info.stream,
-            client_include_usage: self.info.include_usage,
-        };
-        let target = upstream::target(backend, &shape);
+    async fn send(
+        &self,
+        backend: &BackendConfig,
+        request_id: &HeaderValue,
+        deadline: Instant,
+    ) -> Sent {
+        let target = upstream::target(backend, &self.shape());
         let edits = Edits {
             model: target.set_model,
             include_usage: target.ask_usage,
         };
         let body = match request::rewrite(self.body, self.info, &edits) {
             Ok(body) => body,
-            Err(e) => {
-                return Sent::Failed(Outcome::Success, ProxyError::InvalidBody(e.to_string()));
-            }
+            Err(e) => return Sent::Refused(ProxyError::InvalidBody(e.to_string())),
         };
         let strip = self.applied.snapshot.gateway.trusted_app_header.as_deref();
-        let traceparent = traceparent(self.headers);
         let mut builder = Request::post(&target.url);
         if let Some(headers) = builder.headers_mut() {
             *headers = upstream::request_headers(
                 self.headers,
                 backend,
                 strip,
-                &self.request_id(),
-                &traceparent,
+                request_id,
+                &self.traceparent,
             );
         }
         let Ok(request) = builder.body(Full::new(body)) else {
-            return Sent::Failed(
-                Outcome::ConnectionFailure,
-                ProxyError::UpstreamUnreachable(format!("invalid backend URL {}", target.url)),
-            );
+            return Sent::Refused(ProxyError::UpstreamUnreachable(format!(
+                "backend {} has an invalid URL {}",
+                backend.name, target.url
+            )));
         };
         let until = deadline.min(Instant::now() + Duration::from_millis(backend.timeout_ms));
         match tokio::time::timeout_at(until.into(), self.shared.client.request(request)).await {
-            Ok(Ok(response)) => Sent::Response(response),
+            Ok(Ok(response)) => Sent::Response {
+                response,
+                asked_usage: target.ask_usage,
+            },
             Ok(Err(e)) => Sent::Failed(
                 Outcome::ConnectionFailure,
                 ProxyError::UpstreamUnreachable(format!("{}: {}", backend.name, error_chain(&e))),
@@ -282,43 +293,35 @@ impl Attempt<'_> {
         }
     }
 
-    fn request_id(&self) -> HeaderValue {
-        request_id(self.headers)
-    }
-
     fn respond(
         &self,
         response: Response<Incoming>,
-        backend: &BackendConfig,
-        pool: &PoolConfig,
+        asked_usage: bool,
         call: &Call,
     ) -> Response<ProxyBody> {
         let (mut parts, upstream_body) = response.into_parts();
-        let strip_usage = self.info.stream
-            && self.info.include_usage != Some(true)
-            && upstream::target(backend, &self.shape()).ask_usage;
         let kind = if !parts.status.is_success() {
             BodyKind::Passthrough
         } else if self.info.stream {
-            BodyKind::Sse { strip_usage }
+            BodyKind::Sse {
+                strip_usage: asked_usage,
+            }
         } else {
             BodyKind::Json
         };
-        if matches!(kind, BodyKind::Sse { strip_usage: true }) {
+        if asked_usage {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
-        parts.headers.retain_passing_back();
+        retain_passing_back(&mut parts.headers);
+        let gateway = &self.applied.snapshot.gateway;
         let finish = Finish {
             call: call.clone(),
             status: parts.status.as_u16(),
             request_body: self.body.clone(),
             sink: self.shared.usage.clone(),
-            drain_timeout: Duration::from_millis(
-                self.applied.snapshot.gateway.stream_drain_timeout_ms,
-            ),
-            drain_max_bytes: self.applied.snapshot.gateway.stream_drain_max_bytes,
+            drain_timeout: Duration::from_millis(gateway.stream_drain_timeout_ms),
+            drain_max_bytes: gateway.stream_drain_max_bytes,
         };
-        let _ = pool;
         let body = ProxyBody::accounted(upstream_body, kind, finish);
         with_common_headers(Response::from_parts(parts, body), call)
     }
@@ -334,20 +337,14 @@ impl Attempt<'_> {
     }
 }
 
-trait RetainPassingBack {
-    fn retain_passing_back(&mut self);
-}
-
-impl RetainPassingBack for HeaderMap {
-    fn retain_passing_back(&mut self) {
-        let drop: Vec<_> = self
-            .keys()
-            .filter(|n| !upstream::passes_back(n))
-            .cloned()
-            .collect();
-        for name in drop {
-            self.remove(name);
-        }
+fn retain_passing_back(headers: &mut HeaderMap) {
+    let dropped: Vec<_> = headers
+        .keys()
+        .filter(|n| !upstream::passes_back(n))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
     }
 }
 
@@ -368,10 +365,12 @@ fn discard(response: Response<Incoming>) {
 fn with_common_headers(mut response: Response<ProxyBody>, call: &Call) -> Response<ProxyBody> {
     let headers = response.headers_mut();
     headers.insert("x-request-id", call.request_id.clone());
-    if let Some(backend) = &call.backend {
-        if let Ok(value) = HeaderValue::from_str(backend) {
-            headers.insert("x-spillway-backend", value);
-        }
+    if let Some(value) = call
+        .backend
+        .as_deref()
+        .and_then(|b| HeaderValue::from_str(b).ok())
+    {
+        headers.insert("x-spillway-backend", value);
     }
     headers.insert("x-spillway-attempts", HeaderValue::from(call.attempts));
     if response.status() == StatusCode::OK && call.attempts > 1 {

@@ -64,6 +64,9 @@ pub enum ProxyError {
     /// Every attempt timed out.
     #[error("the backend did not answer in time")]
     UpstreamTimeout,
+    /// A bug in the gateway; logged with details.
+    #[error("the gateway failed to handle the request; see its logs")]
+    Internal,
 }
 
 impl ProxyError {
@@ -79,6 +82,7 @@ impl ProxyError {
             Self::NotReady | Self::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -96,6 +100,7 @@ impl ProxyError {
             Self::NoBackendAvailable { .. } => "no_backend_available",
             Self::UpstreamUnreachable(_) => "backend_unreachable",
             Self::UpstreamTimeout => "backend_timeout",
+            Self::Internal => "internal_error",
         }
     }
 

@@ -168,6 +168,36 @@ async fn client_disconnect_mid_stream_still_learns_the_real_usage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_gone_before_the_response_starts_is_still_recorded() {
+    let (sim, gw) = stack("backends:\n  - name: east\n").await;
+    sim.set_faults(
+        "east",
+        json!({"mode": "slowFirstByte", "delayMs": 600, "count": 1}),
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let call = open(
+        &url,
+        &[("x-request-id", "early-1")],
+        chat_body("gpt-4o", false),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(150), call)
+            .await
+            .is_err(),
+        "the client gives up first"
+    );
+    let record = gw.record("early-1").await;
+    let entry = sim.entry("early-1").await;
+    assert_eq!(
+        entry["status"], 200,
+        "the backend served and billed the call"
+    );
+    assert_eq!(record["client_disconnected"], true);
+    assert_eq!(record["usage"], usage_of(&entry));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_mid_stream_ends_the_client_stream_with_an_error_and_counts_what_was_sent() {
     let (sim, gw) = stack("backends:\n  - name: east\n").await;
     sim.set_faults(

@@ -12,7 +12,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use super::{Gateway, handler};
+use super::{Gateway, ProxyBody, handler};
+use crate::error::ProxyError;
 
 impl Gateway {
     /// Serves the data path on `listener` until `shutdown` resolves, then waits up to `grace`
@@ -43,8 +44,16 @@ impl Gateway {
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handler::handle(shared, req).await) }
+                // Each request runs in its own task: a client that goes away before the
+                // response starts does not cancel the call the backend is already billing
+                // for, and its usage is still recorded (the unread body drains on drop).
+                let task = tokio::spawn(handler::handle(shared.clone(), req));
+                async move {
+                    Ok::<_, Infallible>(task.await.unwrap_or_else(|error| {
+                        tracing::error!(%error, "request handler failed");
+                        ProxyError::Internal.to_response().map(ProxyBody::full)
+                    }))
+                }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let conn = graceful.watch(conn.into_owned());

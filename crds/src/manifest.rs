@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::API_VERSION;
-use crate::compile::{CompileInput, KIND_GATEWAY, KIND_POOL, Object};
+use crate::compile::{CompileInput, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, Object};
 
 /// The objects of a manifest file.
 #[derive(Clone, Debug, Default)]
@@ -88,7 +88,7 @@ fn read_document(value: &Value, out: &mut Manifests) -> Result<(), String> {
     };
     let name = field("name").unwrap_or_default();
     let namespace = field("namespace").unwrap_or_else(|| "default".to_owned());
-    if kind != KIND_POOL && kind != KIND_GATEWAY {
+    if ![KIND_POOL, KIND_GATEWAY, KIND_QUOTA].contains(&kind) {
         out.skipped.push(format!("{kind} {namespace}/{name}"));
         return Ok(());
     }
@@ -111,6 +111,13 @@ fn read_document(value: &Value, out: &mut Manifests) -> Result<(), String> {
     let creation_timestamp = field("creationTimestamp");
     if kind == KIND_POOL {
         out.input.pools.push(Object {
+            namespace,
+            name,
+            creation_timestamp,
+            spec: strict(spec).map_err(|e| format!("{label}: {e}"))?,
+        });
+    } else if kind == KIND_QUOTA {
+        out.input.quotas.push(Object {
             namespace,
             name,
             creation_timestamp,

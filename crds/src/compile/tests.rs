@@ -1,33 +1,9 @@
 //! Every problem case of `compile()`, each checked for its reason, field and message.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::manifest;
 
-struct Secrets(BTreeMap<&'static str, &'static str>);
-
-impl SecretResolver for Secrets {
-    fn resolve(&self, namespace: &str, source: &SecretSource) -> Result<String, String> {
-        let key = source
-            .env
-            .as_deref()
-            .or(source.secret_ref.as_ref().map(|r| r.name.as_str()))
-            .unwrap_or("");
-        self.0
-            .get(key)
-            .map(|v| (*v).to_owned())
-            .ok_or_else(|| format!("Secret {namespace}/{key} not found"))
-    }
-}
-
-fn secrets() -> Secrets {
-    Secrets(BTreeMap::from([
-        ("PTU_KEY", "k-ptu"),
-        ("paygo", "k-paygo"),
-        ("EMPTY", " "),
-    ]))
-}
+use super::tests_support::secrets;
 
 const POOL: &str = r#"
 apiVersion: spillway.dev/v1alpha1
@@ -376,7 +352,7 @@ fn gateway_settings() {
     assert!(problems.is_empty(), "{problems:#?}");
     assert_eq!(snapshot.gateway.max_request_body_bytes, 4096);
     assert_eq!(
-        snapshot.gateway.trusted_app_header.as_deref(),
+        snapshot.gateway.identity.trusted_header.as_deref(),
         Some("x-app-id")
     );
     assert_eq!(snapshot.gateway.stream_drain_timeout_ms, 5_000);

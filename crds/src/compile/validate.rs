@@ -124,6 +124,17 @@ impl Checker {
             .collect()
     }
 
+    pub(crate) fn http_url(&mut self, field: &str, url: &str) {
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'))
+            && !url.contains(' ');
+        if !ok {
+            self.invalid(field, format!("`{url}` is not an http(s) URL"));
+        }
+    }
+
     pub(crate) fn base_url(&mut self, field: &str, url: &str, kind: BackendType) -> String {
         let Some((scheme, rest)) = url.split_once("://") else {
             self.invalid(

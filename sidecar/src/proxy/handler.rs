@@ -99,7 +99,8 @@ async fn serve(
     };
     let gateway = &applied.snapshot.gateway;
     if let Some(app) = gateway
-        .trusted_app_header
+        .identity
+        .trusted_header
         .as_ref()
         .and_then(|header| parts.headers.get(header))
         .and_then(|v| v.to_str().ok())
@@ -262,7 +263,13 @@ impl Attempt<'_> {
             Ok(body) => body,
             Err(e) => return Sent::Refused(ProxyError::InvalidBody(e.to_string())),
         };
-        let strip = self.applied.snapshot.gateway.trusted_app_header.as_deref();
+        let strip = self
+            .applied
+            .snapshot
+            .gateway
+            .identity
+            .trusted_header
+            .as_deref();
         let mut builder = Request::post(&target.url);
         if let Some(headers) = builder.headers_mut() {
             *headers = upstream::request_headers(

@@ -1,12 +1,11 @@
-//! `spillway.dev/v1alpha1`: the resources users write.
-//!
-//! The doc comments on fields are what `kubectl explain` prints; they are written for the
-//! platform engineer who writes the manifest. Durations are strings such as `10s` or `1m30s`.
+//! `AIBackendPool`: backends, priorities, weights, circuit breakers and retries.
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use super::{Condition, SecretSource};
 
 /// A pool of OpenAI-compatible backends that serve the same models. Calls for any of the
 /// pool's `models` are routed to the lowest `priority` group that has a backend whose circuit
@@ -130,32 +129,6 @@ pub enum StreamUsage {
     Never,
 }
 
-/// Where a secret value comes from. Exactly one field must be set. In Kubernetes use
-/// `secretRef`; a standalone gateway resolves `secretRef` from `--secrets-dir/<name>/<key>`
-/// (the layout of a mounted Secret) and also accepts `env` and `file`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretSource {
-    /// A key of a Secret in the pool's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_ref: Option<SecretKeyRef>,
-    /// Standalone only: an environment variable of the gateway process.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<String>,
-    /// Standalone only: a file whose content (trimmed) is the value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-}
-
-/// A key of a Secret in the same namespace.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
-pub struct SecretKeyRef {
-    /// Name of the Secret.
-    pub name: String,
-    /// Key inside the Secret's data.
-    pub key: String,
-}
-
 /// Circuit-breaker rules. A backend's breaker opens when any rule trips, and stays open for
 /// that rule's `tripDuration` (or the backend's `Retry-After`, when the rule accepts it).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -272,83 +245,4 @@ pub struct AiBackendPoolStatus {
     /// Sidecars running the latest snapshot, as `synced/total`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecars: Option<String>,
-}
-
-/// A status condition, following the Kubernetes conventions.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    /// `Accepted`, `ResolvedRefs` or `Ready`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// Machine-readable UpperCamelCase reason.
-    pub reason: String,
-    /// What happened and, on failure, what to fix.
-    pub message: String,
-    /// The generation this condition describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// When the status last changed (RFC 3339).
-    pub last_transition_time: String,
-}
-
-/// Gateway-wide settings for the sidecars of one scope: request limits, how apps are
-/// identified, and stream accounting bounds. At most one per scope; without one, defaults
-/// apply.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[cfg_attr(feature = "k8s", derive(kube::CustomResource))]
-#[cfg_attr(
-    feature = "k8s",
-    kube(
-        group = "spillway.dev",
-        version = "v1alpha1",
-        kind = "AIGateway",
-        root = "AiGateway",
-        plural = "aigateways",
-        shortname = "aigw",
-        category = "spillway",
-        namespaced,
-        status = "AiGatewayStatus"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-pub struct AiGatewaySpec {
-    /// Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_request_body_bytes: Option<u64>,
-    /// How apps are identified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<IdentitySpec>,
-    /// When a client disconnects mid-stream, keep reading the backend's stream this long to
-    /// learn the real token usage. Default `30s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub stream_drain_timeout: Option<String>,
-    /// ... and at most this many bytes. Default 4 MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stream_drain_max_bytes: Option<u64>,
-}
-
-/// How the gateway learns which app sent a request.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct IdentitySpec {
-    /// Trust this request header as the appId. Only for gateways behind another proxy that
-    /// authenticates callers and sets the header; anybody who can reach the gateway can set it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trusted_header: Option<String>,
-}
-
-/// Observed state of an `AIGateway`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AiGatewayStatus {
-    /// `Accepted` and `Ready`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` the conditions describe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
 }

@@ -16,11 +16,17 @@ use crate::snapshot::{
 };
 use crate::v1alpha1::{
     AiBackendPoolSpec, AiGatewaySpec, Backend, BackendType, BreakerRule, CircuitBreaker,
-    ErrorReason, RetryPolicy, SecretSource, StatusCodeRange,
+    ErrorReason, RetryPolicy, SecretSource, StatusCodeRange, TokenQuotaSpec,
 };
 
+mod gateway;
+mod quota;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_access;
+#[cfg(test)]
+mod tests_support;
 mod validate;
 
 use validate::Checker;
@@ -52,6 +58,8 @@ pub struct CompileInput {
     pub pools: Vec<Object<AiBackendPoolSpec>>,
     /// The scope's `AIGateway`, if any.
     pub gateway: Option<Object<AiGatewaySpec>>,
+    /// All `TokenQuota`s of the scope.
+    pub quotas: Vec<Object<TokenQuotaSpec>>,
 }
 
 /// Looks up secret values.
@@ -114,6 +122,7 @@ impl fmt::Display for Problem {
 
 pub(crate) const KIND_POOL: &str = "AIBackendPool";
 pub(crate) const KIND_GATEWAY: &str = "AIGateway";
+pub(crate) const KIND_QUOTA: &str = "TokenQuota";
 
 /// Compiles `input` into a snapshot (with `version` 0; the caller numbers versions) and the
 /// problems of every object that was left out.
@@ -122,9 +131,15 @@ pub fn compile(input: &CompileInput, secrets: &dyn SecretResolver) -> (Snapshot,
     let gateway = match &input.gateway {
         Some(object) => {
             let mut check = Checker::new(KIND_GATEWAY, object);
-            let config = compile_gateway(&object.spec, &mut check);
-            problems.extend(check.finish());
-            config.unwrap_or_default()
+            let config = gateway::compile_gateway(object, secrets, &mut check);
+            let found = check.finish();
+            let accepted = found.is_empty();
+            problems.extend(found);
+            if accepted {
+                config
+            } else {
+                GatewayConfig::default()
+            }
         }
         None => GatewayConfig::default(),
     };
@@ -169,45 +184,23 @@ pub fn compile(input: &CompileInput, secrets: &dyn SecretResolver) -> (Snapshot,
         }
         problems.extend(found);
     }
+    let mut quotas = Vec::new();
+    for object in &input.quotas {
+        let mut check = Checker::new(KIND_QUOTA, object);
+        let quota = quota::compile_quota(object, &mut check);
+        let found = check.finish();
+        if found.is_empty() {
+            quotas.push(quota);
+        }
+        problems.extend(found);
+    }
     let snapshot = Snapshot {
         version: 0,
         gateway,
         pools,
+        quotas,
     };
     (snapshot, problems)
-}
-
-fn compile_gateway(spec: &AiGatewaySpec, check: &mut Checker) -> Option<GatewayConfig> {
-    let defaults = GatewayConfig::default();
-    let max_body = spec
-        .max_request_body_bytes
-        .unwrap_or(defaults.max_request_body_bytes);
-    if max_body < 1024 {
-        check.invalid(
-            "spec.maxRequestBodyBytes",
-            format!("{max_body} is too small; allow at least 1024 bytes"),
-        );
-    }
-    let trusted = spec
-        .identity
-        .as_ref()
-        .and_then(|i| i.trusted_header.clone());
-    if let Some(header) = &trusted {
-        check.header_name("spec.identity.trustedHeader", header);
-    }
-    let drain = check.duration_or(
-        "spec.streamDrainTimeout",
-        spec.stream_drain_timeout.as_deref(),
-        defaults.stream_drain_timeout_ms,
-    );
-    Some(GatewayConfig {
-        max_request_body_bytes: max_body,
-        trusted_app_header: trusted.map(|h| h.to_ascii_lowercase()),
-        stream_drain_timeout_ms: drain,
-        stream_drain_max_bytes: spec
-            .stream_drain_max_bytes
-            .unwrap_or(defaults.stream_drain_max_bytes),
-    })
 }
 
 fn compile_pool(

@@ -10,7 +10,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod access;
+
 pub use crate::v1alpha1::{BackendType, StreamUsage};
+pub use access::*;
 
 /// One complete, versioned configuration.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -22,6 +25,9 @@ pub struct Snapshot {
     pub gateway: GatewayConfig,
     /// Every accepted pool.
     pub pools: Vec<PoolConfig>,
+    /// Every accepted quota.
+    #[serde(default)]
+    pub quotas: Vec<QuotaConfig>,
 }
 
 impl Snapshot {
@@ -39,8 +45,12 @@ impl Snapshot {
 pub struct GatewayConfig {
     /// Largest accepted request body.
     pub max_request_body_bytes: u64,
-    /// Header trusted as the appId, if any.
-    pub trusted_app_header: Option<String>,
+    /// How apps are identified.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Where quota counters live.
+    #[serde(default)]
+    pub rate_limiting: RateLimitingConfig,
     /// How long to keep reading a stream after the client went away.
     pub stream_drain_timeout_ms: u64,
     /// How many bytes to read at most after the client went away.
@@ -51,7 +61,8 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             max_request_body_bytes: 16 * 1024 * 1024,
-            trusted_app_header: None,
+            identity: IdentityConfig::default(),
+            rate_limiting: RateLimitingConfig::default(),
             stream_drain_timeout_ms: 30_000,
             stream_drain_max_bytes: 4 * 1024 * 1024,
         }

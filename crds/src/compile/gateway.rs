@@ -1,0 +1,261 @@
+//! Compiling an `AIGateway`: limits, identity and rate-limit placement.
+
+use std::collections::BTreeSet;
+
+use sha2::{Digest, Sha256};
+
+use super::validate::Checker;
+use super::{Object, SecretResolver};
+use crate::snapshot::{
+    ApiKeyConfig, GatewayConfig, IdentityConfig, JwtConfig, RateLimitingConfig, RedisConfig,
+};
+use crate::v1alpha1::{
+    AiGatewaySpec, ApiKeyConsumer, IdentityMethod, IdentitySpec, JwtSpec, RateLimitMode,
+    RateLimitingSpec,
+};
+
+/// Signature algorithms a JWT may use: asymmetric only, so a public key can never be
+/// abused as an HMAC secret.
+pub const JWT_ALGORITHMS: [&str; 8] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+];
+
+pub(super) fn compile_gateway(
+    object: &Object<AiGatewaySpec>,
+    secrets: &dyn SecretResolver,
+    check: &mut Checker,
+) -> GatewayConfig {
+    let spec = &object.spec;
+    let defaults = GatewayConfig::default();
+    let max_body = spec
+        .max_request_body_bytes
+        .unwrap_or(defaults.max_request_body_bytes);
+    if max_body < 1024 {
+        check.invalid(
+            "spec.maxRequestBodyBytes",
+            format!("{max_body} is too small; allow at least 1024 bytes"),
+        );
+    }
+    let drain = check.duration_or(
+        "spec.streamDrainTimeout",
+        spec.stream_drain_timeout.as_deref(),
+        defaults.stream_drain_timeout_ms,
+    );
+    let identity = spec
+        .identity
+        .as_ref()
+        .map(|identity| compile_identity(identity, &object.namespace, secrets, check))
+        .unwrap_or_default();
+    let rate_limiting = spec
+        .rate_limiting
+        .as_ref()
+        .map(|rl| compile_rate_limiting(rl, &object.namespace, secrets, check))
+        .unwrap_or_default();
+    GatewayConfig {
+        max_request_body_bytes: max_body,
+        identity,
+        rate_limiting,
+        stream_drain_timeout_ms: drain,
+        stream_drain_max_bytes: spec
+            .stream_drain_max_bytes
+            .unwrap_or(defaults.stream_drain_max_bytes),
+    }
+}
+
+fn compile_identity(
+    spec: &IdentitySpec,
+    namespace: &str,
+    secrets: &dyn SecretResolver,
+    check: &mut Checker,
+) -> IdentityConfig {
+    let jwt = spec.jwt.as_ref().map(|jwt| compile_jwt(jwt, check));
+    let api_keys = compile_api_keys(&spec.api_keys, namespace, secrets, check);
+    if let Some(header) = &spec.trusted_header {
+        check.header_name("spec.identity.trustedHeader", header);
+    }
+    let configured = |method: &IdentityMethod| match method {
+        IdentityMethod::Jwt => jwt.is_some(),
+        IdentityMethod::ApiKey => !spec.api_keys.is_empty(),
+        IdentityMethod::TrustedHeader => spec.trusted_header.is_some(),
+    };
+    let order: Vec<IdentityMethod> = if spec.order.is_empty() {
+        [
+            IdentityMethod::Jwt,
+            IdentityMethod::ApiKey,
+            IdentityMethod::TrustedHeader,
+        ]
+        .into_iter()
+        .filter(|m| configured(m))
+        .collect()
+    } else {
+        for (i, method) in spec.order.iter().enumerate() {
+            if !configured(method) {
+                check.invalid(
+                    format!("spec.identity.order[{i}]"),
+                    format!("{method:?} is listed but not configured; configure it or remove it from the order"),
+                );
+            }
+        }
+        let mut seen = BTreeSet::new();
+        spec.order
+            .iter()
+            .copied()
+            .filter(|m| seen.insert(*m as u8))
+            .collect()
+    };
+    IdentityConfig {
+        allow_anonymous: spec.allow_anonymous.unwrap_or(order.is_empty()),
+        order,
+        jwt,
+        api_keys,
+        trusted_header: spec.trusted_header.as_ref().map(|h| h.to_ascii_lowercase()),
+    }
+}
+
+fn compile_jwt(spec: &JwtSpec, check: &mut Checker) -> JwtConfig {
+    let path = "spec.identity.jwt";
+    if spec.issuers.is_empty() {
+        check.invalid(
+            format!("{path}.issuers"),
+            "list at least one issuer, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
+        );
+    }
+    for (i, issuer) in spec.issuers.iter().enumerate() {
+        check.http_url(&format!("{path}.issuers[{i}]"), issuer);
+    }
+    if spec.audiences.is_empty() {
+        check.invalid(
+            format!("{path}.audiences"),
+            "list at least one audience (the app registration's client id or api://… URI)",
+        );
+    }
+    if let Some(uri) = &spec.jwks_uri {
+        check.http_url(&format!("{path}.jwksUri"), uri);
+    }
+    let algorithms: Vec<String> = if spec.algorithms.is_empty() {
+        vec!["RS256".to_owned()]
+    } else {
+        spec.algorithms.clone()
+    };
+    for (i, alg) in algorithms.iter().enumerate() {
+        if !JWT_ALGORITHMS.contains(&alg.as_str()) {
+            check.invalid(
+                format!("{path}.algorithms[{i}]"),
+                format!(
+                    "`{alg}` is not allowed; use one of {}",
+                    JWT_ALGORITHMS.join(", ")
+                ),
+            );
+        }
+    }
+    let app_id_claims = if spec.app_id_claims.is_empty() {
+        vec!["appid".to_owned(), "azp".to_owned()]
+    } else {
+        spec.app_id_claims.clone()
+    };
+    JwtConfig {
+        issuers: spec.issuers.clone(),
+        tenants: spec.tenants.clone(),
+        audiences: spec.audiences.clone(),
+        jwks_uri: spec.jwks_uri.clone(),
+        app_id_claims,
+        algorithms,
+        leeway_ms: check.duration_or(&format!("{path}.leeway"), spec.leeway.as_deref(), 60_000),
+    }
+}
+
+fn compile_api_keys(
+    consumers: &[ApiKeyConsumer],
+    namespace: &str,
+    secrets: &dyn SecretResolver,
+    check: &mut Checker,
+) -> Vec<ApiKeyConfig> {
+    let mut seen = BTreeSet::new();
+    let mut keys = Vec::new();
+    for (i, consumer) in consumers.iter().enumerate() {
+        let path = format!("spec.identity.apiKeys[{i}]");
+        check.name_like(&format!("{path}.appId"), &consumer.app_id);
+        let sha256 = match (&consumer.key_sha256, &consumer.key) {
+            (Some(hash), None) => {
+                let hash = hash.to_ascii_lowercase();
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    check.invalid(
+                        format!("{path}.keySha256"),
+                        "must be 64 hex digits: the output of `printf %s \"$KEY\" | sha256sum`",
+                    );
+                }
+                Some(hash)
+            }
+            (None, Some(source)) => check
+                .secret(&format!("{path}.key"), namespace, source, secrets)
+                .map(|key| hex(&Sha256::digest(key.expose().as_bytes()))),
+            _ => {
+                check.invalid(path.clone(), "set exactly one of keySha256 or key");
+                None
+            }
+        };
+        if let Some(sha256) = sha256 {
+            if !seen.insert(sha256.clone()) {
+                check.invalid(path, "this key is already given to another consumer");
+                continue;
+            }
+            keys.push(ApiKeyConfig {
+                app_id: consumer.app_id.clone(),
+                sha256,
+            });
+        }
+    }
+    keys
+}
+
+fn compile_rate_limiting(
+    spec: &RateLimitingSpec,
+    namespace: &str,
+    secrets: &dyn SecretResolver,
+    check: &mut Checker,
+) -> RateLimitingConfig {
+    let path = "spec.rateLimiting.redis";
+    let redis = match (spec.mode, &spec.redis) {
+        (RateLimitMode::Local, _) => None,
+        (RateLimitMode::Redis, None) => {
+            check.invalid(path, "mode Redis needs redis.url or redis.urlFrom");
+            None
+        }
+        (RateLimitMode::Redis, Some(redis)) => {
+            let url = match (&redis.url, &redis.url_from) {
+                (Some(url), None) => Some(crate::snapshot::SecretString::new(url.clone())),
+                (None, Some(source)) => {
+                    check.secret(&format!("{path}.urlFrom"), namespace, source, secrets)
+                }
+                _ => {
+                    check.invalid(path, "set exactly one of url or urlFrom");
+                    None
+                }
+            };
+            if let Some(url) = &url {
+                if !url.expose().starts_with("redis://") && !url.expose().starts_with("rediss://") {
+                    check.invalid(path, "the URL must start with redis:// or rediss://");
+                }
+            }
+            let timeout_ms =
+                check.duration_or(&format!("{path}.timeout"), redis.timeout.as_deref(), 50);
+            url.map(|url| RedisConfig {
+                url,
+                key_prefix: redis
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| "spillway".to_owned()),
+                on_unavailable: redis.on_redis_unavailable,
+                timeout_ms,
+            })
+        }
+    };
+    RateLimitingConfig {
+        mode: spec.mode,
+        redis,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

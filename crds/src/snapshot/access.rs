@@ -1,0 +1,132 @@
+//! Who may call and how much: identity settings, rate-limit placement and quotas, compiled.
+
+use serde::{Deserialize, Serialize};
+
+use super::SecretString;
+pub use crate::v1alpha1::{IdentityMethod, QuotaPeriod, RateLimitMode, RedisUnavailablePolicy};
+
+/// How apps are identified, defaults applied.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityConfig {
+    /// Methods in the order they are tried; only configured ones.
+    pub order: Vec<IdentityMethod>,
+    /// Requests without any credential are accepted as `anonymous`.
+    pub allow_anonymous: bool,
+    /// JWT validation, if configured.
+    pub jwt: Option<JwtConfig>,
+    /// Consumer API keys, by hash.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Lower-case header trusted as the appId, if configured.
+    pub trusted_header: Option<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            order: Vec::new(),
+            allow_anonymous: true,
+            jwt: None,
+            api_keys: Vec::new(),
+            trusted_header: None,
+        }
+    }
+}
+
+/// JWT validation settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtConfig {
+    /// Accepted `iss` values; `{tenant}` stands for any of `tenants`.
+    pub issuers: Vec<String>,
+    /// Accepted `tid` values; empty accepts any.
+    pub tenants: Vec<String>,
+    /// Accepted `aud` values.
+    pub audiences: Vec<String>,
+    /// JWKS location; `None` means OIDC discovery from the first issuer.
+    pub jwks_uri: Option<String>,
+    /// Claims holding the appId, first present wins.
+    pub app_id_claims: Vec<String>,
+    /// Accepted `alg` values (asymmetric only).
+    pub algorithms: Vec<String>,
+    /// Allowed clock skew.
+    pub leeway_ms: u64,
+}
+
+/// A consumer API key: the SHA-256 of the key, never the key.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyConfig {
+    /// The app the key belongs to.
+    pub app_id: String,
+    /// Lower-case hex SHA-256 of the key.
+    pub sha256: String,
+}
+
+/// Where quota counters live, resolved.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitingConfig {
+    /// Local or Redis.
+    pub mode: RateLimitMode,
+    /// Set when `mode` is Redis.
+    pub redis: Option<RedisConfig>,
+}
+
+/// A resolved Redis connection.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL, possibly with credentials.
+    pub url: SecretString,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Behaviour while Redis is unreachable.
+    pub on_unavailable: RedisUnavailablePolicy,
+    /// Time allowed per Redis call.
+    pub timeout_ms: u64,
+}
+
+/// A compiled `TokenQuota`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaConfig {
+    /// `namespace/name`.
+    pub id: String,
+    /// `metadata.name`, named in refusals and metrics.
+    pub name: String,
+    /// The app; `None` for the default quota of apps without their own.
+    pub app_id: Option<String>,
+    /// Pool names it applies to; empty = all.
+    pub pools: Vec<String>,
+    /// Model names it applies to; empty = all.
+    pub models: Vec<String>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Calendar quotas, at most one per period.
+    pub calendar: Vec<CalendarQuotaConfig>,
+    /// Completion tokens reserved when a request sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// This sidecar's share of the limits in `Local` mode (0 < share ≤ 1); 1 standalone.
+    pub share: f64,
+}
+
+impl QuotaConfig {
+    /// Whether the quota covers a call to `pool` for `model`.
+    pub fn covers(&self, pool: &str, model: &str) -> bool {
+        (self.pools.is_empty() || self.pools.iter().any(|p| p == pool))
+            && (self.models.is_empty() || self.models.iter().any(|m| m == model))
+    }
+}
+
+/// A calendar quota.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarQuotaConfig {
+    /// The UTC period.
+    pub period: QuotaPeriod,
+    /// Tokens per period.
+    pub tokens: u64,
+}

@@ -1,0 +1,50 @@
+//! Types shared by several kinds: secret references and status conditions.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a secret value comes from. Exactly one field must be set. In Kubernetes use
+/// `secretRef`; a standalone gateway resolves `secretRef` from `--secrets-dir/<name>/<key>`
+/// (the layout of a mounted Secret) and also accepts `env` and `file`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource {
+    /// A key of a Secret in the pool's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// Standalone only: an environment variable of the gateway process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// Standalone only: a file whose content (trimmed) is the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// A key of a Secret in the same namespace.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Key inside the Secret's data.
+    pub key: String,
+}
+
+/// A status condition, following the Kubernetes conventions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Accepted`, `ResolvedRefs` or `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable UpperCamelCase reason.
+    pub reason: String,
+    /// What happened and, on failure, what to fix.
+    pub message: String,
+    /// The generation this condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+}

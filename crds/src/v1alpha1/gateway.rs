@@ -1,0 +1,204 @@
+//! `AIGateway`: settings for the sidecars of one scope — request limits, how apps are
+//! identified, how rate limits are shared, and stream accounting bounds.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, SecretSource};
+
+/// Gateway-wide settings for the sidecars of one scope: request limits, how apps are
+/// identified, and stream accounting bounds. At most one per scope; without one, defaults
+/// apply.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[cfg_attr(feature = "k8s", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "k8s",
+    kube(
+        group = "spillway.dev",
+        version = "v1alpha1",
+        kind = "AIGateway",
+        root = "AiGateway",
+        plural = "aigateways",
+        shortname = "aigw",
+        category = "spillway",
+        namespaced,
+        status = "AiGatewayStatus"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AiGatewaySpec {
+    /// Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
+    /// How apps are identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
+    /// When a client disconnects mid-stream, keep reading the backend's stream this long to
+    /// learn the real token usage. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub stream_drain_timeout: Option<String>,
+    /// ... and at most this many bytes. Default 4 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_drain_max_bytes: Option<u64>,
+    /// How `TokenQuota` limits are shared between the sidecars of this scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limiting: Option<RateLimitingSpec>,
+}
+
+/// How the gateway learns which app (appId) sent a request. Methods are tried in `order`;
+/// the first that finds a credential decides: a valid one names the app, an invalid one is
+/// refused with 401. Without any credential the request is refused with 401 unless
+/// `allowAnonymous` is set (then its appId is `anonymous`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySpec {
+    /// Order in which methods are tried. Default: `Jwt`, `ApiKey`, `TrustedHeader` (those
+    /// configured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<IdentityMethod>,
+    /// Accept requests that carry no credential, as appId `anonymous`. Default: true when no
+    /// method is configured, false otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
+    /// Entra ID / OIDC bearer tokens (`Authorization: Bearer <JWT>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSpec>,
+    /// Consumer API keys issued to apps (sent as `api-key` or `Authorization: Bearer`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKeyConsumer>,
+    /// Trust this request header as the appId. Only for gateways behind another proxy that
+    /// authenticates callers and sets the header; anybody who can reach the gateway can set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_header: Option<String>,
+}
+
+/// An identity method.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+pub enum IdentityMethod {
+    /// A validated JWT.
+    Jwt,
+    /// A consumer API key.
+    ApiKey,
+    /// The trusted header.
+    TrustedHeader,
+}
+
+/// JWT validation. Tokens are checked against the issuer's signing keys (JWKS, cached,
+/// refetched when an unknown `kid` appears), the allowed issuers or tenants, the audience,
+/// `exp`/`nbf` (with `leeway`) and the allowed algorithms.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtSpec {
+    /// Accepted `iss` values, e.g. `https://login.microsoftonline.com/<tenant>/v2.0` and
+    /// `https://sts.windows.net/<tenant>/` (v1 tokens). `{tenant}` stands for any tenant in
+    /// `tenants`.
+    pub issuers: Vec<String>,
+    /// Accepted tenants (`tid` claim). Empty: any tenant of the accepted issuers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+    /// Accepted `aud` values, e.g. `api://spillway` or the app registration's client id.
+    pub audiences: Vec<String>,
+    /// Where the signing keys are. Default: `jwks_uri` from the first issuer's
+    /// `/.well-known/openid-configuration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Claims that carry the appId, first present wins. Default `appid` (v1 tokens), `azp`
+    /// (v2 tokens).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_id_claims: Vec<String>,
+    /// Accepted signature algorithms. Default `RS256`. Only asymmetric algorithms
+    /// (`RS256/384/512`, `PS256/384/512`, `ES256/384`) are allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed for `exp` and `nbf`. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub leeway: Option<String>,
+}
+
+/// An app that authenticates with an API key. Give either the key's SHA-256 (`keySha256`,
+/// hex) or a secret holding the key itself (it is hashed before it reaches any sidecar).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyConsumer {
+    /// The appId requests with this key are accounted to.
+    pub app_id: String,
+    /// Lower-case hex SHA-256 of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
+    /// The key itself, from a Secret (or env/file in standalone mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretSource>,
+}
+
+/// Where quota counters live.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitingSpec {
+    /// `Local` (default): each sidecar enforces its share of each quota, computed by the
+    /// operator from the sidecars serving the app. `Redis`: exact shared counters.
+    #[serde(default)]
+    pub mode: RateLimitMode,
+    /// Required with `mode: Redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSpec>,
+}
+
+/// Where quota counters live.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum RateLimitMode {
+    /// In each sidecar, with operator-computed shares.
+    #[default]
+    Local,
+    /// In a shared Redis.
+    Redis,
+}
+
+/// A Redis for shared counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// `redis://host:port/db` (or `rediss://` for TLS), possibly with credentials — then
+    /// prefer `urlFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The URL from a Secret (or env/file in standalone mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_from: Option<SecretSource>,
+    /// Prefix of every key Spillway writes. Default `spillway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    /// What to do while Redis cannot be reached: `FailOpen` (admit everything), `FailClosed`
+    /// (refuse with 503) or `LocalShare` (default: enforce this sidecar's local share).
+    #[serde(default)]
+    pub on_redis_unavailable: RedisUnavailablePolicy,
+    /// Time allowed for one Redis call before it counts as unavailable. Default `50ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+}
+
+/// Behaviour while Redis is unreachable.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum RedisUnavailablePolicy {
+    /// Admit every request.
+    FailOpen,
+    /// Refuse every request that a quota applies to, with 503.
+    FailClosed,
+    /// Enforce the local share of each quota until Redis is back.
+    #[default]
+    LocalShare,
+}
+
+/// Observed state of an `AIGateway`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiGatewayStatus {
+    /// `Accepted` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

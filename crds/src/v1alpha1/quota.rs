@@ -1,0 +1,102 @@
+//! `TokenQuota`: how many tokens and requests an app (by appId) may use.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// Limits for one app, or — without `appId` — for every app that has no quota of its own
+/// (each such app gets its own budget of this size). Per-minute limits answer 429 with an
+/// exact `Retry-After`; calendar quotas answer 403 naming the quota and when it resets (UTC).
+/// Limits apply across all sidecars serving the app.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[cfg_attr(feature = "k8s", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "k8s",
+    kube(
+        group = "spillway.dev",
+        version = "v1alpha1",
+        kind = "TokenQuota",
+        root = "TokenQuota",
+        plural = "tokenquotas",
+        shortname = "tq",
+        category = "spillway",
+        namespaced,
+        status = "TokenQuotaStatus",
+        printcolumn = r#"{"name":"App","type":"string","jsonPath":".spec.appId"}"#,
+        printcolumn = r#"{"name":"TPM","type":"integer","jsonPath":".spec.tokensPerMinute"}"#,
+        printcolumn = r#"{"name":"Used","type":"integer","jsonPath":".status.tokensUsed"}"#,
+        printcolumn = r#"{"name":"Remaining","type":"integer","jsonPath":".status.tokensRemaining"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenQuotaSpec {
+    /// The app this quota is for: the `appid`/`azp` claim of its Entra ID token, or the
+    /// `appId` of its API key. Omit to make this the default quota for apps without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// Only calls to these pools (by `AIBackendPool` name) count. Default: all pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<String>,
+    /// Only calls for these model/deployment names count. Default: all models.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Prompt plus completion tokens per minute (token bucket, refilled continuously).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests per minute (token bucket, refilled continuously).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    /// Calendar quotas (UTC-aligned): at most `tokens` per hour, day, week (from Monday) or
+    /// month.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<CalendarQuota>,
+    /// Completion tokens reserved for a request that sets no `max_tokens` (the reservation is
+    /// trued up when the real usage is known). Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_max_tokens: Option<u64>,
+}
+
+/// A token budget per calendar period.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarQuota {
+    /// `Hourly`, `Daily`, `Weekly` or `Monthly`, aligned to UTC.
+    pub period: QuotaPeriod,
+    /// Prompt plus completion tokens per period.
+    pub tokens: u64,
+}
+
+/// A calendar period, aligned to UTC.
+#[derive(
+    Clone, Copy, Debug, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+pub enum QuotaPeriod {
+    /// From the top of the hour.
+    Hourly,
+    /// From 00:00 UTC.
+    Daily,
+    /// From Monday 00:00 UTC.
+    Weekly,
+    /// From the 1st, 00:00 UTC.
+    Monthly,
+}
+
+/// Observed state of a `TokenQuota`, written by the operator.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenQuotaStatus {
+    /// `Accepted` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Tokens used in the current minute, as reported by the sidecars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_used: Option<u64>,
+    /// Tokens left in the current minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_remaining: Option<u64>,
+}

@@ -232,10 +232,10 @@ fn compile_rate_limiting(
                     None
                 }
             };
-            if let Some(url) = &url {
-                if !url.expose().starts_with("redis://") && !url.expose().starts_with("rediss://") {
-                    check.invalid(path, "the URL must start with redis:// or rediss://");
-                }
+            if url.as_ref().is_some_and(|url| {
+                !url.expose().starts_with("redis://") && !url.expose().starts_with("rediss://")
+            }) {
+                check.invalid(path, "the URL must start with redis:// or rediss://");
             }
             let timeout_ms =
                 check.duration_or(&format!("{path}.timeout"), redis.timeout.as_deref(), 50);

@@ -1,9 +1,12 @@
 //! Every problem case of `compile()`, each checked for its reason, field and message.
 
+use super::tests_support::secrets;
 use super::*;
 use crate::manifest;
-
-use super::tests_support::secrets;
+use crate::snapshot::{SecretString, TripThreshold};
+use crate::v1alpha1::{
+    BreakerRule, CircuitBreaker, ErrorReason, FailureCondition, RetryPolicy, StatusCodeRange,
+};
 
 const POOL: &str = r#"
 apiVersion: spillway.dev/v1alpha1

@@ -4,9 +4,7 @@ use super::tests_support::secrets;
 use super::*;
 use crate::manifest;
 use crate::snapshot::{SecretString, TripThreshold};
-use crate::v1alpha1::{
-    BreakerRule, CircuitBreaker, ErrorReason, FailureCondition, RetryPolicy, StatusCodeRange,
-};
+use crate::v1alpha1::{BreakerRule, CircuitBreaker, ErrorReason, RetryPolicy, StatusCodeRange};
 
 const POOL: &str = r#"
 apiVersion: spillway.dev/v1alpha1

@@ -3,6 +3,7 @@
 //! machine-readable lines.
 
 use clap::{Parser, Subcommand};
+use spillway_sidecar::loadtest::{self, LoadtestArgs};
 use spillway_sidecar::run::{self, RunArgs};
 use spillway_sidecar::simulate::{self, SimulateArgs};
 
@@ -20,14 +21,22 @@ enum Command {
     Run(RunArgs),
     /// Run OpenAI / Azure OpenAI compatible backend simulators.
     Simulate(SimulateArgs),
+    /// Send bounded load to an OpenAI / Azure OpenAI endpoint and report latency, status
+    /// codes, traffic per backend and tokens.
+    Loadtest(LoadtestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The load generator owns the terminal: only warnings unless RUST_LOG says.
+    let default_filter = match cli.command {
+        Command::Loadtest(_) => "warn",
+        Command::Run(_) | Command::Simulate(_) => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -38,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
+            Command::Loadtest(args) => loadtest::run(args).await,
         }
     })
 }

@@ -106,19 +106,7 @@ pub fn text(report: &Report, endpoint: &str, stopped_by: StopReason) -> String {
         .iter()
         .map(|(name, c)| (name, format!("{} (ok {})", c.responses, c.ok)));
     let _ = writeln!(out, "  backends:   {}", join_counts(backends));
-    for (app, stats) in report.by_app.iter().filter(|(app, _)| !app.is_empty()) {
-        let _ = writeln!(
-            out,
-            "  app {app}: sent {}  ok {}  failures {}  tokens {}/{}  p50 {}  p99 {}",
-            stats.sent,
-            stats.ok,
-            join_counts(&stats.failures),
-            thousands(stats.usage.prompt_tokens),
-            thousands(stats.usage.completion_tokens),
-            duration(stats.latency.quantile(0.5)),
-            duration(stats.latency.quantile(0.99)),
-        );
-    }
+    apps(&mut out, report);
     let _ = writeln!(
         out,
         "  tokens:     prompt {}  completion {}  (from {} responses that reported usage)",
@@ -131,6 +119,22 @@ pub fn text(report: &Report, endpoint: &str, stopped_by: StopReason) -> String {
         let _ = writeln!(out, "  broken bodies: {}", join_counts(&report.body_errors));
     }
     out
+}
+
+fn apps(out: &mut String, report: &Report) {
+    for (app, stats) in &report.by_app {
+        let _ = writeln!(
+            out,
+            "  app {app}: sent {}  ok {}  failures {}  tokens {}/{}  p50 {}  p99 {}",
+            stats.sent,
+            stats.ok,
+            join_counts(&stats.failures),
+            thousands(stats.usage.prompt_tokens),
+            thousands(stats.usage.completion_tokens),
+            duration(stats.latency.quantile(0.5)),
+            duration(stats.latency.quantile(0.99)),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -136,3 +136,12 @@ fn an_empty_report_has_zero_throughput_and_no_percentiles() {
     assert_eq!((view.sent, view.throughput_rps), (0, 0.0));
     assert_eq!(view.latency_ms.p99, None);
 }
+
+#[test]
+fn requests_without_an_app_are_counted_but_not_listed_per_app() {
+    let mut report = Report::default();
+    report.add(&served(0, "", 200, "ptu", 1));
+    report.add(&result(1, "", Ending::Error("connect")));
+    assert_eq!((report.sent, report.ok(), report.error_count()), (2, 1, 1));
+    assert!(report.by_app.is_empty());
+}

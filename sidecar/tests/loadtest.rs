@@ -211,15 +211,8 @@ async fn counts_add_up_and_every_200_names_its_backend() {
     // The gateway counted the same requests per app (the app header is the trusted identity)
     // and the same tokens the client saw.
     let usage = get_json(&format!("{}/admin/usage", stack.admin)).await;
-    let rows = usage["rows"].as_array().unwrap();
     for app in ["chat-web", "batch-summarizer", "support-bot"] {
-        let of_app = rows.iter().filter(|r| r["appId"] == app);
-        let (requests, prompt): (u64, u64) = of_app.fold((0, 0), |(n, p), r| {
-            (
-                n + r["requests"].as_u64().unwrap(),
-                p + r["promptTokens"].as_u64().unwrap(),
-            )
-        });
+        let (requests, prompt) = gateway_counts(&usage, app);
         assert_eq!(requests, 40, "{app}: {usage:#}");
         assert_eq!(
             prompt,
@@ -227,6 +220,19 @@ async fn counts_add_up_and_every_200_names_its_backend() {
             "{app}"
         );
     }
+}
+
+/// Requests and prompt tokens of `app` in the gateway's `/admin/usage`.
+fn gateway_counts(usage: &Value, app: &str) -> (u64, u64) {
+    let rows = usage["rows"].as_array().unwrap();
+    rows.iter()
+        .filter(|r| r["appId"] == app)
+        .fold((0, 0), |(n, p), r| {
+            (
+                n + r["requests"].as_u64().unwrap(),
+                p + r["promptTokens"].as_u64().unwrap(),
+            )
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,7 +175,7 @@ impl Findings {
         check(
             Some(true),
             format!(
-                "breaker tripped and re-closed: {} opened {}×, re-closed {}× ({} probes failed while its window was still full)",
+                "breaker tripped and re-closed: {} opened {}×, re-closed {}× ({} failed probes while its window was still full)",
                 b.name, b.opened, b.reclosed, b.failed_probes
             ),
         )

@@ -138,7 +138,7 @@ fn every_claim_of_the_story_is_checked() {
     assert!(checks[1].text.starts_with("spillover happened: 1 requests"));
     assert!(checks[2].text.contains("1 × 429 stayed inside"));
     assert!(checks[3].text.starts_with(
-        "breaker tripped and re-closed: ptu-eastus opened 1×, re-closed 1× (1 probes failed"
+        "breaker tripped and re-closed: ptu-eastus opened 1×, re-closed 1× (1 failed probes"
     ));
     assert!(
         checks[4]

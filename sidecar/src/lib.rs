@@ -1,7 +1,9 @@
 //! Spillway's data plane.
 //!
 //! One binary, `spillway`, with subcommands: `run` (the gateway), `simulate` (an OpenAI /
-//! Azure OpenAI compatible backend simulator for tests, benchmarks and the demo).
+//! Azure OpenAI compatible backend simulator for tests, benchmarks and the demo), `demo`
+//! (simulated backends + gateway + traffic, with a live view) and `loadtest` (a bounded load
+//! generator).
 //!
 //! Modules, each a pure core plus a thin edge:
 //! - [`protocol`]: request body inspection and the gateway's targeted request edits.
@@ -14,11 +16,15 @@
 //!   per-request usage record.
 //! - [`subscribe`]: where snapshots come from (a watched manifest file today).
 //! - [`simulate`]: the backend simulator.
+//! - [`loadtest`]: the load generator (also the demo's traffic).
+//! - [`demo`]: the self-contained demo.
 //! - [`error`]: one error type mapped to OpenAI-shaped JSON responses.
 
 pub mod breaker;
 pub mod clock;
+pub mod demo;
 pub mod error;
+pub mod loadtest;
 pub mod protocol;
 pub mod proxy;
 pub mod routing;

@@ -3,6 +3,8 @@
 //! machine-readable lines.
 
 use clap::{Parser, Subcommand};
+use spillway_sidecar::demo::{self, DemoArgs};
+use spillway_sidecar::loadtest::{self, LoadtestArgs};
 use spillway_sidecar::run::{self, RunArgs};
 use spillway_sidecar::simulate::{self, SimulateArgs};
 
@@ -20,14 +22,29 @@ enum Command {
     Run(RunArgs),
     /// Run OpenAI / Azure OpenAI compatible backend simulators.
     Simulate(SimulateArgs),
+    /// Run the demo: simulated PTU and pay-as-you-go backends, the gateway, three apps.
+    ///
+    /// Everything runs in this process on 127.0.0.1 (no cluster, no keys), with a live view
+    /// and a summary that checks spillover, breaker trips and re-closes, and token counts.
+    Demo(DemoArgs),
+    /// Send bounded load to an OpenAI / Azure OpenAI endpoint and report on it.
+    ///
+    /// Reports status codes, latency and time-to-first-token percentiles, responses per
+    /// backend (`x-spillway-backend`), retries and tokens.
+    Loadtest(LoadtestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The demo and the load generator own the terminal: only warnings unless RUST_LOG says.
+    let default_filter = match cli.command {
+        Command::Demo(_) | Command::Loadtest(_) => "warn",
+        Command::Run(_) | Command::Simulate(_) => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -38,6 +55,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Loadtest(args) => loadtest::run(args).await,
         }
     })
 }

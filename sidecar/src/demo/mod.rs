@@ -1,0 +1,170 @@
+//! `spillway demo`: the whole story on one machine, no cluster and no keys.
+//!
+//! Starts, in this process on 127.0.0.1, a small PTU backend (priority 1, a TPM limit whose
+//! minute passes in 6 s) and two pay-as-you-go backends (priority 2), writes the manifests
+//! (`AIBackendPool` + `AIGateway`) to a folder, runs the gateway on them, and sends bounded
+//! traffic from three apps (streaming and not, OpenAI and Azure shaped) with the load
+//! generator. The PTU fills up, its 429s trip its breaker, traffic spills over to
+//! pay-as-you-go without a 429 reaching a client, and the breaker re-closes when the PTU's
+//! window frees up; a 5xx burst midway trips a pay-as-you-go breaker too. A live view shows
+//! it; the summary checks each claim (including that the gateway's token counts per app
+//! equal what the backends billed) and says where to look next.
+//!
+//! Modules: [`scenario`] (the story as data), `stack` (start/stop), [`monitor`] (breakers),
+//! `live` (the loop while traffic runs), [`view`] (live view), [`summary`] (tables, checks).
+
+pub mod monitor;
+pub mod scenario;
+pub mod summary;
+pub mod view;
+
+mod live;
+mod stack;
+
+use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{bail, ensure};
+
+use self::live::Live;
+use self::stack::Stack;
+use self::summary::Findings;
+use crate::loadtest::render::thousands;
+use crate::loadtest::{Finished, LoadHandle, Report, RequestResult, ResultHook, start_load};
+
+/// Options of `spillway demo`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DemoArgs {
+    /// How long the apps send traffic.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Print events and a status line every few seconds instead of redrawing the screen.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Requests per second from the three apps together.
+    #[arg(long, default_value_t = 24.0)]
+    pub rate: f64,
+    /// Where to write the manifests (default: a new folder in the system temp folder; kept).
+    #[arg(long)]
+    pub manifests_dir: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    spillway_crds::duration::parse(text)
+}
+
+/// The app of every request id the clients sent, to join the backends' ledger to apps.
+type RequestApps = Arc<Mutex<HashMap<String, String>>>;
+
+/// Runs the demo; see the module docs.
+///
+/// # Errors
+/// Invalid options, a part that cannot start, or no request that succeeded at all.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.rate.is_finite() && args.rate > 0.0 && args.rate <= 1000.0,
+        "--rate must be within 0 and 1000 requests per second"
+    );
+    ensure!(
+        args.duration >= Duration::from_secs(1),
+        "--duration must be at least 1s"
+    );
+    let dir = args.manifests_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("spillway-demo-{}", std::process::id()))
+    });
+    let ptu_tpm = scenario::ptu_tpm(args.rate);
+    let stack = Stack::start(&dir, ptu_tpm).await?;
+    let tui = !args.no_tui && std::io::stdout().is_terminal();
+    if !tui {
+        intro(&stack, &args, ptu_tpm);
+    }
+    let requests = RequestApps::default();
+    let handles = start_traffic(&stack, &args, &requests)?;
+    let controls = handles.iter().map(LoadHandle::control).collect();
+    let mut live = Live::new(&stack, controls, args.duration, ptu_tpm, tui);
+    let (finished, interrupted) = live.run(handles).await;
+    let findings = collect(&stack, &live, &finished, &requests, interrupted).await;
+    print!("{}", summary::render(&findings, &stack.manifest));
+    stack.shutdown().await;
+    if !findings.traffic_ran() {
+        bail!("no request succeeded: the demo's traffic could not run (see the errors above)");
+    }
+    Ok(())
+}
+
+fn intro(stack: &Stack, args: &DemoArgs, ptu_tpm: u64) {
+    println!(
+        "Spillway demo: a PTU and two pay-as-you-go backends (simulated), the gateway, and traffic from chat-web, batch-summarizer and support-bot for {:.0}s at {} req/s
+  gateway    {}   (admin: {}/admin/config, {}/admin/usage)
+  manifests  {}
+  ptu-eastus holds {} tokens per minute, and its minute passes in 6 s; pay-as-you-go has no limit",
+        args.duration.as_secs_f64(),
+        args.rate,
+        stack.url,
+        stack.admin,
+        stack.admin,
+        stack.manifest.display(),
+        thousands(ptu_tpm),
+    );
+}
+
+fn start_traffic(
+    stack: &Stack,
+    args: &DemoArgs,
+    requests: &RequestApps,
+) -> anyhow::Result<Vec<LoadHandle>> {
+    let map = Arc::clone(requests);
+    let hook: ResultHook = Arc::new(move |result: &RequestResult| {
+        map.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(result.request_id.clone(), result.app.clone());
+    });
+    scenario::plans(&stack.url, args.rate, args.duration)
+        .into_iter()
+        .map(|plan| Ok(start_load(plan, Some(Arc::clone(&hook)))?))
+        .collect()
+}
+
+/// Waits (bounded) for the gateway to account for every request, then gathers the findings.
+async fn collect(
+    stack: &Stack,
+    live: &Live<'_>,
+    finished: &[Finished],
+    requests: &RequestApps,
+    interrupted: bool,
+) -> Findings {
+    let mut report = Report::default();
+    for run in finished {
+        report.merge(&run.report);
+    }
+    // Requests refused before connecting never reached the gateway.
+    let expected = report.sent - report.errors.get("connect").copied().unwrap_or(0);
+    let mut view = stack.totals.view();
+    for _ in 0..150 {
+        let counted: u64 = view.rows.iter().map(|r| r.totals.requests).sum();
+        if counted + view.lost >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        view = stack.totals.view();
+    }
+    let apps = requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let (ledger, backend_statuses) = summary::ledger_tokens(&stack.ledger(), &apps);
+    Findings {
+        elapsed: report.elapsed,
+        report,
+        breakers: live.watch.backends().to_vec(),
+        gateway: summary::gateway_tokens(&view),
+        gateway_lost: view.lost,
+        ledger,
+        backend_statuses,
+        burst_injected: live.burst_injected,
+        interrupted,
+    }
+}

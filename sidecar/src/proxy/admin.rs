@@ -72,7 +72,7 @@ fn route(
                         .map(|b| {
                             let state = applied
                                 .routes
-                                .pool(&pool.models[0])
+                                .pool(pool.models.first().map_or("", String::as_str))
                                 .and_then(|p| p.backends().find(|(c, _)| c.name == b.name))
                                 .map(|(_, runtime)| runtime.breaker().state(now).as_str());
                             json!({"name": b.name, "url": b.base_url, "priority": b.priority, "weight": b.weight, "breaker": state})

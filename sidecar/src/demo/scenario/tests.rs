@@ -45,7 +45,7 @@ fn the_manifests_compile_to_ptu_first_with_the_trusted_app_header() {
     )
     .expect("the demo's manifests compile");
     assert_eq!(
-        snapshot.gateway.trusted_app_header.as_deref(),
+        snapshot.gateway.identity.trusted_header.as_deref(),
         Some(APP_HEADER)
     );
     let pool = &snapshot.pools[0];

@@ -90,6 +90,9 @@ impl JwtValidator {
     pub(super) async fn validate(&self, token: &str) -> Result<String, IdentityError> {
         let parsed = parse(token)?;
         let alg = self.algorithm(&parsed.alg)?;
+        if parsed.signature.is_empty() {
+            return Err(IdentityError::MalformedToken("it has no signature"));
+        }
         let mut loaded = self.cache.current();
         if loaded.keys.is_none() {
             loaded = self.cache.refetch(loaded.attempt).await;
@@ -194,9 +197,6 @@ pub(super) fn parse(token: &str) -> Result<Parsed<'_>, IdentityError> {
         decode_json(payload).ok_or(malformed("the payload is not base64url-encoded JSON"))?;
     if header.crit.is_some() {
         return Err(malformed("it uses critical header extensions (`crit`)"));
-    }
-    if signature.is_empty() {
-        return Err(malformed("it has no signature"));
     }
     let signing_input = &token[..header_payload_len(token)];
     Ok(Parsed {

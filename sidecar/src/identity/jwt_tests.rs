@@ -200,8 +200,8 @@ fn parse_names_what_is_malformed() {
         IdentityError::MalformedToken("it uses critical header extensions (`crit`)")
     );
     assert_eq!(
-        reason(&format!("{header}.{payload}.")),
-        IdentityError::MalformedToken("it has no signature")
+        parse(&format!("{header}.{payload}.")).unwrap().signature,
+        ""
     );
     let parsed = parse("eyJhbGciOiJFUzI1NiJ9.e30.c2ln").unwrap();
     assert_eq!(parsed.alg, "ES256");

@@ -290,3 +290,15 @@ impl Identifier {
         self.identify(&headers).await
     }
 }
+
+#[test]
+fn identifier_is_shareable_and_identify_is_send() {
+    fn shareable<T: Send + Sync + 'static>(_: &T) {}
+    fn sendable<T: Send>(_: &T) {}
+    let id = Identifier::new(&config(&ALL, false), None);
+    shareable(&id);
+    let headers = HeaderMap::new();
+    let future = id.identify(&headers);
+    sendable(&future);
+    drop(future);
+}

@@ -12,6 +12,7 @@
 //! - [`routing`]: pool runtime state and candidate ordering (priority groups, weights,
 //!   breakers).
 //! - [`breaker`]: the circuit-breaker state machine and retry-after header parsing.
+//! - [`identity`]: which app sent a request (JWT, API key, trusted header).
 //! - [`usage`]: token usage from JSON and SSE, stream rewriting, tokenizer fallback, and the
 //!   per-request usage record.
 //! - [`subscribe`]: where snapshots come from (a watched manifest file today).
@@ -24,6 +25,7 @@ pub mod breaker;
 pub mod clock;
 pub mod demo;
 pub mod error;
+pub mod identity;
 pub mod loadtest;
 pub mod protocol;
 pub mod proxy;

@@ -5,22 +5,20 @@
 //! request, whatever its end, produces exactly one usage record.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use spillway_crds::snapshot::BackendConfig;
 
-use super::body::{BodyKind, Finish, ProxyBody};
-use super::inbound::{self, InboundRoute};
-use super::upstream::{self, CallShape};
-use super::{Applied, Shared};
-use crate::breaker::{Outcome, Transition};
+use super::Shared;
+use super::attempt::Attempt;
+use super::body::ProxyBody;
+use super::ids::{request_id, traceparent};
+use super::inbound;
 use crate::error::ProxyError;
-use crate::protocol::request::{self, Edits, RequestInfo};
-use crate::routing::{Pick, PoolRoutes};
+use crate::protocol::request;
 use crate::usage::{Operation, Usage, UsageRecord};
 
 /// What is known about the call so far; becomes the usage record.
@@ -157,219 +155,10 @@ async fn read_body(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<By
     }
 }
 
-struct Attempt<'a> {
-    shared: &'a Arc<Shared>,
-    applied: &'a Applied,
-    route: InboundRoute<'a>,
-    headers: &'a HeaderMap,
-    body: &'a Bytes,
-    info: &'a RequestInfo,
-    requested: &'a str,
-    traceparent: HeaderValue,
-}
-
-/// How one attempt ended, before the retry decision.
-enum Sent {
-    /// The backend answered; `asked_usage` says whether the gateway injected
-    /// `stream_options.include_usage`.
-    Response {
-        response: Response<Incoming>,
-        asked_usage: bool,
-    },
-    /// No response: the outcome for the breaker and the error for the client.
-    Failed(Outcome, ProxyError),
-    /// The request could not be prepared for this backend; not the backend's fault.
-    Refused(ProxyError),
-}
-
-impl Attempt<'_> {
-    async fn run(
-        &self,
-        pool: &PoolRoutes,
-        call: &mut Call,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let retry = &pool.config().retry;
-        let deadline = call.started + Duration::from_millis(retry.deadline_ms);
-        let mut tried: Vec<usize> = Vec::with_capacity(2);
-        let mut rng = fastrand::Rng::new();
-        let mut last_error = None;
-        while call.attempts < retry.max_attempts && Instant::now() < deadline {
-            let (index, backend, mut attempt) = match pool.pick(Instant::now(), &tried, &mut rng) {
-                Pick::Backend {
-                    index,
-                    backend,
-                    attempt,
-                } => (index, backend, attempt),
-                Pick::Unavailable { retry_after } => {
-                    return Err(ProxyError::NoBackendAvailable {
-                        pool: call.pool.clone(),
-                        retry_after,
-                    });
-                }
-            };
-            call.attempts += 1;
-            tried.push(index);
-            call.backend = Some(backend.name.clone());
-            let is_last = call.attempts >= retry.max_attempts;
-            match self.send(backend, &call.request_id, deadline).await {
-                Sent::Response {
-                    response,
-                    asked_usage,
-                } => {
-                    let status = response.status().as_u16();
-                    let outcome = if response.status().is_success() {
-                        Outcome::Success
-                    } else {
-                        Outcome::from_response(status, response.headers(), SystemTime::now())
-                    };
-                    log_transition(attempt.record(Instant::now(), &outcome), backend);
-                    if retry.retries_status(status) && !is_last && Instant::now() < deadline {
-                        tracing::debug!(backend = %backend.name, status, "retrying on the next candidate");
-                        discard(response);
-                        continue;
-                    }
-                    return Ok(self.respond(response, asked_usage, call));
-                }
-                Sent::Failed(outcome, error) => {
-                    log_transition(attempt.record(Instant::now(), &outcome), backend);
-                    let retryable = match outcome {
-                        Outcome::Timeout => retry.on_timeout,
-                        _ => retry.on_connection_failure,
-                    };
-                    tracing::debug!(backend = %backend.name, %error, "attempt failed");
-                    last_error = Some(error);
-                    if !retryable {
-                        break;
-                    }
-                }
-                Sent::Refused(error) => return Err(error),
-            }
-        }
-        Err(last_error.unwrap_or(ProxyError::UpstreamTimeout))
-    }
-
-    async fn send(
-        &self,
-        backend: &BackendConfig,
-        request_id: &HeaderValue,
-        deadline: Instant,
-    ) -> Sent {
-        let target = upstream::target(backend, &self.shape());
-        let edits = Edits {
-            model: target.set_model,
-            include_usage: target.ask_usage,
-        };
-        let body = match request::rewrite(self.body, self.info, &edits) {
-            Ok(body) => body,
-            Err(e) => return Sent::Refused(ProxyError::InvalidBody(e.to_string())),
-        };
-        let strip = self
-            .applied
-            .snapshot
-            .gateway
-            .identity
-            .trusted_header
-            .as_deref();
-        let mut builder = Request::post(&target.url);
-        if let Some(headers) = builder.headers_mut() {
-            *headers = upstream::request_headers(
-                self.headers,
-                backend,
-                strip,
-                request_id,
-                &self.traceparent,
-            );
-        }
-        let Ok(request) = builder.body(Full::new(body)) else {
-            return Sent::Refused(ProxyError::UpstreamUnreachable(format!(
-                "backend {} has an invalid URL {}",
-                backend.name, target.url
-            )));
-        };
-        let until = deadline.min(Instant::now() + Duration::from_millis(backend.timeout_ms));
-        match tokio::time::timeout_at(until.into(), self.shared.client.request(request)).await {
-            Ok(Ok(response)) => Sent::Response {
-                response,
-                asked_usage: target.ask_usage,
-            },
-            Ok(Err(e)) => Sent::Failed(
-                Outcome::ConnectionFailure,
-                ProxyError::UpstreamUnreachable(format!("{}: {}", backend.name, error_chain(&e))),
-            ),
-            Err(_) => Sent::Failed(Outcome::Timeout, ProxyError::UpstreamTimeout),
-        }
-    }
-
-    fn respond(
-        &self,
-        response: Response<Incoming>,
-        asked_usage: bool,
-        call: &Call,
-    ) -> Response<ProxyBody> {
-        let (mut parts, upstream_body) = response.into_parts();
-        let kind = if !parts.status.is_success() {
-            BodyKind::Passthrough
-        } else if self.info.stream {
-            BodyKind::Sse {
-                strip_usage: asked_usage,
-            }
-        } else {
-            BodyKind::Json
-        };
-        if asked_usage {
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
-        retain_passing_back(&mut parts.headers);
-        let gateway = &self.applied.snapshot.gateway;
-        let finish = Finish {
-            call: call.clone(),
-            status: parts.status.as_u16(),
-            request_body: self.body.clone(),
-            sink: self.shared.usage.clone(),
-            drain_timeout: Duration::from_millis(gateway.stream_drain_timeout_ms),
-            drain_max_bytes: gateway.stream_drain_max_bytes,
-        };
-        let body = ProxyBody::accounted(upstream_body, kind, finish);
-        with_common_headers(Response::from_parts(parts, body), call)
-    }
-
-    fn shape(&self) -> CallShape<'_> {
-        CallShape {
-            route: self.route,
-            requested: self.requested,
-            body_model: self.info.model.as_deref(),
-            stream: self.info.stream,
-            client_include_usage: self.info.include_usage,
-        }
-    }
-}
-
-fn retain_passing_back(headers: &mut HeaderMap) {
-    let dropped: Vec<_> = headers
-        .keys()
-        .filter(|n| !upstream::passes_back(n))
-        .cloned()
-        .collect();
-    for name in dropped {
-        headers.remove(name);
-    }
-}
-
-fn log_transition(transition: Option<Transition>, backend: &BackendConfig) {
-    if let Some(t) = transition {
-        tracing::info!(backend = %backend.name, from = t.from.as_str(), to = t.to.as_str(), rule = t.rule.as_deref().unwrap_or(""), "circuit breaker");
-    }
-}
-
-/// Reads and drops a response the client will not see, so its connection can be reused.
-fn discard(response: Response<Incoming>) {
-    tokio::spawn(async move {
-        let body = Limited::new(response.into_body(), 256 * 1024);
-        let _ = tokio::time::timeout(Duration::from_secs(5), body.collect()).await;
-    });
-}
-
-fn with_common_headers(mut response: Response<ProxyBody>, call: &Call) -> Response<ProxyBody> {
+pub(crate) fn with_common_headers(
+    mut response: Response<ProxyBody>,
+    call: &Call,
+) -> Response<ProxyBody> {
     let headers = response.headers_mut();
     headers.insert("x-request-id", call.request_id.clone());
     if let Some(value) = call
@@ -386,60 +175,4 @@ fn with_common_headers(mut response: Response<ProxyBody>, call: &Call) -> Respon
             .insert("x-spillway-retried", HeaderValue::from_static("true"));
     }
     response
-}
-
-/// The client's request id (`x-request-id`, then `x-ms-client-request-id`) when it is a
-/// reasonable token, else a new random one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    ["x-request-id", "x-ms-client-request-id"]
-        .iter()
-        .filter_map(|name| headers.get(*name))
-        .find(|v| {
-            let b = v.as_bytes();
-            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
-        })
-        .cloned()
-        .unwrap_or_else(|| hex_header(16))
-}
-
-/// The client's W3C `traceparent` when well-formed, else a new sampled one.
-fn traceparent(headers: &HeaderMap) -> HeaderValue {
-    if let Some(value) = headers.get("traceparent") {
-        let b = value.as_bytes();
-        let ok = b.len() == 55
-            && b[2] == b'-'
-            && b[35] == b'-'
-            && b[52] == b'-'
-            && b.iter()
-                .enumerate()
-                .all(|(i, c)| matches!(i, 2 | 35 | 52) || c.is_ascii_hexdigit());
-        if ok {
-            return value.clone();
-        }
-    }
-    let trace = random_hex(16);
-    let span = random_hex(8);
-    HeaderValue::from_str(&format!("00-{trace}-{span}-01")).unwrap_or_else(|_| {
-        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
-    })
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut rng = fastrand::Rng::new();
-    (0..bytes).map(|_| format!("{:02x}", rng.u8(..))).collect()
-}
-
-fn hex_header(bytes: usize) -> HeaderValue {
-    HeaderValue::from_str(&random_hex(bytes)).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

@@ -11,8 +11,10 @@
 //! new snapshot is swapped in without dropping in-flight requests.
 
 pub mod admin;
+mod attempt;
 mod body;
 mod handler;
+mod ids;
 pub mod inbound;
 pub mod server;
 pub mod upstream;

@@ -10,6 +10,7 @@
 //! - [`routing`]: pool runtime state and candidate ordering (priority groups, weights,
 //!   breakers).
 //! - [`breaker`]: the circuit-breaker state machine and retry-after header parsing.
+//! - [`limiter`]: token quotas — token buckets, calendar windows, local and Redis counters.
 //! - [`usage`]: token usage from JSON and SSE, stream rewriting, tokenizer fallback, and the
 //!   per-request usage record.
 //! - [`subscribe`]: where snapshots come from (a watched manifest file today).
@@ -19,6 +20,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod error;
+pub mod limiter;
 pub mod protocol;
 pub mod proxy;
 pub mod routing;

@@ -14,6 +14,7 @@
 //!
 //! - [`bucket`]: the token bucket (per-minute limits), pure, injected `Instant`.
 //! - [`calendar`]: UTC calendar windows (hour, day, week from Monday, month), pure.
+//! - `estimate`: a cheap prompt-token estimate from the raw body, for the reservation.
 //! - `plan`: the quotas of one snapshot, with keys stable across reloads.
 //! - `local`: per-app counters in this process (`Local` mode: this sidecar's `share` of
 //!   each limit), sharded, with idle eviction.
@@ -25,6 +26,7 @@
 
 pub mod bucket;
 pub mod calendar;
+mod estimate;
 mod local;
 mod outcome;
 mod plan;
@@ -42,6 +44,7 @@ use local::{Demand, LocalStore, Now};
 use plan::Plan;
 use redis::RedisStore;
 
+pub use estimate::{BYTES_PER_TOKEN, TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens};
 pub use local::{LocalStats, SWEEP_INTERVAL};
 pub use outcome::{AdmitRequest, LimitKind, QuotaPeriod, RateHeaders, Refusal};
 pub use reservation::Reservation;

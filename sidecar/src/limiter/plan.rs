@@ -48,8 +48,9 @@ impl Quota {
                 } else {
                     1.0
                 };
-                // Saturating float → int; at least 1 so a tiny share still admits something.
-                ((limit as f64 * share).floor() as u64).max(1)
+                // Saturating float → int; the epsilon keeps 12 000 × (1/3) at 4 000; at least
+                // 1 so a tiny share still admits something.
+                ((limit as f64 * share + 1e-6).floor() as u64).max(1)
             }
         }
     }

@@ -1,20 +1,18 @@
-//! Limiter behaviour in Local mode (and Redis mode's policies without a server), with an
-//! injected clock. Load and memory tests are in `tests/load.rs`.
+//! Limiter behaviour in Local mode with an injected clock. Reloads and Redis mode's policies
+//! without a server are in `tests/config.rs`, load and memory in `tests/load.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use spillway_crds::Snapshot;
-use spillway_crds::snapshot::{
-    CalendarQuotaConfig, QuotaConfig, RateLimitMode, RateLimitingConfig, RedisConfig,
-    RedisUnavailablePolicy, SecretString,
-};
+use spillway_crds::snapshot::{CalendarQuotaConfig, QuotaConfig};
 
 use super::calendar::{days_from_civil, system_time};
 use super::{AdmitRequest, LimitKind, Limiter, QuotaPeriod, Refusal, Reservation};
 use crate::clock::Clock;
 
+mod config;
 mod load;
 
 /// A clock that moves only when told to.
@@ -112,21 +110,21 @@ pub(super) fn call(app: &str, prompt: u64, max: Option<u64>) -> AdmitRequest<'_>
     }
 }
 
-async fn admitted(limiter: &Limiter, request: &AdmitRequest<'_>) -> Reservation {
+pub(super) async fn admitted(limiter: &Limiter, request: &AdmitRequest<'_>) -> Reservation {
     match limiter.admit(request).await {
         Ok(reservation) => reservation,
         Err(refusal) => panic!("refused: {refusal}"),
     }
 }
 
-async fn refused(limiter: &Limiter, request: &AdmitRequest<'_>) -> Refusal {
+pub(super) async fn refused(limiter: &Limiter, request: &AdmitRequest<'_>) -> Refusal {
     match limiter.admit(request).await {
         Ok(reservation) => panic!("admitted: {:?}", reservation.headers()),
         Err(refusal) => refusal,
     }
 }
 
-const T0: i64 = 1_736_000_000_000; // 2025-01-04T14:13:20Z
+pub(super) const T0: i64 = 1_736_000_000_000; // 2025-01-04T14:13:20Z
 
 #[tokio::test]
 async fn calls_without_an_applicable_quota_are_admitted_without_state() {
@@ -377,111 +375,17 @@ async fn local_mode_enforces_this_sidecars_share() {
     refused(&limiter, &call("a", 600, Some(0))).await;
 }
 
-#[tokio::test]
-async fn a_reload_keeps_counters_of_kept_quotas_and_forgets_removed_ones() {
+#[test]
+fn the_limiter_and_its_futures_can_be_shared_between_tasks() {
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    fn send<T: Send>(_: T) {}
     let clock = ManualClock::at(T0);
-    let limiter = limiter(
-        &clock,
-        vec![tpm("kept", Some("a"), 6_000), tpm("gone", Some("b"), 6_000)],
-    );
-    admitted(&limiter, &call("a", 3_000, Some(0)))
-        .await
-        .settle(3_000);
-    admitted(&limiter, &call("b", 3_000, Some(0)))
-        .await
-        .settle(3_000);
-    // The kept quota's limit changes: the usage so far counts against the new limit.
-    let reload = vec![tpm("kept", Some("a"), 4_000), tpm("new", Some("b"), 6_000)];
-    limiter.apply(&snapshot(reload.clone())).expect("applies");
-    assert_eq!(limiter.tokens_left("a"), Some(1_000));
-    let r = admitted(&limiter, &call("b", 1_000, Some(0))).await;
-    assert_eq!(r.headers().remaining_tokens, Some(5_000));
-    // Removed and added back: fresh counters.
-    limiter.apply(&snapshot(vec![])).expect("applies");
-    limiter.apply(&snapshot(reload)).expect("applies");
-    let r = admitted(&limiter, &call("a", 1_000, Some(0))).await;
-    assert_eq!(r.headers().remaining_tokens, Some(3_000));
-}
-
-fn redis_snapshot(url: &str, policy: RedisUnavailablePolicy, quotas: Vec<QuotaConfig>) -> Snapshot {
-    let mut snapshot = snapshot(quotas);
-    snapshot.gateway.rate_limiting = RateLimitingConfig {
-        mode: RateLimitMode::Redis,
-        redis: Some(RedisConfig {
-            url: SecretString::new(url),
-            key_prefix: "spillway".to_owned(),
-            on_unavailable: policy,
-            timeout_ms: 50,
-        }),
-    };
-    snapshot
-}
-
-#[tokio::test]
-async fn unreachable_redis_applies_each_policy() {
-    let clock = ManualClock::at(T0);
-    let quotas = vec![QuotaConfig {
-        share: 0.5,
-        ..tpm("q", None, 2_000)
-    }];
-    // Nothing listens on port 1.
-    let url = "redis://127.0.0.1:1/";
-    let open = Limiter::new(clock.clone());
-    open.apply(&redis_snapshot(
-        url,
-        RedisUnavailablePolicy::FailOpen,
-        quotas.clone(),
-    ))
-    .expect("a valid URL applies");
-    assert_eq!(open.redis_available(), Some(false));
-    for _ in 0..5 {
-        assert!(
-            !admitted(&open, &call("a", 1_000, Some(0)))
-                .await
-                .is_limited()
-        );
-    }
-    let closed = Limiter::new(clock.clone());
-    closed
-        .apply(&redis_snapshot(
-            url,
-            RedisUnavailablePolicy::FailClosed,
-            quotas.clone(),
-        ))
-        .expect("a valid URL applies");
-    let refusal = refused(&closed, &call("a", 1, Some(0))).await;
-    assert_eq!(refusal, Refusal::Unavailable);
-    assert_eq!(refusal.status(), http::StatusCode::SERVICE_UNAVAILABLE);
-    // FailClosed refuses only calls a quota applies to.
-    closed
-        .apply(&redis_snapshot(
-            url,
-            RedisUnavailablePolicy::FailClosed,
-            vec![],
-        ))
-        .expect("applies");
-    drop(admitted(&closed, &call("a", 1, Some(0))).await);
-    let share = Limiter::new(clock.clone());
-    share
-        .apply(&redis_snapshot(
-            url,
-            RedisUnavailablePolicy::LocalShare,
-            quotas.clone(),
-        ))
-        .expect("a valid URL applies");
-    let r = admitted(&share, &call("a", 1_000, Some(0))).await;
-    assert_eq!(r.headers().limit_tokens, Some(1_000));
-    refused(&share, &call("a", 1, Some(0))).await;
-    // Unusable settings: reported, and the policy still applies.
-    let bad = Limiter::new(clock.clone());
-    let result = bad.apply(&redis_snapshot(
-        "nope://x",
-        RedisUnavailablePolicy::FailClosed,
-        quotas,
-    ));
-    assert!(result.is_err());
-    assert_eq!(
-        refused(&bad, &call("a", 1, Some(0))).await,
-        Refusal::Unavailable
-    );
+    let limiter = limiter(&clock, vec![tpm("q", None, 1_000)]);
+    send_sync(&limiter);
+    let request = call("a", 1, Some(1));
+    send(limiter.admit(&request));
+    let reservation = futures_util::FutureExt::now_or_never(limiter.admit(&request))
+        .expect("local admission never waits")
+        .expect("admitted");
+    send_sync(&reservation);
 }

@@ -13,6 +13,7 @@
 //!   breakers).
 //! - [`breaker`]: the circuit-breaker state machine and retry-after header parsing.
 //! - [`identity`]: which app sent a request (JWT, API key, trusted header).
+//! - [`limiter`]: token quotas — token buckets, calendar windows, local and Redis counters.
 //! - [`usage`]: token usage from JSON and SSE, stream rewriting, tokenizer fallback, and the
 //!   per-request usage record.
 //! - [`subscribe`]: where snapshots come from (a watched manifest file today).
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod limiter;
 pub mod loadtest;
 pub mod protocol;
 pub mod proxy;

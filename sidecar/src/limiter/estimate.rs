@@ -1,0 +1,76 @@
+//! A cheap prompt-token estimate for admission, from the raw request body.
+//!
+//! Input: the client's request body bytes. Output: an estimate of its prompt tokens, good
+//! enough to reserve (the reservation is trued up with the real usage afterwards), in one
+//! `memchr`-speed pass with no JSON parsing and no tokenizer: one token per
+//! [`BYTES_PER_TOKEN`] bytes (English text averages about four characters per token; JSON
+//! punctuation makes it an overestimate), except that base64 `data:` URLs (inline images,
+//! files) count [`TOKENS_PER_INLINE_IMAGE`] each instead of their size — otherwise one
+//! inline image would be counted as hundreds of thousands of tokens.
+
+use memchr::memmem;
+
+/// Body bytes per estimated token.
+pub const BYTES_PER_TOKEN: u64 = 4;
+/// Tokens counted for each base64 `data:` URL: a high-detail image of any size after
+/// OpenAI's scaling to 768 px on the short side (4 tiles × 170 + 85).
+pub const TOKENS_PER_INLINE_IMAGE: u64 = 765;
+
+/// Estimated prompt tokens of `body`.
+pub fn estimate_prompt_tokens(body: &[u8]) -> u64 {
+    let finder = memmem::Finder::new(b";base64,");
+    let mut text_bytes = 0u64;
+    let mut inline = 0u64;
+    let mut rest = body;
+    while let Some(at) = finder.find(rest) {
+        text_bytes += at as u64;
+        inline += 1;
+        let payload = &rest[at..];
+        // The payload ends at the closing quote of its JSON string (base64 has none).
+        match memchr::memchr(b'"', payload) {
+            Some(end) => rest = &payload[end..],
+            None => {
+                rest = &[];
+                break;
+            }
+        }
+    }
+    text_bytes += rest.len() as u64;
+    text_bytes.div_ceil(BYTES_PER_TOKEN) + inline * TOKENS_PER_INLINE_IMAGE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens};
+
+    #[test]
+    fn text_counts_a_token_per_four_bytes() {
+        assert_eq!(estimate_prompt_tokens(b""), 0);
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hello there"}]}"#;
+        assert_eq!(
+            estimate_prompt_tokens(body),
+            (body.len() as u64).div_ceil(4)
+        );
+    }
+
+    #[test]
+    fn inline_images_count_a_fixed_amount_not_their_size() {
+        let image = "A".repeat(1_000_000);
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}},{{"type":"image_url","image_url":{{"url":"data:image/jpeg;base64,{image}"}}}}]}}]}}"#
+        );
+        let estimate = estimate_prompt_tokens(body.as_bytes());
+        assert!(estimate >= 2 * TOKENS_PER_INLINE_IMAGE, "{estimate}");
+        assert!(estimate < 2 * TOKENS_PER_INLINE_IMAGE + 100, "{estimate}");
+    }
+
+    #[test]
+    fn a_truncated_payload_does_not_panic() {
+        let before = b"{\"url\":\"data:image/png";
+        let estimate = estimate_prompt_tokens(b"{\"url\":\"data:image/png;base64,AAAA");
+        assert_eq!(
+            estimate,
+            (before.len() as u64).div_ceil(4) + TOKENS_PER_INLINE_IMAGE
+        );
+    }
+}

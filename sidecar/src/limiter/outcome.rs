@@ -1,0 +1,270 @@
+//! What an admission asks and answers: [`AdmitRequest`], [`Refusal`] and the
+//! `x-ratelimit-*` values of an admitted call ([`RateHeaders`]).
+//!
+//! Input: the limits each store checked. Output: one refusal for the client — a calendar
+//! quota that is used up wins (403: waiting a minute will not help), else the per-minute
+//! limit with the longest exact wait (429) — or the header values of the tightest limit.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::calendar::{format_utc, system_time, unix_ms};
+pub use spillway_crds::snapshot::QuotaPeriod;
+
+/// One call to admit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdmitRequest<'a> {
+    /// The identified app.
+    pub app_id: &'a str,
+    /// The pool's `metadata.name` (as in `QuotaConfig::pools`).
+    pub pool: &'a str,
+    /// The model or deployment name the client asked for.
+    pub model: &'a str,
+    /// Estimated prompt tokens.
+    pub prompt_tokens_estimate: u64,
+    /// The request's completion limit (`max_completion_tokens` / `max_tokens` /
+    /// `max_output_tokens`, times `n`); `None` reserves each quota's `defaultMaxTokens`.
+    pub max_completion_tokens: Option<u64>,
+}
+
+/// Which per-minute limit refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Tokens per minute.
+    Tokens,
+    /// Requests per minute.
+    Requests,
+}
+
+impl LimitKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Tokens => "tokens",
+            Self::Requests => "requests",
+        }
+    }
+}
+
+/// Why a call was not admitted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A per-minute limit cannot cover the call yet: HTTP 429. Retrying exactly
+    /// `retry_after` later succeeds unless other calls took the tokens meanwhile.
+    #[error(
+        "quota `{quota}` allows no more {} per minute right now; retry after {} ms",
+        kind.as_str(),
+        retry_after.as_millis().max(1)
+    )]
+    RateLimited {
+        /// The quota's `metadata.name`.
+        quota: String,
+        /// Tokens or requests.
+        kind: LimitKind,
+        /// Exact time until the limit can cover the call.
+        retry_after: Duration,
+    },
+    /// A calendar quota is used up: HTTP 403 until it resets.
+    #[error(
+        "the {} token quota `{quota}` is used up; it resets at {} (UTC)",
+        period_word(*period),
+        format_utc(unix_ms(*resets_at))
+    )]
+    QuotaExhausted {
+        /// The quota's `metadata.name`.
+        quota: String,
+        /// The calendar period.
+        period: QuotaPeriod,
+        /// When the next window starts.
+        resets_at: SystemTime,
+    },
+    /// Redis is unreachable and the policy is `FailClosed`: HTTP 503.
+    #[error("the shared rate-limit store is unreachable; retry shortly")]
+    Unavailable,
+}
+
+fn period_word(period: QuotaPeriod) -> &'static str {
+    match period {
+        QuotaPeriod::Hourly => "hourly",
+        QuotaPeriod::Daily => "daily",
+        QuotaPeriod::Weekly => "weekly",
+        QuotaPeriod::Monthly => "monthly",
+    }
+}
+
+impl Refusal {
+    /// The HTTP status: 429, 403 or 503.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::RateLimited { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            Self::QuotaExhausted { .. } => http::StatusCode::FORBIDDEN,
+            Self::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The OpenAI-style `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::QuotaExhausted { .. } => "quota_exceeded",
+            Self::Unavailable => "rate_limiter_unavailable",
+        }
+    }
+
+    /// When a retry can succeed, seen from `now`: the exact wait (429), the time until the
+    /// quota resets (403), one second (503).
+    pub fn retry_after(&self, now: SystemTime) -> Duration {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::QuotaExhausted { resets_at, .. } => {
+                resets_at.duration_since(now).unwrap_or(Duration::ZERO)
+            }
+            Self::Unavailable => Duration::from_secs(1),
+        }
+    }
+}
+
+/// Collects the refusals of one admission; see the module docs for which one wins.
+#[derive(Debug, Default)]
+pub(super) struct Verdict {
+    exhausted: Option<(Arc<str>, QuotaPeriod, i64)>,
+    wait: Option<(Arc<str>, LimitKind, Duration)>,
+}
+
+impl Verdict {
+    /// A bucket of `quota` needs `wait` (zero: it can cover the call).
+    pub fn wait(&mut self, quota: &Arc<str>, kind: LimitKind, wait: Duration) {
+        if !wait.is_zero() && self.wait.as_ref().is_none_or(|(_, _, w)| wait > *w) {
+            self.wait = Some((Arc::clone(quota), kind, wait));
+        }
+    }
+
+    /// A calendar window of `quota` ending at `end_ms` cannot cover the call.
+    pub fn exhausted(&mut self, quota: &Arc<str>, period: QuotaPeriod, end_ms: i64) {
+        if self
+            .exhausted
+            .as_ref()
+            .is_none_or(|(_, _, end)| end_ms > *end)
+        {
+            self.exhausted = Some((Arc::clone(quota), period, end_ms));
+        }
+    }
+
+    /// The refusal, if any limit refused.
+    pub fn into_refusal(self) -> Option<Refusal> {
+        if let Some((quota, period, end_ms)) = self.exhausted {
+            return Some(Refusal::QuotaExhausted {
+                quota: quota.to_string(),
+                period,
+                resets_at: system_time(end_ms),
+            });
+        }
+        self.wait
+            .map(|(quota, kind, retry_after)| Refusal::RateLimited {
+                quota: quota.to_string(),
+                kind,
+                retry_after,
+            })
+    }
+}
+
+/// `x-ratelimit-*` values of an admitted call: the tightest applicable token limit (per
+/// minute or calendar, the one with the fewest tokens left) and the tightest requests limit,
+/// after this call's reservation. `None` where no such limit applies. In `Local` mode (and the
+/// `LocalShare` fallback) the values are this sidecar's share.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// `x-ratelimit-limit-tokens`.
+    pub limit_tokens: Option<u64>,
+    /// `x-ratelimit-remaining-tokens`.
+    pub remaining_tokens: Option<u64>,
+    /// `x-ratelimit-reset-tokens`: until that limit is whole again.
+    pub reset_tokens: Option<Duration>,
+    /// `x-ratelimit-limit-requests`.
+    pub limit_requests: Option<u64>,
+    /// `x-ratelimit-remaining-requests`.
+    pub remaining_requests: Option<u64>,
+    /// `x-ratelimit-reset-requests`.
+    pub reset_requests: Option<Duration>,
+}
+
+impl RateHeaders {
+    /// Sets the headers that have a value (replacing a backend's own), resets in OpenAI's
+    /// duration format (`1s`, `6m0s`, `20ms`).
+    pub fn write_to(&self, headers: &mut HeaderMap) {
+        let pairs: [(&'static str, Option<String>); 6] = [
+            (
+                "x-ratelimit-limit-tokens",
+                self.limit_tokens.map(|v| v.to_string()),
+            ),
+            (
+                "x-ratelimit-remaining-tokens",
+                self.remaining_tokens.map(|v| v.to_string()),
+            ),
+            (
+                "x-ratelimit-reset-tokens",
+                self.reset_tokens.map(openai_duration),
+            ),
+            (
+                "x-ratelimit-limit-requests",
+                self.limit_requests.map(|v| v.to_string()),
+            ),
+            (
+                "x-ratelimit-remaining-requests",
+                self.remaining_requests.map(|v| v.to_string()),
+            ),
+            (
+                "x-ratelimit-reset-requests",
+                self.reset_requests.map(openai_duration),
+            ),
+        ];
+        for (name, value) in pairs {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
+}
+
+fn openai_duration(duration: Duration) -> String {
+    crate::simulate::ratelimit::format_duration(duration)
+}
+
+/// Keeps the tightest limit of each kind while an admission is reserved.
+#[derive(Debug, Default)]
+pub(super) struct HeaderTracker {
+    tokens: Option<(u64, i64, Duration)>,
+    requests: Option<(u64, i64, Duration)>,
+}
+
+impl HeaderTracker {
+    /// A token limit of `limit` with `left` after the reservation, whole again in `reset`.
+    pub fn tokens(&mut self, limit: u64, left: i64, reset: Duration) {
+        Self::offer(&mut self.tokens, (limit, left, reset));
+    }
+
+    /// A requests limit.
+    pub fn requests(&mut self, limit: u64, left: i64, reset: Duration) {
+        Self::offer(&mut self.requests, (limit, left, reset));
+    }
+
+    fn offer(slot: &mut Option<(u64, i64, Duration)>, candidate: (u64, i64, Duration)) {
+        if slot.is_none_or(|(_, left, _)| candidate.1 < left) {
+            *slot = Some(candidate);
+        }
+    }
+
+    /// The header values.
+    pub fn finish(self) -> RateHeaders {
+        let left = |v: i64| u64::try_from(v).unwrap_or(0);
+        RateHeaders {
+            limit_tokens: self.tokens.map(|t| t.0),
+            remaining_tokens: self.tokens.map(|t| left(t.1)),
+            reset_tokens: self.tokens.map(|t| t.2),
+            limit_requests: self.requests.map(|r| r.0),
+            remaining_requests: self.requests.map(|r| left(r.1)),
+            reset_requests: self.requests.map(|r| r.2),
+        }
+    }
+}

@@ -64,6 +64,29 @@ pub enum ProxyError {
     /// Every attempt timed out.
     #[error("the backend did not answer in time")]
     UpstreamTimeout,
+    /// The caller could not be identified (401), or its identity could not be checked (503).
+    #[error("{message}")]
+    Unauthenticated {
+        /// 401, or 503 when the signing keys cannot be fetched.
+        status: StatusCode,
+        /// Stable reason, e.g. `expired`, `unknown_api_key`.
+        code: &'static str,
+        /// What is wrong, without echoing the credential.
+        message: String,
+    },
+    /// A quota refused the call: 429 (per-minute), 403 (calendar quota) or 503 (counters
+    /// unavailable and the policy is FailClosed).
+    #[error("{message}")]
+    QuotaRefused {
+        /// 429, 403 or 503.
+        status: StatusCode,
+        /// `rate_limit_exceeded`, `quota_exceeded`, …
+        code: &'static str,
+        /// Names the quota and, for calendar quotas, when it resets.
+        message: String,
+        /// When a retry can succeed.
+        retry_after: Duration,
+    },
     /// A bug in the gateway; logged with details.
     #[error("the gateway failed to handle the request; see its logs")]
     Internal,
@@ -83,6 +106,7 @@ impl ProxyError {
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unauthenticated { status, .. } | Self::QuotaRefused { status, .. } => *status,
         }
     }
 
@@ -101,14 +125,19 @@ impl ProxyError {
             Self::UpstreamUnreachable(_) => "backend_unreachable",
             Self::UpstreamTimeout => "backend_timeout",
             Self::Internal => "internal_error",
+            Self::Unauthenticated { code, .. } | Self::QuotaRefused { code, .. } => code,
         }
     }
 
     /// The OpenAI `error.type`.
     pub fn error_type(&self) -> &'static str {
-        match self.status().as_u16() {
-            404 | 400 | 405 | 413 => "invalid_request_error",
-            _ => "server_error",
+        match self {
+            Self::Unauthenticated { .. } => "authentication_error",
+            Self::QuotaRefused { .. } => "rate_limit_error",
+            _ => match self.status().as_u16() {
+                404 | 400 | 405 | 413 => "invalid_request_error",
+                _ => "server_error",
+            },
         }
     }
 
@@ -116,6 +145,10 @@ impl ProxyError {
         match self {
             Self::NoBackendAvailable { retry_after, .. } => Some(*retry_after),
             Self::NotReady => Some(Duration::from_secs(1)),
+            Self::QuotaRefused { retry_after, .. } => Some(*retry_after),
+            Self::Unauthenticated { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -142,6 +175,9 @@ impl ProxyError {
         );
         if let Some(delay) = self.retry_after() {
             insert_retry_after(headers, delay);
+        }
+        if self.status() == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -86,7 +86,7 @@ impl Stack {
             .collect();
         let url_of = |name: &str| &sim_urls.iter().find(|(n, _)| n == name).unwrap().1;
         let manifests = format!(
-            "apiVersion: spillway.dev/v1alpha1\nkind: AIBackendPool\nmetadata: {{name: chat}}\nspec:\n  models: [gpt-4o]\n  backends:\n    - {{name: ptu, url: '{}', priority: 1, apiVersion: 2024-10-21}}\n    - {{name: paygo, url: '{}', priority: 2, apiVersion: 2024-10-21}}\n---\napiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: gw}}\nspec:\n  identity: {{trustedHeader: x-app-id}}\n",
+            "apiVersion: spillway.dev/v1alpha1\nkind: AIBackendPool\nmetadata: {{name: chat}}\nspec:\n  models: [gpt-4o]\n  backends:\n    - {{name: ptu, url: '{}', priority: 1, apiVersion: 2024-10-21}}\n    - {{name: paygo, url: '{}', priority: 2, apiVersion: 2024-10-21}}\n---\napiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: gw}}\nspec:\n  identity: {{trustedHeader: x-app-id, allowAnonymous: true}}\n",
             url_of("ptu"),
             url_of("paygo")
         );

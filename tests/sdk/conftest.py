@@ -4,6 +4,7 @@ The binary comes from $SPILLWAY_BIN (tests/run-all.sh builds it). Everything lis
 127.0.0.1 with ephemeral ports, learned from the JSON lines the processes print at start-up.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +15,9 @@ import urllib.request
 import pytest
 
 BIN = os.environ.get("SPILLWAY_BIN", "target/debug/spillway")
+# The SDKs authenticate to the gateway with a consumer API key; the gateway stores its hash.
+CLIENT_KEY = "client-key"
+CLIENT_KEY_SHA256 = hashlib.sha256(CLIENT_KEY.encode()).hexdigest()
 
 
 def _start(args, ready_key, env=None):
@@ -102,7 +106,9 @@ def stack():
             kind: AIGateway
             metadata: {{name: gw}}
             spec:
-              identity: {{trustedHeader: x-app-id}}
+              identity:
+                apiKeys:
+                  - {{appId: sdk-app, keySha256: {CLIENT_KEY_SHA256}}}
             """
         ))
     gw, gw_lines = _start(

@@ -7,6 +7,8 @@ the simulated backend billed; the client's key never reaches the backend.
 
 import uuid
 
+from conftest import http_json
+
 import openai
 import pytest
 from openai import AzureOpenAI, OpenAI
@@ -46,7 +48,7 @@ def assert_matches_ledger(stack, request_id, prompt, completion):
 def test_openai_client_chat(stack, oai):
     request_id = rid()
     raw = oai.chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=MESSAGES, max_tokens=8, extra_headers={"x-request-id": request_id, "x-app-id": "app-a"}
+        model="gpt-4o", messages=MESSAGES, max_tokens=8, extra_headers={"x-request-id": request_id}
     )
     assert raw.headers["x-spillway-backend"] == "east"
     completion = raw.parse()
@@ -54,7 +56,7 @@ def test_openai_client_chat(stack, oai):
     usage = completion.usage
     assert usage.completion_tokens == 8
     record = assert_matches_ledger(stack, request_id, usage.prompt_tokens, usage.completion_tokens)
-    assert record["app_id"] == "app-a"
+    assert record["app_id"] == "sdk-app", "the consumer API key names the app"
 
 
 def test_openai_client_stream_without_usage_hides_the_injected_chunk(stack, oai):
@@ -138,3 +140,17 @@ def test_unknown_deployment_is_a_not_found_error(azure, oai):
     with pytest.raises(openai.NotFoundError) as info:
         oai.chat.completions.create(model="no-such-model", messages=MESSAGES)
     assert info.value.code == "model_not_found"
+
+
+def test_a_wrong_key_is_an_authentication_error_and_never_reaches_the_backend(stack):
+    for client in (
+        OpenAI(base_url=f"{stack.gateway}/v1", api_key="wrong-key", max_retries=0),
+        AzureOpenAI(azure_endpoint=stack.gateway, api_version="2024-10-21", api_key="wrong-key", max_retries=0),
+    ):
+        request_id = rid()
+        with pytest.raises(openai.AuthenticationError) as info:
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"x-request-id": request_id})
+        assert info.value.status_code == 401
+        assert info.value.code == "unknown_api_key"
+        entries = http_json(f"{stack.sim_url}/_sim/ledger")["entries"]
+        assert not [e for e in entries if e.get("requestId") == request_id]

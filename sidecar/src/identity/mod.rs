@@ -91,6 +91,12 @@ pub struct Identifier {
     failures: Arc<FailureCounters>,
 }
 
+impl std::fmt::Debug for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identifier").finish_non_exhaustive()
+    }
+}
+
 impl Identifier {
     /// Builds an identifier with the system clock and default JWKS timing. With `previous`
     /// (the identifier of the prior snapshot) its failure counters carry over and its JWKS

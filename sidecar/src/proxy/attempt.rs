@@ -18,6 +18,7 @@ use super::upstream::{self, CallShape};
 use super::{Applied, Shared};
 use crate::breaker::{Outcome, Transition};
 use crate::error::ProxyError;
+use crate::limiter::Reservation;
 use crate::protocol::request::{self, Edits, RequestInfo};
 use crate::routing::{Pick, PoolRoutes};
 
@@ -51,6 +52,7 @@ impl Attempt<'_> {
         &self,
         pool: &PoolRoutes,
         call: &mut Call,
+        reservation: &mut Option<Reservation>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let retry = &pool.config().retry;
         let deadline = call.started + Duration::from_millis(retry.deadline_ms);
@@ -92,7 +94,7 @@ impl Attempt<'_> {
                         discard(response);
                         continue;
                     }
-                    return Ok(self.respond(response, asked_usage, call));
+                    return Ok(self.respond(response, asked_usage, call, reservation.take()));
                 }
                 Sent::Failed(outcome, error) => {
                     log_transition(attempt.record(Instant::now(), &outcome), backend);
@@ -169,6 +171,7 @@ impl Attempt<'_> {
         response: Response<Incoming>,
         asked_usage: bool,
         call: &Call,
+        reservation: Option<Reservation>,
     ) -> Response<ProxyBody> {
         let (mut parts, upstream_body) = response.into_parts();
         let kind = if !parts.status.is_success() {
@@ -184,6 +187,10 @@ impl Attempt<'_> {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         retain_passing_back(&mut parts.headers);
+        if let Some(reservation) = &reservation {
+            // The app's own quota view replaces the backend's capacity headers.
+            reservation.headers().write_to(&mut parts.headers);
+        }
         let gateway = &self.applied.snapshot.gateway;
         let finish = Finish {
             call: call.clone(),
@@ -192,6 +199,7 @@ impl Attempt<'_> {
             sink: self.shared.usage.clone(),
             drain_timeout: Duration::from_millis(gateway.stream_drain_timeout_ms),
             drain_max_bytes: gateway.stream_drain_max_bytes,
+            reservation,
         };
         let body = ProxyBody::accounted(upstream_body, kind, finish);
         with_common_headers(Response::from_parts(parts, body), call)

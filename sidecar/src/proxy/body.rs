@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::handler::Call;
+use crate::limiter::Reservation;
 use crate::usage::sse::{ScanOptions, StreamScanner};
 use crate::usage::{Usage, UsageSink, json, tokenizer};
 
@@ -42,6 +43,8 @@ pub(crate) struct Finish {
     pub sink: UsageSink,
     pub drain_timeout: Duration,
     pub drain_max_bytes: u64,
+    /// The quota reservation to true up with the real usage.
+    pub reservation: Option<Reservation>,
 }
 
 /// Largest JSON response kept whole for usage parsing; beyond it only the tail is searched.
@@ -187,11 +190,15 @@ impl Finish {
         record.time_to_first_token =
             first_byte.map(|t| t.saturating_duration_since(self.call.started));
         let Some(text) = estimate_text.filter(|_| usage.is_none()) else {
+            if let Some(reservation) = self.reservation {
+                reservation.settle(record.usage.total());
+            }
             self.sink.send(record);
             return;
         };
         let body = self.request_body;
         let sink = self.sink;
+        let reservation = self.reservation;
         tokio::task::spawn_blocking(move || {
             let model = record.model.clone();
             let prompt = record
@@ -202,6 +209,9 @@ impl Finish {
                 prompt_tokens: prompt,
                 completion_tokens: tokenizer::count_text(&model, &text),
             };
+            if let Some(reservation) = reservation {
+                reservation.settle(record.usage.total());
+            }
             sink.send(record);
         });
     }

@@ -5,7 +5,7 @@
 //! request, whatever its end, produces exactly one usage record.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -18,6 +18,7 @@ use super::body::ProxyBody;
 use super::ids::{request_id, traceparent};
 use super::inbound;
 use crate::error::ProxyError;
+use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens};
 use crate::protocol::request;
 use crate::usage::{Operation, Usage, UsageRecord};
 
@@ -96,15 +97,16 @@ async fn serve(
         return Err(ProxyError::NotReady);
     };
     let gateway = &applied.snapshot.gateway;
-    if let Some(app) = gateway
-        .identity
-        .trusted_header
-        .as_ref()
-        .and_then(|header| parts.headers.get(header))
-        .and_then(|v| v.to_str().ok())
-    {
-        call.app_id = app.to_owned();
-    }
+    let identity = applied
+        .identifier
+        .identify(&parts.headers)
+        .await
+        .map_err(|e| ProxyError::Unauthenticated {
+            status: e.status(),
+            code: e.reason(),
+            message: e.to_string(),
+        })?;
+    call.app_id = identity.app_id;
     let body = read_body(&parts.headers, body, gateway.max_request_body_bytes).await?;
     let info = request::inspect(&body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
     call.stream = info.stream;
@@ -121,6 +123,7 @@ async fn serve(
             None => ProxyError::ModelNotFound(requested.clone()),
         })?;
     call.pool.clone_from(&pool.config().name);
+    let mut reservation = admit(shared, call, &body, &info).await?;
     let attempt = Attempt {
         shared,
         applied,
@@ -131,7 +134,42 @@ async fn serve(
         requested: &requested,
         traceparent: traceparent(&parts.headers),
     };
-    attempt.run(pool, call).await
+    let result = attempt.run(pool, call, &mut reservation).await;
+    if let Some(unused) = reservation {
+        // No response body will settle it: nothing was consumed.
+        unused.settle(0);
+    }
+    result
+}
+
+/// Reserves the call's estimated tokens against the app's quotas.
+async fn admit(
+    shared: &Shared,
+    call: &Call,
+    body: &[u8],
+    info: &request::RequestInfo,
+) -> Result<Option<Reservation>, ProxyError> {
+    if !shared.limiter.has_quotas() {
+        return Ok(None);
+    }
+    let request = AdmitRequest {
+        app_id: &call.app_id,
+        pool: &call.pool,
+        model: &call.model,
+        prompt_tokens_estimate: estimate_prompt_tokens(body),
+        max_completion_tokens: info
+            .max_tokens
+            .map(|m| m.saturating_mul(info.n.unwrap_or(1))),
+    };
+    match shared.limiter.admit(&request).await {
+        Ok(reservation) => Ok(Some(reservation)),
+        Err(refusal) => Err(ProxyError::QuotaRefused {
+            status: refusal.status(),
+            code: refusal.code(),
+            message: refusal.to_string(),
+            retry_after: refusal.retry_after(SystemTime::now()),
+        }),
+    }
 }
 
 /// Reads the body, refusing more than `limit` bytes (early on `Content-Length`).

@@ -25,6 +25,9 @@ use arc_swap::ArcSwap;
 use spillway_crds::Snapshot;
 use tokio::sync::watch;
 
+use crate::clock::SystemClock;
+use crate::identity::Identifier;
+use crate::limiter::Limiter;
 use crate::routing::Routes;
 use crate::usage::UsageSink;
 
@@ -37,6 +40,8 @@ pub struct Applied {
     pub snapshot: Arc<Snapshot>,
     /// Routing state (breakers carried over from the previous one).
     pub routes: Routes,
+    /// Who is calling (JWKS cache carried over from the previous one).
+    pub identifier: Identifier,
 }
 
 /// State shared by every request.
@@ -45,6 +50,7 @@ pub struct Shared {
     applied: ArcSwap<Option<Applied>>,
     client: upstream::HttpClient,
     usage: UsageSink,
+    limiter: Arc<Limiter>,
 }
 
 /// The gateway: cheap to clone, shared by the server, the admin endpoints and the
@@ -62,17 +68,32 @@ impl Gateway {
                 applied: ArcSwap::from_pointee(None),
                 client: upstream::client(),
                 usage,
+                limiter: Arc::new(Limiter::new(Arc::new(SystemClock))),
             }),
         }
     }
 
-    /// Applies `snapshot` atomically; breaker state of unchanged backends is kept.
+    /// Applies `snapshot` atomically; breaker state of unchanged backends, the JWKS cache
+    /// and the counters of unchanged quotas are kept. Call from within the tokio runtime.
     pub fn apply(&self, snapshot: Arc<Snapshot>) {
         let previous = self.shared.applied.load();
-        let routes = Routes::build(&snapshot, previous.as_ref().as_ref().map(|a| &a.routes));
-        self.shared
-            .applied
-            .store(Arc::new(Some(Applied { snapshot, routes })));
+        let previous = previous.as_ref().as_ref();
+        let routes = Routes::build(&snapshot, previous.map(|a| &a.routes));
+        let identifier =
+            Identifier::new(&snapshot.gateway.identity, previous.map(|a| &a.identifier));
+        if let Err(error) = self.shared.limiter.apply(&snapshot) {
+            tracing::error!(%error, "rate limiting is degraded; see the AIGateway's rateLimiting");
+        }
+        self.shared.applied.store(Arc::new(Some(Applied {
+            snapshot,
+            routes,
+            identifier,
+        })));
+    }
+
+    /// The quota limiter.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.shared.limiter
     }
 
     /// The applied configuration, if any.

@@ -84,6 +84,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let gateway = Gateway::new(sink);
+    // Apply the first configuration before accepting traffic, so the first request is
+    // served, not refused as "not ready".
+    gateway.apply(rx.borrow().clone());
     tokio::spawn(gateway.clone().follow(rx));
     let listener = TcpListener::bind(args.listen)
         .await

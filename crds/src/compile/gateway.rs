@@ -238,7 +238,7 @@ fn compile_rate_limiting(
                 check.invalid(path, "the URL must start with redis:// or rediss://");
             }
             let timeout_ms =
-                check.duration_or(&format!("{path}.timeout"), redis.timeout.as_deref(), 50);
+                check.duration_or(&format!("{path}.timeout"), redis.timeout.as_deref(), 200);
             url.map(|url| RedisConfig {
                 url,
                 key_prefix: redis

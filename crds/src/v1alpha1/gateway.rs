@@ -173,7 +173,7 @@ pub struct RedisSpec {
     /// (refuse with 503) or `LocalShare` (default: enforce this sidecar's local share).
     #[serde(default)]
     pub on_redis_unavailable: RedisUnavailablePolicy,
-    /// Time allowed for one Redis call before it counts as unavailable. Default `50ms`.
+    /// Time allowed for one Redis call before it counts as unavailable. Default `200ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,

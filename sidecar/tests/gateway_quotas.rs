@@ -147,7 +147,7 @@ async fn a_spent_daily_quota_is_403_naming_the_quota_and_its_reset() {
         / 86_400
         + 1)
         * 86_400;
-    let seconds = u64::from_str_radix(refused.header("retry-after"), 10).unwrap();
+    let seconds: u64 = refused.header("retry-after").parse().unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

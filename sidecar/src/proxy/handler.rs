@@ -21,6 +21,7 @@ use crate::breaker::{Outcome, Transition};
 use crate::error::ProxyError;
 use crate::protocol::request::{self, Edits, RequestInfo};
 use crate::routing::{Pick, PoolRoutes};
+use crate::usage::record::UpstreamAttempt;
 use crate::usage::{Operation, Usage, UsageRecord};
 
 /// What is known about the call so far; becomes the usage record.
@@ -35,6 +36,8 @@ pub(crate) struct Call {
     pub started: Instant,
     pub attempts: u32,
     pub backend: Option<String>,
+    /// Every attempt so far, for the usage record.
+    pub upstream: Vec<UpstreamAttempt>,
 }
 
 impl Call {
@@ -55,6 +58,8 @@ impl Call {
             duration: self.started.elapsed(),
             time_to_first_token: None,
             client_disconnected: false,
+            error_type: (status >= 400).then(|| status.to_string().into()),
+            upstream: self.upstream.clone(),
         }
     }
 }
@@ -71,15 +76,16 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         started: Instant::now(),
         attempts: 0,
         backend: None,
+        upstream: Vec::new(),
     };
     match serve(&shared, req, &mut call).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(request_id = ?call.request_id, %error, "request refused");
             let response = error.to_response();
-            shared
-                .usage
-                .send(call.record(response.status().as_u16(), Usage::default(), false));
+            let mut record = call.record(response.status().as_u16(), Usage::default(), false);
+            record.error_type = Some(error.code().into());
+            shared.usage.send(record);
             with_common_headers(response.map(ProxyBody::full), &call)
         }
     }
@@ -211,6 +217,7 @@ impl Attempt<'_> {
             tried.push(index);
             call.backend = Some(backend.name.clone());
             let is_last = call.attempts >= retry.max_attempts;
+            let started = call.started.elapsed();
             match self.send(backend, &call.request_id, deadline).await {
                 Sent::Response {
                     response,
@@ -222,7 +229,14 @@ impl Attempt<'_> {
                     } else {
                         Outcome::from_response(status, response.headers(), SystemTime::now())
                     };
-                    log_transition(attempt.record(Instant::now(), &outcome), backend);
+                    let transition = attempt.record(Instant::now(), &outcome);
+                    call.upstream.push(upstream_attempt(
+                        backend,
+                        started,
+                        Ok(status),
+                        transition.as_ref(),
+                    ));
+                    log_transition(transition, backend);
                     if retry.retries_status(status) && !is_last && Instant::now() < deadline {
                         tracing::debug!(backend = %backend.name, status, "retrying on the next candidate");
                         discard(response);
@@ -231,7 +245,18 @@ impl Attempt<'_> {
                     return Ok(self.respond(response, asked_usage, call));
                 }
                 Sent::Failed(outcome, error) => {
-                    log_transition(attempt.record(Instant::now(), &outcome), backend);
+                    let transition = attempt.record(Instant::now(), &outcome);
+                    let failure = match outcome {
+                        Outcome::Timeout => "timeout",
+                        _ => "connection_failure",
+                    };
+                    call.upstream.push(upstream_attempt(
+                        backend,
+                        started,
+                        Err(failure),
+                        transition.as_ref(),
+                    ));
+                    log_transition(transition, backend);
                     let retryable = match outcome {
                         Outcome::Timeout => retry.on_timeout,
                         _ => retry.on_connection_failure,
@@ -352,6 +377,22 @@ fn retain_passing_back(headers: &mut HeaderMap) {
         .collect();
     for name in dropped {
         headers.remove(name);
+    }
+}
+
+/// The usage record's entry for one attempt: the response status, or why none came.
+fn upstream_attempt(
+    backend: &BackendConfig,
+    started: Duration,
+    result: Result<u16, &'static str>,
+    transition: Option<&Transition>,
+) -> UpstreamAttempt {
+    UpstreamAttempt {
+        backend: backend.name.clone(),
+        started,
+        status: result.ok(),
+        failure: result.err(),
+        breaker: transition.map(|t| [t.from.as_str(), t.to.as_str()]),
     }
 }
 

@@ -150,13 +150,7 @@ impl Accounted {
             return;
         };
         if self.kind != BodyKind::Json || self.upstream_error {
-            finish.send(
-                Some(Usage::default()),
-                None,
-                None,
-                self.first_byte,
-                ending,
-            );
+            finish.send(Some(Usage::default()), None, None, self.first_byte, ending);
             return;
         }
         let body: Vec<u8> = self.json.concat();

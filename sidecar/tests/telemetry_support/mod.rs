@@ -4,6 +4,8 @@
 //! parsing with a real text-format parser.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod promql;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::Path;

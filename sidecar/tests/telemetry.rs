@@ -340,6 +340,20 @@ async fn failed_exports(gw: &RunningGateway, n: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_never_answers_costs_requests_nothing_and_holds_one_connection() {
+    // OTLP/HTTP: each export opens a connection and abandons it at the timeout.
+    never_answering_collector("http/protobuf", 6).await;
+}
+
+#[cfg(feature = "otlp-grpc")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_collector_that_never_answers_costs_requests_nothing() {
+    // OTLP/gRPC: one HTTP/2 connection that never completes; each export times out.
+    never_answering_collector("grpc", 1).await;
+}
+
+/// Runs traffic while every export to a silent collector hangs until its timeout; at least
+/// `connections` connections must have reached the collector.
+async fn never_answering_collector(protocol: &str, connections: usize) {
     let sim = Sim::start(SIM).await;
     let hole = BlackHole::start().await;
     let gw = RunningGateway::start(
@@ -347,6 +361,8 @@ async fn a_collector_that_never_answers_costs_requests_nothing_and_holds_one_con
         &[
             "--otlp-endpoint",
             &hole.url,
+            "--otlp-protocol",
+            protocol,
             "--otlp-export-interval",
             "200ms",
         ],
@@ -362,7 +378,7 @@ async fn a_collector_that_never_answers_costs_requests_nothing_and_holds_one_con
     let rss_after = gw.rss_kib();
     let accepted = hole.accepted.load(Ordering::SeqCst);
     assert!(
-        accepted >= 6,
+        accepted >= connections,
         "the exporter really tried the collector: {accepted} connections"
     );
     let max_open = hole.max_open.load(Ordering::SeqCst);
@@ -401,4 +417,56 @@ async fn a_collector_on_a_closed_port_costs_requests_nothing() {
         .map(|s| s.value)
         .sum();
     assert_eq!(served, 40.0, "/metrics still counts everything");
+}
+
+#[cfg(feature = "otlp-grpc")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_grpc_exports_the_same_token_counts() {
+    let sim = Sim::start(SIM).await;
+    let grpc = telemetry_support::GrpcReceiver::start().await;
+    let gw = RunningGateway::start(
+        &manifests(&sim),
+        &["--otlp-protocol", "grpc", "--otlp-endpoint", &grpc.url],
+        &[("OTEL_METRIC_EXPORT_INTERVAL", "200")],
+    )
+    .await;
+    for (i, stream) in [false, true, false].into_iter().enumerate() {
+        assert_eq!(
+            call(&gw, "app-g", &format!("g-{i}"), "gpt-4o", stream).await,
+            200
+        );
+    }
+    wait_for("three requests in a gRPC export", || {
+        sum_where(&grpc.points("spillway.requests"), &[]) == 3.0
+    })
+    .await;
+    let ledger = http(
+        Method::GET,
+        &format!("{}/_sim/ledger", sim.url("ptu")),
+        &[],
+        "",
+    )
+    .await
+    .json();
+    let billed: u64 = ledger["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["promptTokens"].as_u64().unwrap())
+        .sum();
+    let tokens = grpc.points("spillway.tokens");
+    assert_eq!(
+        sum_where(
+            &tokens,
+            &[("spillway.app_id", "app-g"), ("gen_ai.token.type", "input")]
+        ),
+        f(billed)
+    );
+    assert!(
+        grpc.paths()
+            .iter()
+            .all(|p| p == "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"),
+        "{:?}",
+        grpc.paths()
+    );
 }

@@ -75,7 +75,6 @@ pub fn reader(
 
 #[cfg(feature = "otlp-grpc")]
 fn grpc_exporter(settings: &OtlpSettings, runtime: &Handle) -> anyhow::Result<MetricExporter> {
-    use opentelemetry_otlp::WithTonicConfig as _;
     // The channel's worker task is spawned on the runtime entered here.
     let _entered = runtime.enter();
     Ok(MetricExporter::builder()

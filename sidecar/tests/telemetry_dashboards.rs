@@ -16,49 +16,30 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Sim, chat_body, http};
-use http::Method;
+use common::Sim;
 use serde_json::{Value, json};
 use spillway_sidecar::proxy::Gateway;
 use spillway_sidecar::subscribe::file::{LocalSecrets, load_text};
 use spillway_sidecar::telemetry::{QuotaLevel, QuotaSource, Telemetry, TelemetrySettings};
 use spillway_sidecar::usage::UsageSink;
+use telemetry_support::gateway::RunningGateway;
 use telemetry_support::promql::{panel_queries, uses, variable_label_values};
-use telemetry_support::{RunningGateway, parse_prometheus, scrape};
+use telemetry_support::stack::{SIM, call, manifests};
+use telemetry_support::{parse_prometheus, scrape};
 
 /// Metrics the gateway emits only once the limiter is wired in.
 const PENDING: &[&str] = &["spillway_quota_remaining_tokens"];
 
-const SIM: &str = "backends:\n  - name: ptu\n  - name: paygo\n    usageInStream: false\n";
-
-fn manifests(ptu: &str, paygo: &str) -> String {
-    format!(
-        "apiVersion: spillway.dev/v1alpha1
-kind: AIBackendPool
-metadata: {{name: chat}}
-spec:
-  models: [gpt-4o]
-  backends:
-    - {{name: ptu, url: '{ptu}', priority: 1}}
-    - {{name: paygo, url: '{paygo}', priority: 2}}
----
-apiVersion: spillway.dev/v1alpha1
-kind: AIGateway
-metadata: {{name: gw}}
-spec:
-  identity: {{trustedHeader: x-app-id}}
----
+const QUOTA: &str = "---
 apiVersion: spillway.dev/v1alpha1
 kind: TokenQuota
-metadata: {{name: team-a}}
+metadata: {name: team-a}
 spec:
   appId: app-a
   tokensPerMinute: 100000
   quotas:
-    - {{period: Monthly, tokens: 5000000}}
-"
-    )
-}
+    - {period: Monthly, tokens: 5000000}
+";
 
 /// Metric sample name → every label name seen on it.
 type Emitted = BTreeMap<String, BTreeSet<String>>;
@@ -74,25 +55,30 @@ fn emitted(samples: &[telemetry_support::PromSample]) -> Emitted {
 }
 
 async fn real_traffic(gw: &RunningGateway, sim: &Sim) {
-    let url = format!("{}/v1/chat/completions", gw.url);
-    let send = async |app: &str, body: Value| {
-        http(Method::POST, &url, &[("x-app-id", app)], body.to_string())
-            .await
-            .status
-            .as_u16()
-    };
-    for stream in [false, true] {
-        assert_eq!(send("app-a", chat_body("gpt-4o", stream)).await, 200);
+    for (i, stream) in [false, true].into_iter().enumerate() {
+        assert_eq!(
+            call(gw, "app-a", &format!("a-{i}"), "gpt-4o", stream).await,
+            200
+        );
     }
     sim.set_faults(
         "ptu",
         json!({"mode": "status", "status": 429, "count": 1, "headers": {"retry-after-ms": "600000"}}),
     )
     .await;
-    for (app, stream) in [("app-a", false), ("app-b", true), ("app-b", false)] {
-        assert_eq!(send(app, chat_body("gpt-4o", stream)).await, 200);
+    for (i, (app, stream)) in [("app-a", false), ("app-b", true), ("app-b", false)]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            call(gw, app, &format!("s-{i}"), "gpt-4o", stream).await,
+            200
+        );
     }
-    assert_eq!(send("app-b", chat_body("no-such-model", false)).await, 404);
+    assert_eq!(
+        call(gw, "app-b", "unknown", "no-such-model", false).await,
+        404
+    );
 }
 
 /// What the telemetry library renders for the pending metrics, given a quota source.
@@ -111,7 +97,7 @@ fn rendered_with_a_quota_source() -> Emitted {
     }
     let gateway = Gateway::new(UsageSink::new(4));
     let snapshot = load_text(
-        &manifests("http://127.0.0.1:1", "http://127.0.0.1:2"),
+        &manifests("http://127.0.0.1:1", "http://127.0.0.1:2", QUOTA),
         &LocalSecrets::default(),
     )
     .expect("valid manifests");
@@ -162,7 +148,12 @@ fn dashboards() -> Vec<(String, Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_uses_only_emitted_metrics_and_labels() {
     let sim = Sim::start(SIM).await;
-    let gw = RunningGateway::start(&manifests(sim.url("ptu"), sim.url("paygo")), &[], &[]).await;
+    let gw = RunningGateway::start(
+        &manifests(sim.url("ptu"), sim.url("paygo"), QUOTA),
+        &[],
+        &[],
+    )
+    .await;
     real_traffic(&gw, &sim).await;
     let real = emitted(&scrape(&gw.admin).await);
     let library = rendered_with_a_quota_source();

@@ -19,10 +19,7 @@ use telemetry_support::{scrape, sum_where};
 
 /// Billed tokens per (app, backend): (prompt, completion, of which estimated-stream prompt
 /// and completion), from the simulator's ledger and the app each request id was sent as.
-async fn ledger_by_app(
-    sim: &Sim,
-    apps: &HashMap<String, String>,
-) -> BTreeMap<(String, String), [u64; 4]> {
+async fn ledger_by_app(sim: &Sim, apps: &HashMap<String, String>) -> Ledger {
     let ledger = http(
         Method::GET,
         &format!("{}/_sim/ledger", sim.url("ptu")),
@@ -54,35 +51,26 @@ async fn ledger_by_app(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn otlp_token_sums_equal_the_simulators_ledger_per_app_and_backend() {
-    let sim = Sim::start(SIM).await;
-    let otlp = OtlpReceiver::start().await;
-    let gw = RunningGateway::start(
-        &manifests(sim.url("ptu"), sim.url("paygo"), ""),
-        &[],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.url),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
-        ],
-    )
-    .await;
+/// Billed tokens per (app, backend) as `ledger_by_app` returns them.
+type Ledger = BTreeMap<(String, String), [u64; 4]>;
+
+/// Mixed traffic from two apps: JSON and streams on a healthy PTU, then PTU answers 429 for
+/// ten minutes, its breaker opens and everything spills to paygo (whose streams carry no
+/// usage), and one call for an unknown model. Returns request id → app.
+async fn mixed_traffic(gw: &RunningGateway, sim: &Sim) -> HashMap<String, String> {
     let mut apps = HashMap::new();
     let mut n = 0;
     let mut send = async |app: &str, stream: bool| {
         n += 1;
         let id = format!("{app}-{n}");
         apps.insert(id.clone(), app.to_owned());
-        assert_eq!(call(&gw, app, &id, "gpt-4o", stream).await, 200, "{id}");
+        assert_eq!(call(gw, app, &id, "gpt-4o", stream).await, 200, "{id}");
     };
-    // PTU healthy: streams (usage from the backend) and JSON calls.
     for app in ["app-a", "app-b"] {
         for stream in [false, true, false, true] {
             send(app, stream).await;
         }
     }
-    // PTU answers 429 for ten minutes: the breaker opens and everything spills to paygo,
-    // whose streams carry no usage (counted with the tokenizer, flagged as estimated).
     sim.set_faults(
         "ptu",
         json!({"mode": "status", "status": 429, "count": 1, "headers": {"retry-after-ms": "600000"}}),
@@ -100,86 +88,73 @@ async fn otlp_token_sums_equal_the_simulators_ledger_per_app_and_backend() {
         send(app, stream).await;
     }
     assert_eq!(
-        call(&gw, "app-a", "unknown-model", "gpt-0", false).await,
+        call(gw, "app-a", "unknown-model", "gpt-0", false).await,
         404
     );
+    apps
+}
 
-    wait_for("every request in an OTLP export", || {
-        sum_where(&otlp.points("spillway.requests"), &[]) == 16.0
-    })
-    .await;
+/// `spillway.tokens` and `gen_ai.client.token.usage` per app, backend and type equal the
+/// ledger, and exactly the tokenizer-counted streams are flagged as estimated.
+fn assert_tokens_equal_the_ledger(otlp: &OtlpReceiver, ledger: &Ledger, sim: &Sim) {
     let tokens = otlp.points("spillway.tokens");
     let usage = otlp.points("gen_ai.client.token.usage");
-    let ledger = ledger_by_app(&sim, &apps).await;
-    assert_eq!(ledger.len(), 4, "both apps on both backends: {ledger:?}");
-    let port = |backend: &str| sim.url(backend).rsplit(':').next().unwrap().to_owned();
-    for ((app, backend), [prompt, completion, est_prompt, est_completion]) in &ledger {
-        let at = |kind: &'static str| {
-            [
+    for ((app, backend), [prompt, completion, est_prompt, est_completion]) in ledger {
+        let label = format!("{app} on {backend}");
+        let port = sim.url(backend).rsplit(':').next().unwrap().to_owned();
+        for (kind, billed, estimated) in [
+            ("input", prompt, est_prompt),
+            ("output", completion, est_completion),
+        ] {
+            let at = [
                 ("spillway.app_id", app.as_str()),
                 ("spillway.backend", backend.as_str()),
                 ("spillway.pool", "chat"),
                 ("gen_ai.request.model", "gpt-4o"),
                 ("gen_ai.token.type", kind),
+            ];
+            assert_eq!(sum_where(&tokens, &at), f(*billed), "{label} {kind}");
+            let flagged = [&at[..], &[("spillway.token.estimated", "true")]].concat();
+            assert_eq!(
+                sum_where(&tokens, &flagged),
+                f(*estimated),
+                "{label} estimated {kind}"
+            );
+            let genai = [
+                &at[..],
+                &[
+                    ("gen_ai.operation.name", "chat"),
+                    ("gen_ai.provider.name", "azure.ai.openai"),
+                    ("server.address", "127.0.0.1"),
+                    ("server.port", port.as_str()),
+                ],
             ]
-        };
-        let label = format!("{app} on {backend}");
-        assert_eq!(
-            sum_where(&tokens, &at("input")),
-            f(*prompt),
-            "{label} input"
-        );
-        assert_eq!(
-            sum_where(&tokens, &at("output")),
-            f(*completion),
-            "{label} output"
-        );
-        let estimated = |kind: &'static str| {
-            let mut filter = at(kind).to_vec();
-            filter.push(("spillway.token.estimated", "true"));
-            sum_where(&tokens, &filter)
-        };
-        assert_eq!(
-            estimated("input"),
-            f(*est_prompt),
-            "{label} estimated input"
-        );
-        assert_eq!(
-            estimated("output"),
-            f(*est_completion),
-            "{label} estimated output"
-        );
-
-        let port = port(backend);
-        let genai = |kind: &'static str| {
-            let mut filter = at(kind).to_vec();
-            filter.extend([
-                ("gen_ai.operation.name", "chat"),
-                ("gen_ai.provider.name", "azure.ai.openai"),
-                ("server.address", "127.0.0.1"),
-                ("server.port", port.as_str()),
-            ]);
-            sum_where(&usage, &filter)
-        };
-        assert_eq!(genai("input"), f(*prompt), "{label} gen_ai input");
-        assert_eq!(genai("output"), f(*completion), "{label} gen_ai output");
+            .concat();
+            assert_eq!(
+                sum_where(&usage, &genai),
+                f(*billed),
+                "{label} gen_ai {kind}"
+            );
+        }
     }
     assert!(
         ledger[&("app-a".into(), "paygo".into())][2] > 0,
         "paygo streams were estimated"
     );
+    let ptu_estimated = [
+        ("spillway.backend", "ptu"),
+        ("spillway.token.estimated", "true"),
+    ];
     assert_eq!(
-        sum_where(
-            &tokens,
-            &[
-                ("spillway.backend", "ptu"),
-                ("spillway.token.estimated", "true")
-            ]
-        ),
+        sum_where(&tokens, &ptu_estimated),
         0.0,
         "ptu reported usage in every stream"
     );
+}
 
+/// Outcomes, the breaker trip, the rate-limited attempt and the open state, units, resource
+/// and transport.
+fn assert_routing_and_transport(otlp: &OtlpReceiver) {
     let requests = otlp.points("spillway.requests");
     let outcome = |o: &str| sum_where(&requests, &[("spillway.outcome", o)]);
     assert_eq!(
@@ -190,33 +165,29 @@ async fn otlp_token_sums_equal_the_simulators_ledger_per_app_and_backend() {
         ),
         (8.0, 7.0, 1.0)
     );
-    let transitions = otlp.points("spillway.breaker.transitions");
     let opened = [
         ("spillway.backend", "ptu"),
         ("spillway.breaker.from", "closed"),
         ("spillway.breaker.to", "open"),
     ];
-    assert_eq!(sum_where(&transitions, &opened), 1.0);
-    let attempts = otlp.points("spillway.upstream.attempts");
     assert_eq!(
-        sum_where(
-            &attempts,
-            &[
-                ("spillway.backend", "ptu"),
-                ("spillway.attempt.result", "rate_limited")
-            ]
-        ),
+        sum_where(&otlp.points("spillway.breaker.transitions"), &opened),
         1.0
     );
-    let state = otlp.points("spillway.breaker.state");
+    let limited = [
+        ("spillway.backend", "ptu"),
+        ("spillway.attempt.result", "rate_limited"),
+    ];
     assert_eq!(
-        sum_where(
-            &state,
-            &[
-                ("spillway.backend", "ptu"),
-                ("spillway.breaker.state", "open")
-            ]
-        ),
+        sum_where(&otlp.points("spillway.upstream.attempts"), &limited),
+        1.0
+    );
+    let open = [
+        ("spillway.backend", "ptu"),
+        ("spillway.breaker.state", "open"),
+    ];
+    assert_eq!(
+        sum_where(&otlp.points("spillway.breaker.state"), &open),
         1.0
     );
     assert_eq!(
@@ -234,6 +205,30 @@ async fn otlp_token_sums_equal_the_simulators_ledger_per_app_and_backend() {
             ("/v1/metrics", "application/x-protobuf", true)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_token_sums_equal_the_simulators_ledger_per_app_and_backend() {
+    let sim = Sim::start(SIM).await;
+    let otlp = OtlpReceiver::start().await;
+    let gw = RunningGateway::start(
+        &manifests(sim.url("ptu"), sim.url("paygo"), ""),
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.url),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+    )
+    .await;
+    let apps = mixed_traffic(&gw, &sim).await;
+    wait_for("every request in an OTLP export", || {
+        sum_where(&otlp.points("spillway.requests"), &[]) == 16.0
+    })
+    .await;
+    let ledger = ledger_by_app(&sim, &apps).await;
+    assert_eq!(ledger.len(), 4, "both apps on both backends: {ledger:?}");
+    assert_tokens_equal_the_ledger(&otlp, &ledger, &sim);
+    assert_routing_and_transport(&otlp);
 
     // /metrics is the same aggregation: equal token totals.
     let prom = scrape(&gw.admin).await;

@@ -145,6 +145,57 @@ fn dashboards() -> Vec<(String, Value)> {
     out
 }
 
+/// Checks one dashboard's queries and variables against `labels_of` (metric → its label
+/// names; panics for a metric that is not emitted). Returns the metrics it reads.
+fn check_dashboard<'a>(
+    file: &str,
+    dashboard: &Value,
+    labels_of: &dyn Fn(&str) -> &'a BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut used = BTreeSet::new();
+    let queries = panel_queries(dashboard);
+    assert!(queries.len() >= 10, "{file}: {} queries", queries.len());
+    for (panel, expr) in queries {
+        let found = uses(&expr);
+        assert!(
+            !found.selectors.is_empty(),
+            "{file} / {panel}: no metric in {expr}"
+        );
+        for selector in &found.selectors {
+            let labels = labels_of(&selector.metric);
+            for label in &selector.matcher_labels {
+                assert!(
+                    labels.contains(label),
+                    "{file} / {panel}: {} has no label {label} (it has {labels:?})",
+                    selector.metric
+                );
+            }
+            used.insert(selector.metric.clone());
+        }
+        for grouping in &found.groupings {
+            let available: BTreeSet<&String> = grouping
+                .selectors
+                .iter()
+                .flat_map(|s| labels_of(&s.metric))
+                .collect();
+            for label in &grouping.labels {
+                assert!(
+                    available.contains(label),
+                    "{file} / {panel}: grouping by {label}, which none of {:?} has",
+                    grouping.selectors
+                );
+            }
+        }
+    }
+    for (metric, label) in variable_label_values(dashboard) {
+        assert!(
+            labels_of(&metric).contains(&label),
+            "{file}: variable {metric}/{label}"
+        );
+    }
+    used
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_uses_only_emitted_metrics_and_labels() {
     let sim = Sim::start(SIM).await;
@@ -173,46 +224,7 @@ async fn every_dashboard_query_uses_only_emitted_metrics_and_labels() {
 
     let mut used = BTreeSet::new();
     for (file, dashboard) in dashboards() {
-        let queries = panel_queries(&dashboard);
-        assert!(queries.len() >= 10, "{file}: {} queries", queries.len());
-        for (panel, expr) in queries {
-            let found = uses(&expr);
-            assert!(
-                !found.selectors.is_empty(),
-                "{file} / {panel}: no metric in {expr}"
-            );
-            for selector in &found.selectors {
-                let labels = labels_of(&selector.metric);
-                for label in &selector.matcher_labels {
-                    assert!(
-                        labels.contains(label),
-                        "{file} / {panel}: {} has no label {label} (it has {labels:?})",
-                        selector.metric
-                    );
-                }
-                used.insert(selector.metric.clone());
-            }
-            for grouping in &found.groupings {
-                let available: BTreeSet<&String> = grouping
-                    .selectors
-                    .iter()
-                    .flat_map(|s| labels_of(&s.metric))
-                    .collect();
-                for label in &grouping.labels {
-                    assert!(
-                        available.contains(label),
-                        "{file} / {panel}: grouping by {label}, which none of {:?} has",
-                        grouping.selectors
-                    );
-                }
-            }
-        }
-        for (metric, label) in variable_label_values(&dashboard) {
-            assert!(
-                labels_of(&metric).contains(&label),
-                "{file}: variable {metric}/{label}"
-            );
-        }
+        used.extend(check_dashboard(&file, &dashboard, &labels_of));
     }
     // The panels the dashboards promise: chargeback, spillover and breaker trips, refusals,
     // latency and TTFT, quota burn-down.

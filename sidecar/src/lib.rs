@@ -17,6 +17,7 @@
 //! - [`usage`]: token usage from JSON and SSE, stream rewriting, tokenizer fallback, and the
 //!   per-request usage record.
 //! - [`subscribe`]: where snapshots come from (a watched manifest file today).
+//! - [`telemetry`]: OTLP metrics (GenAI conventions + Spillway's own) and `/metrics`.
 //! - [`simulate`]: the backend simulator.
 //! - [`loadtest`]: the load generator (also the demo's traffic).
 //! - [`demo`]: the self-contained demo.
@@ -35,4 +36,5 @@ pub mod routing;
 pub mod run;
 pub mod simulate;
 pub mod subscribe;
+pub mod telemetry;
 pub mod usage;

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::proxy::{Gateway, admin};
 use crate::subscribe::file::{self, LocalSecrets};
+use crate::telemetry::{Telemetry, TelemetryArgs, TelemetrySettings};
 use crate::usage::totals::UsageTotals;
 use crate::usage::{UsageRecord, UsageSink};
 
@@ -41,6 +42,9 @@ pub struct RunArgs {
     /// Time in-flight requests get to finish on shutdown.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Metrics: OTLP export and label bounds.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -52,6 +56,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// # Errors
 /// A config file that cannot be used at start-up, or an address that cannot be bound.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let telemetry_settings =
+        TelemetrySettings::from_env(&args.telemetry).map_err(|e| anyhow::anyhow!(e))?;
     let secrets = LocalSecrets {
         secrets_dir: args.secrets_dir.clone(),
     };
@@ -83,11 +89,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(write_usage_log(file, sink.subscribe()));
     }
 
-    let gateway = Gateway::new(sink);
+    let gateway = Gateway::new(sink.clone());
     // Apply the first configuration before accepting traffic, so the first request is
     // served, not refused as "not ready".
     gateway.apply(rx.borrow().clone());
     tokio::spawn(gateway.clone().follow(rx));
+    let telemetry = Telemetry::start(&telemetry_settings, gateway.clone())?;
+    tokio::spawn(telemetry.clone().follow(sink.subscribe()));
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -100,10 +108,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     println!("{ready}");
     tracing::info!(listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, "spillway gateway serving");
-    tokio::spawn(admin::serve(admin_listener, gateway.clone(), totals));
+    tokio::spawn(admin::serve_with_metrics(
+        admin_listener,
+        gateway.clone(),
+        totals,
+        Some(telemetry.clone()),
+    ));
     gateway
         .serve(listener, shutdown_signal(), args.shutdown_grace)
         .await;
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
     tracing::info!("spillway gateway stopped");
     Ok(())
 }

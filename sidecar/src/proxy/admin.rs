@@ -1,6 +1,7 @@
 //! The admin port: `/healthz` (process up), `/readyz` (a configuration is applied),
 //! `/admin/config` (applied version, pools and backends — never secrets), `/admin/usage`
-//! (token totals per app, pool, backend and model, and the latest records).
+//! (token totals per app, pool, backend and model, and the latest records), `/metrics`
+//! (Prometheus text, when telemetry runs).
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -16,19 +17,37 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use super::Gateway;
+use crate::telemetry::{Telemetry, prometheus};
 use crate::usage::totals::UsageTotals;
 
 /// Serves the admin endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, gateway: Gateway, totals: UsageTotals) {
+    serve_with_metrics(listener, gateway, totals, None).await;
+}
+
+/// [`serve`], plus `/metrics` rendered from `telemetry` (404 without it).
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    gateway: Gateway,
+    totals: UsageTotals,
+    telemetry: Option<Telemetry>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let gateway = gateway.clone();
         let totals = totals.clone();
-        let service = service_fn(move |req| {
-            let response = route(&req, &gateway, &totals);
-            async move { Ok::<_, Infallible>(response) }
+        let telemetry = telemetry.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let (gateway, totals, telemetry) = (gateway.clone(), totals.clone(), telemetry.clone());
+            async move {
+                let response = match telemetry {
+                    Some(telemetry) if req.uri().path() == "/metrics" => metrics(telemetry).await,
+                    _ => route(&req, &gateway, &totals),
+                };
+                Ok::<_, Infallible>(response)
+            }
         });
         tokio::spawn(async move {
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -89,7 +108,25 @@ fn route(
         "/admin/usage" => json_response(StatusCode::OK, &totals.view()),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /readyz, /admin/config, /admin/usage",
+            "not found; try /healthz, /readyz, /admin/config, /admin/usage, /metrics",
+        ),
+    }
+}
+
+/// The Prometheus text, rendered off the async threads.
+async fn metrics(telemetry: Telemetry) -> Response<Full<Bytes>> {
+    match tokio::task::spawn_blocking(move || telemetry.prometheus()).await {
+        Ok(body) => {
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(prometheus::CONTENT_TYPE),
+            );
+            response
+        }
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rendering metrics failed",
         ),
     }
 }

@@ -21,6 +21,7 @@ use crate::error::ProxyError;
 use crate::limiter::Reservation;
 use crate::protocol::request::{self, Edits, RequestInfo};
 use crate::routing::{Pick, PoolRoutes};
+use crate::usage::record::UpstreamAttempt;
 
 pub(crate) struct Attempt<'a> {
     pub shared: &'a Arc<Shared>,
@@ -77,6 +78,7 @@ impl Attempt<'_> {
             tried.push(index);
             call.backend = Some(backend.name.clone());
             let is_last = call.attempts >= retry.max_attempts;
+            let started = call.started.elapsed();
             match self.send(backend, &call.request_id, deadline).await {
                 Sent::Response {
                     response,
@@ -88,7 +90,14 @@ impl Attempt<'_> {
                     } else {
                         Outcome::from_response(status, response.headers(), SystemTime::now())
                     };
-                    log_transition(attempt.record(Instant::now(), &outcome), backend);
+                    let transition = attempt.record(Instant::now(), &outcome);
+                    call.upstream.push(upstream_attempt(
+                        backend,
+                        started,
+                        Ok(status),
+                        transition.as_ref(),
+                    ));
+                    log_transition(transition, backend);
                     if retry.retries_status(status) && !is_last && Instant::now() < deadline {
                         tracing::debug!(backend = %backend.name, status, "retrying on the next candidate");
                         discard(response);
@@ -97,7 +106,18 @@ impl Attempt<'_> {
                     return Ok(self.respond(response, asked_usage, call, reservation.take()));
                 }
                 Sent::Failed(outcome, error) => {
-                    log_transition(attempt.record(Instant::now(), &outcome), backend);
+                    let transition = attempt.record(Instant::now(), &outcome);
+                    let failure = match outcome {
+                        Outcome::Timeout => "timeout",
+                        _ => "connection_failure",
+                    };
+                    call.upstream.push(upstream_attempt(
+                        backend,
+                        started,
+                        Err(failure),
+                        transition.as_ref(),
+                    ));
+                    log_transition(transition, backend);
                     let retryable = match outcome {
                         Outcome::Timeout => retry.on_timeout,
                         _ => retry.on_connection_failure,
@@ -224,6 +244,21 @@ fn retain_passing_back(headers: &mut HeaderMap) {
         .collect();
     for name in dropped {
         headers.remove(name);
+    }
+}
+
+fn upstream_attempt(
+    backend: &BackendConfig,
+    started: Duration,
+    result: Result<u16, &'static str>,
+    transition: Option<&Transition>,
+) -> UpstreamAttempt {
+    UpstreamAttempt {
+        backend: backend.name.clone(),
+        started,
+        status: result.ok(),
+        failure: result.err(),
+        breaker: transition.map(|t| [t.from.as_str(), t.to.as_str()]),
     }
 }
 

@@ -130,6 +130,10 @@ impl Accounted {
 
     /// End of upstream body: flush the scanner and send the record.
     fn end(&mut self, client_disconnected: bool) {
+        let ending = Ending {
+            client_disconnected,
+            interrupted: self.upstream_error,
+        };
         if let Some(scanner) = &mut self.scanner {
             let summary = scanner.finish(&mut self.out);
             self.pending.extend(self.out.drain(..));
@@ -140,7 +144,7 @@ impl Accounted {
                     estimate,
                     summary.model,
                     self.first_byte,
-                    client_disconnected,
+                    ending,
                 );
             }
             return;
@@ -149,26 +153,30 @@ impl Accounted {
             return;
         };
         if self.kind != BodyKind::Json || self.upstream_error {
-            finish.send(
-                Some(Usage::default()),
-                None,
-                None,
-                self.first_byte,
-                client_disconnected,
-            );
+            finish.send(Some(Usage::default()), None, None, self.first_byte, ending);
             return;
         }
         let body: Vec<u8> = self.json.concat();
         let parsed = json::response_usage(&body);
         let model = parsed.as_ref().and_then(|p| p.model.clone());
         match parsed.and_then(|p| p.usage) {
-            Some(usage) => finish.send(Some(usage), None, model, None, client_disconnected),
+            Some(usage) => finish.send(Some(usage), None, model, None, ending),
             None => {
                 let text = json::completion_text(&body);
-                finish.send(None, Some(text), model, None, client_disconnected);
+                finish.send(None, Some(text), model, None, ending);
             }
         }
     }
+}
+
+/// How the response body ended, for the record.
+#[derive(Clone, Copy, Debug)]
+struct Ending {
+    /// The client went away first.
+    client_disconnected: bool,
+    /// The backend broke the body off (the record's `error_type` becomes
+    /// `response_interrupted`).
+    interrupted: bool,
 }
 
 impl Finish {
@@ -180,13 +188,16 @@ impl Finish {
         estimate_text: Option<String>,
         response_model: Option<String>,
         first_byte: Option<Instant>,
-        client_disconnected: bool,
+        ending: Ending,
     ) {
         let mut record = self
             .call
             .record(self.status, usage.unwrap_or_default(), usage.is_none());
         record.response_model = response_model;
-        record.client_disconnected = client_disconnected;
+        record.client_disconnected = ending.client_disconnected;
+        if ending.interrupted {
+            record.error_type = Some("response_interrupted".into());
+        }
         record.time_to_first_token =
             first_byte.map(|t| t.saturating_duration_since(self.call.started));
         let Some(text) = estimate_text.filter(|_| usage.is_none()) else {

@@ -20,6 +20,7 @@ use super::inbound;
 use crate::error::ProxyError;
 use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens};
 use crate::protocol::request;
+use crate::usage::record::UpstreamAttempt;
 use crate::usage::{Operation, Usage, UsageRecord};
 
 /// What is known about the call so far; becomes the usage record.
@@ -34,6 +35,8 @@ pub(crate) struct Call {
     pub started: Instant,
     pub attempts: u32,
     pub backend: Option<String>,
+    /// Every attempt so far, for the usage record.
+    pub upstream: Vec<UpstreamAttempt>,
 }
 
 impl Call {
@@ -54,6 +57,8 @@ impl Call {
             duration: self.started.elapsed(),
             time_to_first_token: None,
             client_disconnected: false,
+            error_type: (status >= 400).then(|| status.to_string().into()),
+            upstream: self.upstream.clone(),
         }
     }
 }
@@ -70,15 +75,16 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         started: Instant::now(),
         attempts: 0,
         backend: None,
+        upstream: Vec::new(),
     };
     match serve(&shared, req, &mut call).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(request_id = ?call.request_id, %error, "request refused");
             let response = error.to_response();
-            shared
-                .usage
-                .send(call.record(response.status().as_u16(), Usage::default(), false));
+            let mut record = call.record(response.status().as_u16(), Usage::default(), false);
+            record.error_type = Some(error.code().into());
+            shared.usage.send(record);
             with_common_headers(response.map(ProxyBody::full), &call)
         }
     }

@@ -5,6 +5,7 @@
 //! the usage log, the admin totals — subscribe to it. Sending never blocks the request path:
 //! a consumer that falls behind loses records and the loss is counted.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -49,6 +50,29 @@ pub struct UsageRecord {
     pub time_to_first_token: Option<Duration>,
     /// The client went away before the response ended.
     pub client_disconnected: bool,
+    /// Why the request failed, low-cardinality: the gateway's error code (`no_backend_available`,
+    /// …), the backend's status code (`"429"`, `"503"`) when its error response was passed
+    /// back, or `stream_interrupted` when the backend broke off a stream; `None` on success.
+    pub error_type: Option<Cow<'static, str>>,
+    /// Every upstream attempt in order; empty when no backend was tried.
+    pub upstream: Vec<UpstreamAttempt>,
+}
+
+/// One attempt sent to a backend on behalf of a client request.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct UpstreamAttempt {
+    /// The backend tried.
+    pub backend: String,
+    /// When the attempt started, counted from the request's arrival.
+    #[serde(with = "millis")]
+    pub started: Duration,
+    /// The status the backend answered with; `None` when no response headers came.
+    pub status: Option<u16>,
+    /// Why no response came: `connection_failure` or `timeout`.
+    pub failure: Option<&'static str>,
+    /// The breaker transition this attempt's outcome caused, as `[from, to]` state names
+    /// (`closed`, `open`, `half_open`).
+    pub breaker: Option<[&'static str; 2]>,
 }
 
 /// Fans usage records out to consumers without ever blocking the sender.

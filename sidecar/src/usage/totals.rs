@@ -168,6 +168,8 @@ mod tests {
             duration: Duration::from_millis(1),
             time_to_first_token: None,
             client_disconnected: false,
+            error_type: None,
+            upstream: Vec::new(),
         }
     }
 

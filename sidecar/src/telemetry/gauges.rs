@@ -1,0 +1,198 @@
+//! Observable instruments, read each time metrics are collected (by the OTLP reader or a
+//! `/metrics` scrape), never on the request path:
+//!
+//! - `spillway.breaker.state` — per pool and backend, 1 for the current state and 0 for the
+//!   other two, from the applied routes' breakers;
+//! - `spillway.config.version` — the applied snapshot version;
+//! - `spillway.quota.limit_tokens` — the configured token limits per quota window, from the
+//!   snapshot's quotas;
+//! - `spillway.quota.remaining_tokens` — what the limiter reports through its
+//!   [`QuotaSource`];
+//! - `spillway.telemetry.records_lost` and `spillway.telemetry.exports` — telemetry's own
+//!   health.
+
+use std::sync::atomic::Ordering;
+use std::sync::{PoisonError, Weak};
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
+use spillway_crds::snapshot::{QuotaConfig, QuotaPeriod};
+
+use super::Inner;
+use super::semconv::{self, attr};
+
+/// One quota window of one app, as the limiter sees it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaLevel {
+    /// The app (`spillway.app_id`; apps beyond the label maximum are not reported).
+    pub app_id: String,
+    /// The `TokenQuota` name.
+    pub quota: String,
+    /// `minute`, `hour`, `day`, `week` or `month`.
+    pub window: &'static str,
+    /// Tokens left in the current window.
+    pub remaining_tokens: u64,
+}
+
+/// Where quota levels come from: implemented by the limiter, installed with
+/// [`Telemetry::set_quota_source`](super::Telemetry::set_quota_source).
+pub trait QuotaSource: Send + Sync + std::fmt::Debug {
+    /// Appends the current level of every quota window the limiter tracks.
+    fn quota_levels(&self, out: &mut Vec<QuotaLevel>);
+}
+
+/// The window name of a calendar period.
+pub fn window_name(period: QuotaPeriod) -> &'static str {
+    match period {
+        QuotaPeriod::Hourly => "hour",
+        QuotaPeriod::Daily => "day",
+        QuotaPeriod::Weekly => "week",
+        QuotaPeriod::Monthly => "month",
+    }
+}
+
+/// Registers every observable instrument; callbacks hold `telemetry` weakly.
+pub fn register(meter: &Meter, telemetry: Weak<Inner>) {
+    let t = telemetry.clone();
+    meter
+        .u64_observable_gauge(semconv::BREAKER_STATE)
+        .with_description("1 for the backend's current circuit-breaker state, 0 for the others.")
+        .with_callback(move |observer| {
+            let Some(inner) = t.upgrade() else { return };
+            let applied = inner.gateway.applied();
+            let Some(applied) = applied.as_ref() else {
+                return;
+            };
+            let now = Instant::now();
+            for pool in applied.routes.pools() {
+                let name = pool.config().name.clone();
+                for (backend, runtime) in pool.backends() {
+                    let current = runtime.breaker().state(now).as_str();
+                    for state in ["closed", "open", "half_open"] {
+                        let attributes = [
+                            KeyValue::new(attr::POOL, name.clone()),
+                            KeyValue::new(attr::BACKEND, backend.name.clone()),
+                            KeyValue::new(attr::BREAKER_STATE, state),
+                        ];
+                        observer.observe(u64::from(state == current), &attributes);
+                    }
+                }
+            }
+        })
+        .build();
+    let t = telemetry.clone();
+    meter
+        .u64_observable_gauge(semconv::CONFIG_VERSION)
+        .with_description("The configuration snapshot version applied.")
+        .with_callback(move |observer| {
+            let Some(inner) = t.upgrade() else { return };
+            if let Some(applied) = inner.gateway.applied().as_ref() {
+                observer.observe(applied.snapshot.version, &[]);
+            }
+        })
+        .build();
+    register_quotas(meter, telemetry.clone());
+    register_health(meter, telemetry);
+}
+
+fn register_quotas(meter: &Meter, telemetry: Weak<Inner>) {
+    let t = telemetry.clone();
+    meter
+        .u64_observable_gauge(semconv::QUOTA_LIMIT)
+        .with_unit("{token}")
+        .with_description("Configured token limit per quota window (`*` = the default quota).")
+        .with_callback(move |observer| {
+            let Some(inner) = t.upgrade() else { return };
+            let applied = inner.gateway.applied();
+            let Some(applied) = applied.as_ref() else {
+                return;
+            };
+            for quota in &applied.snapshot.quotas {
+                for (window, tokens) in limits(quota) {
+                    let app = quota.app_id.as_deref().unwrap_or("*");
+                    let attributes = [
+                        KeyValue::new(attr::APP_ID, inner.apps.label(app)),
+                        KeyValue::new(attr::QUOTA, quota.name.clone()),
+                        KeyValue::new(attr::QUOTA_WINDOW, window),
+                    ];
+                    observer.observe(tokens, &attributes);
+                }
+            }
+        })
+        .build();
+    meter
+        .u64_observable_gauge(semconv::QUOTA_REMAINING)
+        .with_unit("{token}")
+        .with_description("Tokens left in the current quota window, as the limiter sees it.")
+        .with_callback(move |observer| {
+            let Some(inner) = telemetry.upgrade() else {
+                return;
+            };
+            let source = inner
+                .quota_source
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let Some(source) = source else { return };
+            let mut levels = Vec::new();
+            source.quota_levels(&mut levels);
+            for level in levels {
+                if !inner.apps.is_admitted(&level.app_id) {
+                    continue;
+                }
+                let attributes = [
+                    KeyValue::new(attr::APP_ID, level.app_id),
+                    KeyValue::new(attr::QUOTA, level.quota),
+                    KeyValue::new(attr::QUOTA_WINDOW, level.window),
+                ];
+                observer.observe(level.remaining_tokens, &attributes);
+            }
+        })
+        .build();
+}
+
+/// Every token window of a quota: per minute, then the calendar ones.
+fn limits(quota: &QuotaConfig) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    quota
+        .tokens_per_minute
+        .map(|tokens| ("minute", tokens))
+        .into_iter()
+        .chain(
+            quota
+                .calendar
+                .iter()
+                .map(|c| (window_name(c.period), c.tokens)),
+        )
+}
+
+fn register_health(meter: &Meter, telemetry: Weak<Inner>) {
+    let t = telemetry.clone();
+    meter
+        .u64_observable_counter(semconv::RECORDS_LOST)
+        .with_unit("{record}")
+        .with_description("Usage records telemetry missed because it fell behind.")
+        .with_callback(move |observer| {
+            if let Some(inner) = t.upgrade() {
+                observer.observe(inner.lost.load(Ordering::Relaxed), &[]);
+            }
+        })
+        .build();
+    meter
+        .u64_observable_counter(semconv::EXPORTS)
+        .with_unit("{export}")
+        .with_description("OTLP metric exports by result (`success`, `failure`).")
+        .with_callback(move |observer| {
+            let Some(inner) = telemetry.upgrade() else {
+                return;
+            };
+            let stats = &inner.exports;
+            for (result, count) in [
+                ("success", stats.succeeded.load(Ordering::Relaxed)),
+                ("failure", stats.failed.load(Ordering::Relaxed)),
+            ] {
+                observer.observe(count, &[KeyValue::new(attr::EXPORT_RESULT, result)]);
+            }
+        })
+        .build();
+}

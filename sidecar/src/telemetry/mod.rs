@@ -1,0 +1,255 @@
+//! Metrics: OpenTelemetry instruments following the GenAI semantic conventions plus
+//! Spillway's own, exported over OTLP and served as Prometheus text on the admin port.
+//!
+//! Inputs: the [`UsageRecord`] every request ends with (from the [`UsageSink`], so the
+//! request path never waits for telemetry), the gateway's applied configuration and breaker
+//! states (read when metrics are collected), and quota levels from the limiter (a
+//! [`QuotaSource`], read when metrics are collected). Outputs: OTLP exports (periodic, on
+//! the SDK's thread) and [`Telemetry::prometheus`] for `/metrics`. Both read the same SDK
+//! aggregates, so they always agree.
+//!
+//! - `semconv`: every instrument and attribute name, and the bucket boundaries.
+//! - `instruments`: record → measurements; `outcome`: request and attempt outcomes.
+//! - `gauges`: breaker state, config version, quota levels, telemetry's own health.
+//! - `labels`: cardinality bounds (appIds beyond the maximum become `other`).
+//! - `backends`: provider, server address and spillover per configured backend.
+//! - `otlp`: the exporter; `prometheus`: the text format; `config`: flags and env vars.
+//!
+//! [`UsageSink`]: crate::usage::UsageSink
+
+mod backends;
+mod config;
+mod gauges;
+mod instruments;
+mod labels;
+mod otlp;
+mod outcome;
+pub mod prometheus;
+pub mod semconv;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{
+    Instrument, InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream, Temporality,
+};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+pub use config::{OtlpProtocol, OtlpSettings, TelemetryArgs, TelemetrySettings};
+pub use gauges::{QuotaLevel, QuotaSource};
+pub use outcome::{AttemptResult, RequestOutcome};
+
+use crate::proxy::Gateway;
+use crate::usage::UsageRecord;
+use backends::BackendIndex;
+use instruments::{Instruments, Resolved};
+use labels::BoundedValues;
+use otlp::ExportStats;
+
+/// Distinct response-model names with their own label.
+const MAX_MODELS: usize = 200;
+
+/// The metrics pipeline of one gateway process. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    provider: SdkMeterProvider,
+    pull: Arc<ManualReader>,
+    instruments: Instruments,
+    gateway: Gateway,
+    apps: BoundedValues,
+    models: BoundedValues,
+    index: ArcSwap<BackendIndex>,
+    quota_source: RwLock<Option<Arc<dyn QuotaSource>>>,
+    lost: AtomicU64,
+    exports: Arc<ExportStats>,
+}
+
+impl Telemetry {
+    /// Starts the pipeline: instruments, the `/metrics` reader and, when configured, the
+    /// OTLP exporter. Must be called inside the Tokio runtime (the exporter's HTTP requests
+    /// run on it).
+    ///
+    /// # Errors
+    /// The OTLP exporter cannot be built from `settings`.
+    pub fn start(settings: &TelemetrySettings, gateway: Gateway) -> anyhow::Result<Self> {
+        let pull = Arc::new(ManualReader::builder().build());
+        let max_series = settings.max_series;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource())
+            .with_reader(SharedReader(Arc::clone(&pull)))
+            .with_view(move |_: &Instrument| {
+                Stream::builder()
+                    .with_cardinality_limit(max_series)
+                    .build()
+                    .ok()
+            });
+        let exports = Arc::new(ExportStats::default());
+        if let Some(otlp) = &settings.otlp {
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|_| anyhow::anyhow!("telemetry must start inside the Tokio runtime"))?;
+            builder = builder.with_reader(otlp::reader(otlp, runtime, Arc::clone(&exports))?);
+            tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, interval = ?otlp.interval, "exporting metrics over OTLP");
+        }
+        let provider = builder.build();
+        let meter = provider.meter("spillway");
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            gauges::register(&meter, weak.clone());
+            Inner {
+                instruments: Instruments::new(&meter),
+                provider,
+                pull,
+                gateway,
+                apps: BoundedValues::new(settings.max_apps),
+                models: BoundedValues::new(MAX_MODELS),
+                index: ArcSwap::from_pointee(BackendIndex::default()),
+                quota_source: RwLock::new(None),
+                lost: AtomicU64::new(0),
+                exports,
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    /// Records one finished request.
+    pub fn record(&self, record: &UsageRecord) {
+        let inner = &self.inner;
+        let index = inner.current_index();
+        let backend = record
+            .backend
+            .as_deref()
+            .and_then(|b| index.get(&record.pool, b));
+        let resolved = Resolved {
+            record,
+            app: inner.apps.label(&record.app_id),
+            request_model: (!record.pool.is_empty()).then(|| record.model.clone().into()),
+            response_model: record
+                .response_model
+                .as_deref()
+                .map(|m| inner.models.label(m)),
+            backend,
+        };
+        inner.instruments.record(&resolved);
+    }
+
+    /// Records every record of `rx` until the sink closes; records missed because this
+    /// consumer fell behind are counted in `spillway.telemetry.records_lost`.
+    pub async fn follow(self, mut rx: broadcast::Receiver<Arc<UsageRecord>>) {
+        loop {
+            match rx.recv().await {
+                Ok(record) => self.record(&record),
+                Err(RecvError::Lagged(n)) => {
+                    self.inner.lost.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(lost = n, "telemetry fell behind; usage records lost");
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Installs where `spillway.quota.remaining_tokens` comes from (the limiter); read each
+    /// time metrics are collected. Replaces an earlier source.
+    pub fn set_quota_source(&self, source: Arc<dyn QuotaSource>) {
+        *self
+            .inner
+            .quota_source
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(source);
+    }
+
+    /// The current metrics as Prometheus text (for `/metrics`).
+    pub fn prometheus(&self) -> String {
+        let mut metrics = ResourceMetrics::default();
+        if let Err(error) = self.inner.pull.collect(&mut metrics) {
+            tracing::warn!(%error, "collecting metrics for /metrics failed");
+        }
+        prometheus::render(&metrics)
+    }
+
+    /// Exports what is pending and stops the exporter (at process exit).
+    pub fn shutdown(&self) {
+        if let Err(error) = self
+            .inner
+            .provider
+            .shutdown_with_timeout(Duration::from_secs(5))
+        {
+            tracing::debug!(%error, "metrics shutdown");
+        }
+    }
+}
+
+impl Inner {
+    /// The backend index of the applied snapshot, rebuilt when its version changed.
+    fn current_index(&self) -> Arc<BackendIndex> {
+        let index = self.index.load_full();
+        let applied = self.gateway.applied();
+        let Some(applied) = applied.as_ref() else {
+            return index;
+        };
+        if index.version() == Some(applied.snapshot.version) {
+            return index;
+        }
+        let fresh = Arc::new(BackendIndex::build(&applied.snapshot));
+        self.index.store(Arc::clone(&fresh));
+        fresh
+    }
+}
+
+/// `service.name` = `spillway` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` name
+/// it; `service.version` = this build.
+fn resource() -> Resource {
+    let builder = Resource::builder();
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
+    let builder = if named {
+        builder
+    } else {
+        builder.with_service_name("spillway")
+    };
+    builder
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build()
+}
+
+/// The pull reader behind `/metrics`, shared with the provider.
+#[derive(Debug)]
+struct SharedReader(Arc<ManualReader>);
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline);
+    }
+
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self, _kind: InstrumentKind) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+#[cfg(test)]
+mod tests;

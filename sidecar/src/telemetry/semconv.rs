@@ -1,0 +1,129 @@
+//! Names of every instrument and attribute Spillway emits, and the histogram bucket
+//! boundaries, in one place.
+//!
+//! The `gen_ai.*` names follow the OpenTelemetry GenAI semantic conventions (metrics:
+//! `gen_ai.client.*`, `gen_ai.server.*`; attributes: `gen_ai.operation.name`,
+//! `gen_ai.provider.name`, …). They are our own constants on purpose: the semconv crate's
+//! `gen_ai` constants are deprecated and its names move between releases. `spillway.*` names
+//! are Spillway's own. Prometheus names are derived from these (see `prometheus.rs`): dots
+//! become underscores, `s` adds `_seconds`, monotonic counters add `_total`, `{…}` units add
+//! nothing.
+
+/// `gen_ai.client.token.usage`: input and output tokens per call (histogram, `{token}`).
+pub const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
+/// `gen_ai.client.operation.duration`: the served upstream call, from the start of the
+/// attempt that answered to the last byte (histogram, `s`).
+pub const CLIENT_OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
+/// `gen_ai.server.request.duration`: the whole client request as the gateway served it,
+/// retries included, to the last byte (histogram, `s`).
+pub const SERVER_REQUEST_DURATION: &str = "gen_ai.server.request.duration";
+/// `gen_ai.server.time_to_first_token`: request arrival to the first streamed byte sent to
+/// the client (histogram, `s`; streams only).
+pub const TIME_TO_FIRST_TOKEN: &str = "gen_ai.server.time_to_first_token";
+/// `gen_ai.server.time_per_output_token`: (last byte − first byte) / (output tokens − 1)
+/// (histogram, `s`; successful streams with at least two output tokens).
+pub const TIME_PER_OUTPUT_TOKEN: &str = "gen_ai.server.time_per_output_token";
+
+/// `spillway.tokens`: tokens per app, pool, backend, model and type (counter, `{token}`).
+pub const TOKENS: &str = "spillway.tokens";
+/// `spillway.requests`: client requests by outcome (counter, `{request}`).
+pub const REQUESTS: &str = "spillway.requests";
+/// `spillway.upstream.attempts`: attempts sent to backends by result (counter, `{attempt}`).
+pub const UPSTREAM_ATTEMPTS: &str = "spillway.upstream.attempts";
+/// `spillway.breaker.transitions`: circuit-breaker state changes (counter, `{transition}`).
+pub const BREAKER_TRANSITIONS: &str = "spillway.breaker.transitions";
+/// `spillway.breaker.state`: 1 for the backend's current breaker state, 0 for the others
+/// (gauge).
+pub const BREAKER_STATE: &str = "spillway.breaker.state";
+/// `spillway.config.version`: the snapshot version applied (gauge).
+pub const CONFIG_VERSION: &str = "spillway.config.version";
+/// `spillway.quota.limit_tokens`: configured token limit per quota window (gauge).
+pub const QUOTA_LIMIT: &str = "spillway.quota.limit_tokens";
+/// `spillway.quota.remaining_tokens`: tokens left in the quota window (gauge; reported by
+/// the limiter through [`QuotaLevel`](super::QuotaLevel)).
+pub const QUOTA_REMAINING: &str = "spillway.quota.remaining_tokens";
+/// `spillway.telemetry.records_lost`: usage records telemetry missed because it fell
+/// behind (counter, `{record}`).
+pub const RECORDS_LOST: &str = "spillway.telemetry.records_lost";
+/// `spillway.telemetry.exports`: OTLP exports by result (counter, `{export}`).
+pub const EXPORTS: &str = "spillway.telemetry.exports";
+
+/// Attribute keys.
+pub mod attr {
+    /// `chat`, `text_completion`, `embeddings`.
+    pub const OPERATION_NAME: &str = "gen_ai.operation.name";
+    /// `azure.ai.openai` or `openai`, from the backend type.
+    pub const PROVIDER_NAME: &str = "gen_ai.provider.name";
+    /// The model or deployment the client asked for.
+    pub const REQUEST_MODEL: &str = "gen_ai.request.model";
+    /// The model the backend reported.
+    pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
+    /// `input` or `output`.
+    pub const TOKEN_TYPE: &str = "gen_ai.token.type";
+    /// The backend's host.
+    pub const SERVER_ADDRESS: &str = "server.address";
+    /// The backend's port.
+    pub const SERVER_PORT: &str = "server.port";
+    /// Why the request failed (see `docs/observability.md` for the list).
+    pub const ERROR_TYPE: &str = "error.type";
+    /// The status code returned to the client (requests) or by the backend (attempts).
+    pub const HTTP_STATUS_CODE: &str = "http.response.status_code";
+    /// The calling app (bounded: `other` beyond the configured maximum).
+    pub const APP_ID: &str = "spillway.app_id";
+    /// The pool that served the request.
+    pub const POOL: &str = "spillway.pool";
+    /// The backend that really served the call (or the attempt's backend).
+    pub const BACKEND: &str = "spillway.backend";
+    /// Whether the token counts come from the tokenizer rather than the backend.
+    pub const TOKEN_ESTIMATED: &str = "spillway.token.estimated";
+    /// How the request ended, see [`RequestOutcome`](crate::telemetry::RequestOutcome).
+    pub const OUTCOME: &str = "spillway.outcome";
+    /// How an upstream attempt ended, see [`AttemptResult`](crate::telemetry::AttemptResult).
+    pub const ATTEMPT_RESULT: &str = "spillway.attempt.result";
+    /// A breaker state: `closed`, `open`, `half_open`.
+    pub const BREAKER_STATE: &str = "spillway.breaker.state";
+    /// The state a breaker transition left.
+    pub const BREAKER_FROM: &str = "spillway.breaker.from";
+    /// The state a breaker transition entered.
+    pub const BREAKER_TO: &str = "spillway.breaker.to";
+    /// A `TokenQuota` name.
+    pub const QUOTA: &str = "spillway.quota";
+    /// A quota window: `minute`, `hour`, `day`, `week`, `month`.
+    pub const QUOTA_WINDOW: &str = "spillway.quota.window";
+    /// How an OTLP export ended: `success`, `failure`.
+    pub const EXPORT_RESULT: &str = "spillway.export.result";
+}
+
+/// The attribute value for apps beyond the configured maximum, and for models nobody
+/// configured.
+pub const OTHER: &str = "other";
+
+/// `gen_ai.client.token.usage` buckets, as the GenAI conventions specify.
+pub const TOKEN_BUCKETS: [f64; 14] = [
+    1.0,
+    4.0,
+    16.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+/// Operation and request duration buckets (seconds), as the GenAI conventions specify.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// Time-to-first-token buckets (seconds), as the GenAI conventions specify.
+pub const TTFT_BUCKETS: [f64; 16] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Time-per-output-token buckets (seconds), as the GenAI conventions specify.
+pub const TPOT_BUCKETS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+];

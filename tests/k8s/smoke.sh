@@ -3,8 +3,9 @@
 # etcd in a temporary directory, installs Spillway's CRDs (crds/spillway.dev_crds.yaml), and checks
 # that the pieces the end-to-end tests rely on really work: CRD establishment, custom resources
 # and their short name, `kubectl explain` from the published OpenAPI, namespaces, ServiceAccount
-# tokens through the TokenRequest API (and that the API server accepts them), and helm (version,
-# template, and an install against the API server). Stops the test bed on exit.
+# tokens through the TokenRequest API (and that the API server accepts them), Pods being stored
+# (never run), and helm (version, template, and an install against the API server). Stops the
+# test bed on exit.
 # Output ends with `N passed, M failed`; the exit status is non-zero if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -132,6 +133,11 @@ contains "API server authenticates the token" "system:serviceaccount:smoke:robot
   as_robot auth whoami -o 'jsonpath={.status.userInfo.username}'
 check "RBAC denies the robot by default" bash -c \
   "! kubectl auth can-i list aibackendpools --as=system:serviceaccount:smoke:robot -A"
+
+check "a Pod is accepted without a default ServiceAccount" \
+  kubectl run app --image=example.invalid/app:1 -n smoke --restart=Never
+contains "the stored Pod stays Pending (no scheduler, no kubelet)" Pending \
+  kubectl get pod app -n smoke -o 'jsonpath={.status.phase}'
 
 echo "==> helm"
 contains "helm version" 'Version:"v3.' helm version

@@ -200,7 +200,6 @@ start_etcd() { # dir -> sets ETCD_PORT
     done
     if alive "$pid"; then
       tail -n 30 "$dir/etcd.log" >&2
-      stop_one "$dir" etcd
       die "etcd did not become healthy in 30s"
     fi
     log "etcd exited (attempt $attempt, ports $ETCD_PORT/$peer); retrying on other ports"
@@ -245,6 +244,8 @@ apiserver_ready() { # dir
     2>/dev/null)" == ok ]]
 }
 
+# 0 when /readyz is ok; 2 when kube-apiserver exited because its port was taken meanwhile;
+# otherwise reports why (failing checks, log tail) and fails.
 wait_ready() { # dir
   local dir=$1 deadline=$((SECONDS + READY_TIMEOUT)) pid out
   pid=$(<"$dir/kube-apiserver.pid")
@@ -253,19 +254,37 @@ wait_ready() { # dir
     alive "$pid" || break
     sleep 0.5
   done
-  log "kube-apiserver not ready (alive: $(alive "$pid" && echo yes || echo no)); failing checks:"
-  out=$("$BIN_DIR/kubectl" --kubeconfig="$dir/kubeconfig" --request-timeout=3s \
-    get --raw='/readyz?verbose' 2>&1) || true
-  out=${out//\\n/$'\n'}
-  grep -F '[-]' <<<"$out" >&2 || tail -n 5 <<<"$out" >&2
+  if ! alive "$pid" && grep -q 'address already in use' "$dir/kube-apiserver.log"; then
+    return 2
+  fi
+  if alive "$pid"; then
+    log "kube-apiserver not ready within ${READY_TIMEOUT}s; failing checks:"
+    out=$("$BIN_DIR/kubectl" --kubeconfig="$dir/kubeconfig" --request-timeout=3s \
+      get --raw='/readyz?verbose' 2>&1) || true
+    out=${out//\\n/$'\n'}
+    grep -F '[-]' <<<"$out" >&2 || tail -n 5 <<<"$out" >&2
+  else
+    log "kube-apiserver exited"
+  fi
   log "last lines of $dir/kube-apiserver.log:"
   tail -n 40 "$dir/kube-apiserver.log" >&2
-  cmd_stop "$dir"
-  die "kube-apiserver did not become ready within ${READY_TIMEOUT}s"
+  return 1
+}
+
+# On a failed start, stop whatever was started (runs as the EXIT trap of `start`).
+STARTING_DIR=""
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+stop_if_failed() {
+  local rc=$?
+  if ((rc != 0)) && [[ -n "$STARTING_DIR" ]]; then
+    log "start failed; stopping what was started in $STARTING_DIR"
+    cmd_stop "$STARTING_DIR" || true
+  fi
+  exit "$rc"
 }
 
 cmd_start() {
-  local dir t0=$SECONDS
+  local dir t0=$SECONDS attempt rc
   dir=$(run_dir "${1:-}")
   mkdir -p "$dir"
   cmd_build
@@ -273,13 +292,23 @@ cmd_start() {
   if our_pid "$dir" kube-apiserver >/dev/null || our_pid "$dir" etcd >/dev/null; then
     die "a test bed is already running in $dir; run \`$0 stop $dir\` first"
   fi
+  STARTING_DIR=$dir
+  trap stop_if_failed EXIT
   rm -f "$dir/kubeconfig" "$dir/testbed.env"
   gen_pki "$dir"
   start_etcd "$dir"
-  start_apiserver "$dir"
-  write_kubeconfig "$dir"
-  wait_ready "$dir"
+  for attempt in 1 2 3; do
+    start_apiserver "$dir"
+    write_kubeconfig "$dir"
+    rc=0
+    wait_ready "$dir" || rc=$?
+    ((rc == 2)) || break
+    log "kube-apiserver port $API_PORT was taken (attempt $attempt); retrying on another port"
+  done
+  ((rc == 0)) || die "kube-apiserver failed to start; log: $dir/kube-apiserver.log"
   printf 'BIN_DIR=%q\nETCD_PORT=%s\nAPI_PORT=%s\n' "$BIN_DIR" "$ETCD_PORT" "$API_PORT" >"$dir/testbed.env"
+  trap - EXIT
+  STARTING_DIR=""
   log "ready in $((SECONDS - t0))s: https://127.0.0.1:$API_PORT (etcd 127.0.0.1:$ETCD_PORT)," \
     "kubeconfig $dir/kubeconfig, logs $dir/*.log"
 }

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Smoke test of the Kubernetes test bed (tests/k8s/testbed.sh): starts a fresh kube-apiserver +
+# etcd in a temporary directory, installs Spillway's CRDs (crds/spillway.dev_crds.yaml), and checks
+# that the pieces the end-to-end tests rely on really work: CRD establishment, custom resources
+# and their short name, `kubectl explain` from the published OpenAPI, namespaces, ServiceAccount
+# tokens through the TokenRequest API (and that the API server accepts them), Pods being stored
+# (never run), and helm (version, template, and an install against the API server). Stops the
+# test bed on exit.
+# Output ends with `N passed, M failed`; the exit status is non-zero if anything failed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TESTBED=tests/k8s/testbed.sh
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/spillway-k8s-smoke.XXXXXX")
+PASSED=0
+FAILED=0
+
+cleanup() {
+  bash "$TESTBED" stop "$WORK/cluster" || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+pass() {
+  PASSED=$((PASSED + 1))
+  echo "ok   - $1"
+}
+fail() {
+  FAILED=$((FAILED + 1))
+  echo "FAIL - $1" >&2
+}
+
+# check NAME CMD...: runs CMD; passes iff it exits 0. Its output is shown only on failure.
+check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then pass "$name"; else
+    fail "$name"
+    printf '%s\n' "$out" | tail -n 20 | sed 's/^/       /' >&2
+  fi
+}
+
+# contains NAME NEEDLE CMD...: runs CMD; passes iff it exits 0 and its stdout contains NEEDLE.
+contains() {
+  local name=$1 needle=$2 out
+  shift 2
+  if out=$("$@" 2>&1) && [[ "$out" == *"$needle"* ]]; then pass "$name"; else
+    fail "$name (wanted \"$needle\")"
+    printf '%s\n' "$out" | tail -n 20 | sed 's/^/       /' >&2
+  fi
+}
+
+# eventually SECONDS CMD...: retries CMD every 0.5 s until it succeeds or SECONDS pass.
+eventually() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
+echo "==> starting the test bed in $WORK/cluster"
+t0=$SECONDS
+bash "$TESTBED" start "$WORK/cluster"
+echo "    started in $((SECONDS - t0))s"
+eval "$(bash "$TESTBED" env "$WORK/cluster")"
+BIN_DIR=$(dirname "$(command -v kube-apiserver)")
+check "status reports a ready test bed" bash "$TESTBED" status "$WORK/cluster"
+contains "kubectl on PATH is the cached build" "$BIN_DIR/kubectl" command -v kubectl
+contains "API server reports Kubernetes v1.34" '"gitVersion": "v1.34.' kubectl version -o json
+contains "admin is system:masters" "system:masters" kubectl auth whoami
+
+echo "==> CRDs"
+check "apply CRDs" kubectl apply --server-side -f crds/spillway.dev_crds.yaml
+check "CRDs Established" kubectl wait --for=condition=Established --timeout=30s \
+  crd/aibackendpools.spillway.dev crd/aigateways.spillway.dev
+cat >"$WORK/pool.yaml" <<'EOF'
+apiVersion: spillway.dev/v1alpha1
+kind: AIBackendPool
+metadata:
+  name: smoke-pool
+  namespace: default
+spec:
+  models: [gpt-4o]
+  backends:
+    - name: ptu
+      url: http://127.0.0.1:9/
+      priority: 1
+    - name: paygo
+      type: OpenAI
+      url: http://127.0.0.1:10/
+      priority: 2
+EOF
+check "apply an AIBackendPool" kubectl apply -f "$WORK/pool.yaml"
+contains "get aibackendpools" smoke-pool kubectl get aibackendpools -n default
+contains "get aipool (short name)" smoke-pool kubectl get aipool -n default
+contains "defaults applied by the CRD schema" AzureOpenAI \
+  kubectl get aipool smoke-pool -n default -o 'jsonpath={.spec.backends[0].type}'
+check "schema rejects a backend without url" bash -c \
+  "! kubectl apply -f - <<'EOF'
+apiVersion: spillway.dev/v1alpha1
+kind: AIBackendPool
+metadata: {name: bad-pool, namespace: default}
+spec: {models: [m], backends: [{name: b}]}
+EOF"
+explain() {
+  local out
+  out=$(kubectl explain aibackendpool.spec.backends 2>&1) && [[ "$out" == *"The backends of the pool"* ]]
+}
+if eventually 30 explain; then pass "kubectl explain aibackendpool.spec.backends"; else
+  fail "kubectl explain aibackendpool.spec.backends"
+  kubectl explain aibackendpool.spec.backends 2>&1 | tail -n 20 >&2 || true
+fi
+contains "explain lists backend fields" "priority" kubectl explain aibackendpool.spec.backends
+
+echo "==> namespaces and ServiceAccount tokens"
+check "create namespace" kubectl create namespace smoke
+contains "namespace is Active" Active kubectl get namespace smoke -o 'jsonpath={.status.phase}'
+check "create serviceaccount" kubectl create serviceaccount robot -n smoke
+TOKEN=$(kubectl create token robot -n smoke --duration=10m 2>&1) || TOKEN=""
+if [[ "$TOKEN" =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]]; then
+  pass "kubectl create token returns a JWT"
+else
+  fail "kubectl create token returns a JWT (got: ${TOKEN:0:200})"
+fi
+SERVER=$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}')
+as_robot() {
+  kubectl --kubeconfig=/dev/null --server="$SERVER" \
+    --certificate-authority="$WORK/cluster/pki/ca.crt" --token="$TOKEN" "$@"
+}
+contains "API server authenticates the token" "system:serviceaccount:smoke:robot" \
+  as_robot auth whoami -o 'jsonpath={.status.userInfo.username}'
+check "RBAC denies the robot by default" bash -c \
+  "! kubectl auth can-i list aibackendpools --as=system:serviceaccount:smoke:robot -A"
+
+check "a Pod is accepted without a default ServiceAccount" \
+  kubectl run app --image=example.invalid/app:1 -n smoke --restart=Never
+contains "the stored Pod stays Pending (no scheduler, no kubelet)" Pending \
+  kubectl get pod app -n smoke -o 'jsonpath={.status.phase}'
+
+echo "==> helm"
+contains "helm version" 'Version:"v3.' helm version
+mkdir -p "$WORK/chart/templates"
+cat >"$WORK/chart/Chart.yaml" <<'EOF'
+apiVersion: v2
+name: smoke
+version: 0.1.0
+EOF
+cat >"$WORK/chart/values.yaml" <<'EOF'
+greeting: hello
+EOF
+cat >"$WORK/chart/templates/configmap.yaml" <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+data:
+  greeting: {{ .Values.greeting | quote }}
+EOF
+contains "helm template renders values" 'greeting: "bonjour"' \
+  helm template smoke "$WORK/chart" --set greeting=bonjour
+check "helm install against the API server" helm install smoke "$WORK/chart" -n smoke --wait --timeout 60s
+contains "helm-installed ConfigMap is stored" hello \
+  kubectl get configmap smoke-config -n smoke -o 'jsonpath={.data.greeting}'
+contains "helm list shows the release" deployed helm list -n smoke
+
+echo "==> stopping"
+check "stop" bash "$TESTBED" stop "$WORK/cluster"
+check "status reports it stopped" bash -c "! bash $TESTBED status $WORK/cluster"
+
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))

@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
-# Runs every Spillway test: the Rust workspace (unit, golden and integration tests with real
-# `spillway run` / `spillway simulate` processes on 127.0.0.1) and the official OpenAI Python
-# SDK against the gateway. Self-sufficient on a fresh machine with Rust and Python 3: it builds
-# what it needs and creates the SDK's virtualenv (.venv, reused on later runs).
+# Runs every Spillway test:
+#   1. the Rust workspace: unit, golden and integration tests with real `spillway run` /
+#      `spillway simulate` processes on 127.0.0.1 and a real `redis-server`;
+#   2. the official OpenAI Python SDK against the gateway;
+#   3. the CRDs against a real kube-apiserver + etcd (and kubectl, helm) built from the
+#      official Go modules into a cache outside the repo (tests/k8s/testbed.sh).
+# Self-sufficient on a fresh machine with Rust, Python 3 and Go: it installs redis-server and
+# python3-venv from Debian when missing, creates the SDK's virtualenv (.venv, reused) and
+# builds the Kubernetes binaries once (cached in ~/.cache/spillway/k8s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if ((${#need_apt[@]})); then
+  echo "==> installing ${need_apt[*]}"
+  if [[ $(id -u) -ne 0 ]]; then sudo=sudo; else sudo=; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
 echo "==> building"
 cargo build --workspace --all-features --bins
 
@@ -20,3 +37,6 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 SPILLWAY_BIN="$PWD/target/debug/spillway" "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
+
+echo "==> Kubernetes: CRDs on a real API server"
+bash tests/k8s/smoke.sh

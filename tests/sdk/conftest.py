@@ -95,12 +95,17 @@ def stack():
             kind: AIBackendPool
             metadata: {{name: chat}}
             spec:
-              models: [gpt-4o, text-embedding-3-small]
+              models: [gpt-4o, gpt-4o-mini, text-embedding-3-small]
               backends:
                 - name: east
                   type: AzureOpenAI
                   url: {sim_url}
                   apiKey: {{env: SIM_KEY}}
+            ---
+            apiVersion: spillway.dev/v1alpha1
+            kind: TokenQuota
+            metadata: {{name: sdk-mini}}
+            spec: {{appId: sdk-app, models: [gpt-4o-mini], requestsPerMinute: 120}}
             ---
             apiVersion: spillway.dev/v1alpha1
             kind: AIGateway

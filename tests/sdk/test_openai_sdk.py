@@ -154,3 +154,35 @@ def test_a_wrong_key_is_an_authentication_error_and_never_reaches_the_backend(st
         assert info.value.code == "unknown_api_key"
         entries = http_json(f"{stack.sim_url}/_sim/ledger")["entries"]
         assert not [e for e in entries if e.get("requestId") == request_id]
+
+
+def test_the_sdk_rides_through_a_quota_429_with_its_own_retries(stack):
+    """gpt-4o-mini has a 120 requests/minute quota for sdk-app: spend it, then a client with
+    max_retries waits the gateway's exact retry-after-ms and its retry is admitted."""
+    import time
+
+    strict = OpenAI(base_url=f"{stack.gateway}/v1", api_key="client-key", max_retries=0)
+    refused = None
+    for i in range(200):
+        try:
+            strict.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=1)
+        except openai.RateLimitError as error:
+            refused = error
+            break
+    assert refused is not None, "120 requests per minute must run out"
+    assert refused.code == "rate_limit_exceeded"
+    wait_ms = int(refused.response.headers["retry-after-ms"])
+    assert 0 < wait_ms <= 500, "one request refills in 0.5 s"
+
+    patient = OpenAI(base_url=f"{stack.gateway}/v1", api_key="client-key", max_retries=2)
+    request_id = rid()
+    started = time.monotonic()
+    raw = patient.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=1, extra_headers={"x-request-id": request_id}
+    )
+    assert raw.http_response.status_code == 200
+    assert raw.retries_taken == 1, "refused once, admitted on the first retry"
+    assert time.monotonic() - started >= wait_ms / 1000 * 0.9, "the SDK honoured retry-after-ms"
+    recent = http_json(f"{stack.admin}/admin/usage")["recent"]
+    statuses = [r["status"] for r in recent if r["request_id"] == request_id]
+    assert statuses == [429, 200], statuses

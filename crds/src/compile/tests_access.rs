@@ -144,7 +144,7 @@ fn redis_rate_limiting_compiles() {
             redis.on_unavailable,
             redis.timeout_ms
         ),
-        ("spillway", RedisUnavailablePolicy::FailClosed, 50)
+        ("spillway", RedisUnavailablePolicy::FailClosed, 200)
     );
 }
 

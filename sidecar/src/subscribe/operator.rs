@@ -1,8 +1,8 @@
 //! Configuration pushed by the Spillway operator (`spillway run --operator URL`).
 //!
-//! Inputs: the operator's HTTPS URL, the projected ServiceAccount token file (re-read on
-//! every request, as the kubelet rotates it), an optional CA file, and the gateway whose state
-//! is reported. Outputs: snapshots on the `watch` channel that [`Gateway::follow`] applies,
+//! Inputs: the operator's HTTPS URL, the projected ServiceAccount token file and an optional
+//! CA file (both re-read on every request, as the kubelet updates mounted files in place), and
+//! the gateway whose state is reported. Outputs: snapshots on the `watch` channel that [`Gateway::follow`] applies,
 //! and a report every few seconds (`POST /v1/sidecars/report`: sidecar id, applied version,
 //! breaker state per backend, tokens per app).
 //!
@@ -18,7 +18,7 @@ mod tests;
 pub mod wire;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -72,6 +72,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The CA file's content and the client built from it.
+type BuiltClient = (Vec<u8>, HttpsClient);
 
 /// Silence allowed before the first `hello` tells the heartbeat interval.
 const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,7 +90,43 @@ pub struct OperatorClient {
     sidecar: String,
     pod_uid: Option<String>,
     report_interval: Duration,
-    http: HttpsClient,
+    http: Clients,
+}
+
+/// HTTPS clients trusting the CA file as it is now: the file is re-read before each request
+/// (a mounted CA is updated in place when the operator's certificate is rotated) and the client
+/// is rebuilt only when its content changed.
+#[derive(Clone, Debug)]
+struct Clients {
+    ca_file: Option<PathBuf>,
+    current: Arc<Mutex<Option<BuiltClient>>>,
+}
+
+impl Clients {
+    fn get(&self) -> anyhow::Result<HttpsClient> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let pem = match &self.ca_file {
+            Some(path) => std::fs::read(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?,
+            None => Vec::new(),
+        };
+        if let Some((seen, client)) = current.as_ref()
+            && *seen == pem
+        {
+            return Ok(client.clone());
+        }
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match &self.ca_file {
+            Some(path) => builder.with_tls_config(
+                tls_config(&pem).with_context(|| format!("the CA file {}", path.display()))?,
+            ),
+            None => builder.with_webpki_roots(),
+        };
+        let https = builder.https_only().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        *current = Some((pem, client.clone()));
+        Ok(client)
+    }
 }
 
 impl OperatorClient {
@@ -103,12 +141,11 @@ impl OperatorClient {
             uri.scheme_str() == Some("https") && uri.host().is_some(),
             "--operator must be an https:// URL (the token must not travel in clear), got {url}"
         );
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match &args.operator_ca_file {
-            Some(path) => builder.with_tls_config(tls_config(path)?),
-            None => builder.with_webpki_roots(),
+        let http = Clients {
+            ca_file: args.operator_ca_file.clone(),
+            current: Arc::default(),
         };
-        let https = builder.https_only().enable_http1().build();
+        http.get()?;
         let sidecar = args.sidecar_id.clone().unwrap_or_else(default_sidecar_id);
         Ok(Self {
             base,
@@ -116,7 +153,7 @@ impl OperatorClient {
             sidecar,
             pod_uid: args.pod_uid.clone(),
             report_interval: args.operator_report_interval,
-            http: Client::builder(TokioExecutor::new()).build(https),
+            http,
         })
     }
 
@@ -170,7 +207,7 @@ impl OperatorClient {
         }
         let response = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            self.http.request(request.body(Full::default())?),
+            self.http.get()?.request(request.body(Full::default())?),
         )
         .await
         .context("the operator did not answer in time")?
@@ -234,7 +271,7 @@ impl OperatorClient {
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token()?))
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(serde_json::to_vec(report)?)))?;
-        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request))
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http.get()?.request(request))
             .await
             .context("the operator did not answer in time")??;
         let status = response.status();
@@ -271,16 +308,14 @@ fn handle_line(applier: &mut Applier, gateway: &Gateway, line: &[u8]) -> Option<
     None
 }
 
-fn tls_config(path: &std::path::Path) -> anyhow::Result<rustls::ClientConfig> {
+fn tls_config(pem: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("reading CA certificates from {}", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading PEM certificates")?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate found");
     for cert in certs {
-        roots
-            .add(cert)
-            .with_context(|| format!("a CA certificate in {}", path.display()))?;
+        roots.add(cert).context("an invalid CA certificate")?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)

@@ -204,6 +204,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         )),
         metrics: Arc::clone(&metrics),
         heartbeat: args.heartbeat,
+        only_namespace: args.watch_namespace.clone(),
     };
     let admin = AdminState {
         metrics,

@@ -231,6 +231,7 @@ impl AdminState {
     pub async fn serve(self, listener: TcpListener) {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let state = self.clone();
@@ -244,5 +245,60 @@ impl AdminState {
                     .await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use spillway_crds::Snapshot;
+
+    use super::*;
+    use crate::wire::{AppUsage, SidecarReport};
+
+    #[tokio::test]
+    async fn metrics_show_counters_versions_sidecars_breakers_and_tokens() {
+        let publisher = Publisher::new();
+        publisher.publish("team", Snapshot::default());
+        let sidecars = Registry::new(publisher.clone(), Duration::from_secs(30));
+        let report = SidecarReport {
+            sidecar: "gw-1".into(),
+            version: Some(1),
+            breakers: [("chat/east".to_owned(), "open".to_owned())].into(),
+            usage: [(
+                "billing \"app\"".to_owned(),
+                AppUsage {
+                    requests: 2,
+                    prompt_tokens: 10,
+                    completion_tokens: 5,
+                },
+            )]
+            .into(),
+            ..SidecarReport::default()
+        };
+        sidecars.report("team", report, tokio::time::Instant::now());
+        let metrics = Arc::new(Metrics::default());
+        metrics.reconciles.inc();
+        let state = AdminState {
+            metrics,
+            publisher,
+            sidecars,
+            leader: watch::channel(true).1,
+            ready: Arc::new(AtomicBool::new(true)),
+        };
+        let text = state.render();
+        for line in [
+            "spillway_operator_reconciles_total 1",
+            "spillway_operator_leader 1",
+            "spillway_operator_snapshot_version{scope=\"team\"} 1",
+            "spillway_operator_sidecars{scope=\"team\",state=\"synced\"} 1",
+            "spillway_operator_breakers_open{scope=\"team\",backend=\"chat/east\"} 1",
+            "spillway_operator_app_tokens{scope=\"team\",app=\"billing \\\"app\\\"\"} 15",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert_eq!(state.respond("/readyz").status(), StatusCode::OK);
+        assert_eq!(state.respond("/nope").status(), StatusCode::NOT_FOUND);
     }
 }

@@ -143,6 +143,7 @@ impl Publisher {
         let current = entry.tx.borrow().clone();
         if let Some(above) = held.and_then(|v| v.checked_add(1))
             && above > current.version
+            && above - current.version <= MAX_VERSION_JUMP
         {
             let mut reissued = Snapshot::clone(&current);
             reissued.version = above;
@@ -157,6 +158,10 @@ impl Publisher {
     }
 }
 
+/// The most a sidecar's held version may lift a scope's version; a larger claim is ignored
+/// (it would only be a broken or hostile client), so versions never run out.
+const MAX_VERSION_JUMP: u64 = 1 << 32;
+
 impl Scope {
     /// Publishes the effective content if it differs; returns the current version.
     fn refresh(&mut self, sidecars: usize) -> u64 {
@@ -166,7 +171,7 @@ impl Scope {
         if next == *current {
             return current.version;
         }
-        next.version = current.version + 1;
+        next.version = current.version.saturating_add(1);
         let version = next.version;
         self.tx.send_replace(Arc::new(next));
         version

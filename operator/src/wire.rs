@@ -15,9 +15,10 @@
 //! - `POST /v1/sidecars/report` with a JSON [`SidecarReport`], every few seconds; answered
 //!   `204`.
 //!
-//! Refusals: `401` (missing or invalid token, or not a ServiceAccount token), `400` (missing
-//! sidecar id or malformed report), `404` (unknown path). Refusal bodies never contain
-//! configuration.
+//! Refusals: `401` (missing or invalid token, or not a ServiceAccount token), `403` (the
+//! operator watches another namespace only), `400` (missing sidecar id or malformed report),
+//! `503` (the token cannot be reviewed right now), `404` (unknown path). Refusal bodies are
+//! short texts and never contain configuration.
 //!
 //! The sidecar keeps its own copy of these types (`spillway_sidecar::subscribe::operator`);
 //! the stream tests run real sidecars against this server, so the two cannot drift silently.

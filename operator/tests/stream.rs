@@ -161,6 +161,13 @@ async fn invalid_tokens_get_401_and_no_configuration() {
     .await;
     assert!(body.contains(TEAM_KEY), "{body}");
 
+    // An operator watching one namespace refuses the others' sidecars instead of leaving
+    // them waiting.
+    let narrow = Operator::start_serving(&dir.path().join("narrow"), 0, Some("team")).await;
+    let (status, body) = https(&narrow, "GET", "/v1/snapshots/watch", Some(OTHER_TOKEN), "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("serves namespace team only"), "{body}");
+
     // A sidecar with a bad token never gets a configuration.
     let sidecar = Sidecar::start(&operator, dir.path(), "sidecar-x", "stolen-token").await;
     for _ in 0..10 {

@@ -86,6 +86,12 @@ async fn a_sidecar_holding_a_higher_version_gets_the_content_above_it() {
         "a lower held version changes nothing"
     );
     assert_eq!(publisher.publish("team", compiled(300)), 43);
+    let rx = publisher.subscribe("team", Some(u64::MAX - 1)).await;
+    assert_eq!(
+        rx.borrow().version,
+        43,
+        "an implausible held version is ignored"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -86,7 +86,17 @@ impl StreamServer {
             ));
         };
         match self.reviewer.review(token).await {
-            Ok(Some(identity)) => Ok(identity),
+            Ok(Some(identity)) => match &self.only_namespace {
+                Some(only) if *only != identity.namespace => Err(text(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "this operator serves namespace {only} only; run an operator for \
+                         namespace {} or one that watches all namespaces",
+                        identity.namespace
+                    ),
+                )),
+                _ => Ok(identity),
+            },
             Ok(None) => {
                 self.metrics.auth_failures.inc();
                 tracing::info!("refused a request whose token was not accepted");

@@ -50,6 +50,9 @@ pub struct StreamServer {
     pub metrics: Arc<Metrics>,
     /// Interval between heartbeat lines.
     pub heartbeat: Duration,
+    /// The one namespace served when the operator watches only that one; sidecars of other
+    /// namespaces are refused (403) instead of waiting forever for a snapshot.
+    pub only_namespace: Option<String>,
 }
 
 impl StreamServer {
@@ -70,7 +73,9 @@ impl StreamServer {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
+                        // Out of file descriptors and the like: do not spin.
                         tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },

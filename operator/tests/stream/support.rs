@@ -111,8 +111,13 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Serves on `port` (0: any), with its CA written into `dir`.
+    /// Serves every namespace on `port` (0: any), with its CA written into `dir`.
     pub async fn start(dir: &Path, port: u16) -> Self {
+        Self::start_serving(dir, port, None).await
+    }
+
+    /// As [`Operator::start`], serving only `only_namespace` when given.
+    pub async fn start_serving(dir: &Path, port: u16, only_namespace: Option<&str>) -> Self {
         let tls = tls::self_signed(dir, &["127.0.0.1".into()]).expect("tls");
         let publisher = Publisher::new();
         let sidecars = Registry::new(publisher.clone(), Duration::from_secs(1));
@@ -124,6 +129,7 @@ impl Operator {
             reviewer: Arc::new(FakeReviewer),
             metrics: Arc::new(Metrics::default()),
             heartbeat: Duration::from_millis(300),
+            only_namespace: only_namespace.map(str::to_owned),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = tokio::spawn(server.serve(listener, tls.config, async {

@@ -17,9 +17,10 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::controller::queue::{self, WatchScope, Watches};
-use crate::controller::{Context, WriteLimiter};
+use crate::controller::{Context, Stores, WriteLimiter};
 use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::{AdminState, Metrics};
 use crate::publish::Publisher;
@@ -125,14 +126,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Runs the operator until SIGINT or SIGTERM.
-///
-/// # Errors
-/// No usable kubeconfig, unusable TLS files, or an address that cannot be bound.
-pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("connecting to Kubernetes (KUBECONFIG, ~/.kube/config or in-cluster)")?;
+fn server_tls(args: &OperatorArgs) -> anyhow::Result<tls::ServerTls> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => tls::from_files(cert, key)?,
         _ => {
@@ -146,6 +140,73 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     if let Some(ca) = &tls.generated_ca {
         tracing::info!(ca_file = %ca.display(), "generated a CA for the stream; give it to sidecars with --operator-ca-file");
     }
+    Ok(tls)
+}
+
+/// Binds the stream and admin addresses and prints the ready line.
+async fn bind(
+    args: &OperatorArgs,
+    tls: &tls::ServerTls,
+) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let stream = TcpListener::bind(args.stream_listen)
+        .await
+        .with_context(|| format!("binding the stream address {}", args.stream_listen))?;
+    let admin = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin address {}", args.admin_listen))?;
+    let ready_line = serde_json::json!({
+        "stream": stream.local_addr()?.to_string(),
+        "admin": admin.local_addr()?.to_string(),
+        "caFile": tls.generated_ca.as_ref().map(|p| p.display().to_string()),
+    });
+    println!("{ready_line}");
+    Ok((stream, admin))
+}
+
+/// A flag that turns true once the stores hold their first full lists.
+fn ready_when_filled(stores: Stores) -> Arc<AtomicBool> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&ready);
+    tokio::spawn(async move {
+        if stores.ready().await.is_ok() {
+            flag.store(true, Ordering::Relaxed);
+            tracing::info!("stores filled; serving complete snapshots");
+        }
+    });
+    ready
+}
+
+/// Campaigns for the Lease until `stop`, unless leader election is off.
+async fn elect(
+    client: Client,
+    args: &OperatorArgs,
+    identity: &str,
+    leads: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+) {
+    if args.no_leader_election {
+        return;
+    }
+    let config = LeaseConfig {
+        namespace: args.lease_namespace.clone(),
+        name: args.lease_name.clone(),
+        identity: identity.to_owned(),
+        lease_duration: args.lease_duration,
+        renew_every: args.lease_duration / 3,
+    };
+    Elector::new(client, config).run(leads, stopped(stop)).await;
+}
+
+/// Runs the operator until SIGINT or SIGTERM.
+///
+/// # Errors
+/// No usable kubeconfig, unusable TLS files, or an address that cannot be bound.
+pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to Kubernetes (KUBECONFIG, ~/.kube/config or in-cluster)")?;
+    let tls = server_tls(&args)?;
+    let (stream_listener, admin_listener) = bind(&args, &tls).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::default());
     let publisher = Publisher::new();
@@ -153,34 +214,11 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let (leads_tx, leads) = watch::channel(args.no_leader_election);
     let (stop_tx, stop) = watch::channel(false);
 
-    let stream_listener = TcpListener::bind(args.stream_listen)
-        .await
-        .with_context(|| format!("binding the stream address {}", args.stream_listen))?;
-    let admin_listener = TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("binding the admin address {}", args.admin_listen))?;
-    let ready_line = serde_json::json!({
-        "stream": stream_listener.local_addr()?.to_string(),
-        "admin": admin_listener.local_addr()?.to_string(),
-        "caFile": tls.generated_ca.as_ref().map(|p| p.display().to_string()),
-    });
-    println!("{ready_line}");
-
     let watch_scope = WatchScope {
         namespace: args.watch_namespace.clone(),
         secret_labels: args.secret_label_selector.clone(),
     };
     let watches = Watches::new(&client, &watch_scope);
-    let ready = Arc::new(AtomicBool::new(false));
-    tokio::spawn({
-        let (stores, ready) = (watches.stores.clone(), Arc::clone(&ready));
-        async move {
-            if stores.ready().await.is_ok() {
-                ready.store(true, Ordering::Relaxed);
-                tracing::info!("stores filled; serving complete snapshots");
-            }
-        }
-    });
     let reporter = Reporter {
         controller: "spillway-operator".into(),
         instance: Some(identity.clone()),
@@ -195,13 +233,11 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         WriteLimiter::new(args.status_write_interval),
         Arc::clone(&metrics),
     ));
+    let reviewer = KubeTokenReviewer::new(client.clone(), args.token_audience.clone());
     let server = StreamServer {
         publisher: publisher.clone(),
         sidecars: sidecars.clone(),
-        reviewer: Arc::new(CachedReviewer::new(
-            KubeTokenReviewer::new(client.clone(), args.token_audience.clone()),
-            args.token_cache_ttl,
-        )),
+        reviewer: Arc::new(CachedReviewer::new(reviewer, args.token_cache_ttl)),
         metrics: Arc::clone(&metrics),
         heartbeat: args.heartbeat,
         only_namespace: args.watch_namespace.clone(),
@@ -211,38 +247,24 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         publisher,
         sidecars: sidecars.clone(),
         leader: leads,
-        ready,
+        ready: ready_when_filled(watches.stores.clone()),
     };
-    let sweeper = tokio::spawn(sidecars.sweep_every(Duration::from_secs(1)));
-    let admin_task = tokio::spawn(admin.serve(admin_listener));
+    let background = [
+        tokio::spawn(sidecars.sweep_every(Duration::from_secs(1))),
+        tokio::spawn(admin.serve(admin_listener)),
+    ];
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         stop_tx.send_replace(true);
     });
-    let election = async {
-        if args.no_leader_election {
-            return;
-        }
-        let config = LeaseConfig {
-            namespace: args.lease_namespace.clone(),
-            name: args.lease_name.clone(),
-            identity: identity.clone(),
-            lease_duration: args.lease_duration,
-            renew_every: args.lease_duration / 3,
-        };
-        Elector::new(client.clone(), config)
-            .run(leads_tx, stopped(stop.clone()))
-            .await;
-    };
     tracing::info!(identity, stream = %args.stream_listen, "spillway operator starting");
     tokio::join!(
         queue::run(watches, ctx, stopped(stop.clone())),
         server.serve(stream_listener, tls.config, stopped(stop.clone())),
-        election,
+        elect(client, &args, &identity, leads_tx, stop),
     );
-    sweeper.abort();
-    admin_task.abort();
+    background.iter().for_each(JoinHandle::abort);
     tracing::info!("spillway operator stopped");
     Ok(())
 }

@@ -100,63 +100,67 @@ pub(super) async fn scope_status(
 ) -> Result<(), Error> {
     let now = Timestamp::now().to_string();
     let counts: SyncCounts = ctx.sidecars.counts(scope, version, Instant::now());
-    let observed = |kind: &'static str, generation: Option<i64>, name: String| {
-        let found = findings.get(&(kind, name)).map_or(&[][..], Vec::as_slice);
-        Observed {
-            generation,
-            findings: found,
-            version,
-            now: &now,
-        }
+    let observed = |kind: &'static str, generation: Option<i64>, name: String| Observed {
+        generation,
+        findings: findings.get(&(kind, name)).map_or(&[][..], Vec::as_slice),
+        version,
+        now: &now,
     };
-    let mut alive = Vec::new();
     for pool in &objects.pools {
         let observed = observed(KIND_POOL, pool.meta().generation, pool.name_any());
-        let previous = previous_status(ctx, KIND_POOL, &**pool, pool.status.as_ref());
-        let desired = status::pool_status(&pool.spec, &observed, counts, previous.as_ref());
-        apply(
-            ctx,
-            KIND_POOL,
-            &**pool,
-            previous.as_ref(),
-            &desired,
-            &desired.conditions,
-        )
-        .await?;
-        alive.push((KIND_POOL, pool.name_any()));
+        let desired =
+            |previous: Option<&_>| status::pool_status(&pool.spec, &observed, counts, previous);
+        write_object(ctx, KIND_POOL, &**pool, pool.status.as_ref(), desired).await?;
     }
     for quota in &objects.quotas {
         let observed = observed(KIND_QUOTA, quota.meta().generation, quota.name_any());
-        let previous = previous_status(ctx, KIND_QUOTA, &**quota, quota.status.as_ref());
-        let desired = status::quota_status(&observed, previous.as_ref());
-        apply(
-            ctx,
-            KIND_QUOTA,
-            &**quota,
-            previous.as_ref(),
-            &desired,
-            &desired.conditions,
-        )
-        .await?;
-        alive.push((KIND_QUOTA, quota.name_any()));
+        let desired = |previous: Option<&_>| status::quota_status(&observed, previous);
+        write_object(ctx, KIND_QUOTA, &**quota, quota.status.as_ref(), desired).await?;
     }
     for gateway in &objects.gateways {
         let observed = observed(KIND_GATEWAY, gateway.meta().generation, gateway.name_any());
-        let previous = previous_status(ctx, KIND_GATEWAY, &**gateway, gateway.status.as_ref());
-        let desired = status::gateway_status(&observed, previous.as_ref());
-        apply(
+        let desired = |previous: Option<&_>| status::gateway_status(&observed, previous);
+        write_object(
             ctx,
             KIND_GATEWAY,
             &**gateway,
-            previous.as_ref(),
-            &desired,
-            &desired.conditions,
+            gateway.status.as_ref(),
+            desired,
         )
         .await?;
-        alive.push((KIND_GATEWAY, gateway.name_any()));
     }
+    let alive: Vec<(&'static str, String)> =
+        (objects.pools.iter().map(|o| (KIND_POOL, o.name_any())))
+            .chain(objects.quotas.iter().map(|o| (KIND_QUOTA, o.name_any())))
+            .chain(
+                objects
+                    .gateways
+                    .iter()
+                    .map(|o| (KIND_GATEWAY, o.name_any())),
+            )
+            .collect();
     ctx.written.retain(scope, &alive);
     Ok(())
+}
+
+/// Computes the desired status from the one to compare with, and writes it if it differs.
+async fn write_object<K, S>(
+    ctx: &Context,
+    kind: &'static str,
+    object: &K,
+    stored: Option<&S>,
+    desired: impl FnOnce(Option<&S>) -> S,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    S: Clone + Serialize + DeserializeOwned + PartialEq + HasConditions,
+{
+    let previous = previous_status(ctx, kind, object, stored);
+    let desired = desired(previous.as_ref());
+    apply(ctx, kind, object, previous.as_ref(), &desired).await
 }
 
 fn key<K: Resource>(kind: &'static str, object: &K) -> Key {
@@ -187,7 +191,6 @@ async fn apply<K, S>(
     object: &K,
     previous: Option<&S>,
     desired: &S,
-    conditions: &[Condition],
 ) -> Result<(), Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -218,7 +221,7 @@ where
         (before, patch["status"].clone()),
     );
     let before = previous.map_or(&[][..], HasConditions::conditions);
-    if let Some(transition) = status::transition(before, conditions) {
+    if let Some(transition) = status::transition(before, desired.conditions()) {
         let event = Event {
             type_: if transition.normal {
                 EventType::Normal

@@ -22,12 +22,7 @@ async fn reconcile_ok(world: &World) {
 }
 
 fn version(world: &World) -> u64 {
-    world
-        .ctx
-        .publisher
-        .current("team")
-        .expect("published")
-        .version
+    world.snapshot().version
 }
 
 fn all_bodies(seen: &[harness::Seen]) -> String {
@@ -37,15 +32,11 @@ fn all_bodies(seen: &[harness::Seen]) -> String {
 #[tokio::test]
 async fn create_makes_the_pool_ready_and_publishes_it() {
     let mut world = World::new();
-    world
-        .secrets
-        .apply_watcher_event(&Event::Apply(secret("keys", "east", "sk-east-123")));
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("chat", &["gpt-4o"], "keys", 1, 10)));
+    world.put_secret(secret("keys", "east", "sk-east-123"));
+    world.put_pool(pool("chat", &["gpt-4o"], "keys", 1, 10));
     reconcile_ok(&world).await;
 
-    let snapshot = world.ctx.publisher.current("team").expect("published");
+    let snapshot = world.snapshot();
     assert_eq!(snapshot.version, 1);
     assert_eq!(snapshot.pools.len(), 1);
     let key = snapshot.pools[0].backends[0]
@@ -99,20 +90,10 @@ async fn create_makes_the_pool_ready_and_publishes_it() {
 #[tokio::test]
 async fn a_missing_secret_leaves_refs_unresolved_with_an_actionable_message() {
     let mut world = World::new();
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("chat", &["gpt-4o"], "keys", 1, 10)));
+    world.put_pool(pool("chat", &["gpt-4o"], "keys", 1, 10));
     reconcile_ok(&world).await;
 
-    assert!(
-        world
-            .ctx
-            .publisher
-            .current("team")
-            .expect("published")
-            .pools
-            .is_empty()
-    );
+    assert!(world.snapshot().pools.is_empty());
     let seen = world.api.take();
     let patches = status_patches(&seen);
     let status = &patches[0].1;
@@ -137,9 +118,7 @@ async fn a_missing_secret_leaves_refs_unresolved_with_an_actionable_message() {
     );
 
     // The Secret appears: the pool becomes ready in a new version.
-    world
-        .secrets
-        .apply_watcher_event(&Event::Apply(secret("keys", "east", "sk-east")));
+    world.put_secret(secret("keys", "east", "sk-east"));
     reconcile_ok(&world).await;
     assert_eq!(version(&world), 2);
     let seen = world.api.take();
@@ -153,19 +132,15 @@ async fn a_missing_secret_leaves_refs_unresolved_with_an_actionable_message() {
 #[tokio::test]
 async fn an_update_publishes_a_new_version_and_observes_the_generation() {
     let mut world = World::new();
-    world
-        .secrets
-        .apply_watcher_event(&Event::Apply(secret("keys", "east", "sk-east")));
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("chat", &["gpt-4o"], "keys", 1, 10)));
+    world.put_secret(secret("keys", "east", "sk-east"));
+    world.put_pool(pool("chat", &["gpt-4o"], "keys", 1, 10));
     reconcile_ok(&world).await;
     world.api.take();
 
     let updated = pool("chat", &["gpt-4o", "gpt-4o-mini"], "keys", 2, 10);
-    world.pools.apply_watcher_event(&Event::Apply(updated));
+    world.put_pool(updated);
     reconcile_ok(&world).await;
-    let snapshot = world.ctx.publisher.current("team").expect("published");
+    let snapshot = world.snapshot();
     assert_eq!(snapshot.version, 2);
     assert_eq!(snapshot.pools[0].models, ["gpt-4o", "gpt-4o-mini"]);
     let seen = world.api.take();
@@ -182,33 +157,18 @@ async fn an_update_publishes_a_new_version_and_observes_the_generation() {
 #[tokio::test]
 async fn a_deleted_pool_leaves_the_snapshot() {
     let mut world = World::new();
-    world
-        .secrets
-        .apply_watcher_event(&Event::Apply(secret("keys", "east", "sk-east")));
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("chat", &["gpt-4o"], "keys", 1, 20)));
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("embed", &["ada"], "keys", 1, 10)));
+    world.put_secret(secret("keys", "east", "sk-east"));
+    world.put_pool(pool("chat", &["gpt-4o"], "keys", 1, 20));
+    world.put_pool(pool("embed", &["ada"], "keys", 1, 10));
     reconcile_ok(&world).await;
-    assert_eq!(
-        world
-            .ctx
-            .publisher
-            .current("team")
-            .expect("published")
-            .pools
-            .len(),
-        2
-    );
+    assert_eq!(world.snapshot().pools.len(), 2);
     world.api.take();
 
     world
         .pools
         .apply_watcher_event(&Event::Delete(pool("chat", &["gpt-4o"], "keys", 1, 20)));
     reconcile_ok(&world).await;
-    let snapshot = world.ctx.publisher.current("team").expect("published");
+    let snapshot = world.snapshot();
     assert_eq!(snapshot.version, 2);
     let names: Vec<&str> = snapshot.pools.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["embed"]);
@@ -222,24 +182,12 @@ async fn a_deleted_pool_leaves_the_snapshot() {
 #[tokio::test]
 async fn conflicts_are_reported_on_the_newer_object() {
     let mut world = World::new();
-    world
-        .secrets
-        .apply_watcher_event(&Event::Apply(secret("keys", "east", "sk-east")));
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("old", &["gpt-4o"], "keys", 1, 20)));
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("new", &["gpt-4o"], "keys", 1, 10)));
-    world
-        .gateways
-        .apply_watcher_event(&Event::Apply(gateway("main", 20)));
-    world
-        .gateways
-        .apply_watcher_event(&Event::Apply(gateway("second", 10)));
-    world
-        .quotas
-        .apply_watcher_event(&Event::Apply(quota("app-quota", 600)));
+    world.put_secret(secret("keys", "east", "sk-east"));
+    world.put_pool(pool("old", &["gpt-4o"], "keys", 1, 20));
+    world.put_pool(pool("new", &["gpt-4o"], "keys", 1, 10));
+    world.put_gateway(gateway("main", 20));
+    world.put_gateway(gateway("second", 10));
+    world.put_quota(quota("app-quota", 600));
     reconcile_ok(&world).await;
 
     let patches = status_patches(&world.api.take());
@@ -272,7 +220,7 @@ async fn conflicts_are_reported_on_the_newer_object() {
             .is_some_and(|c| c.len() == 2),
         "{quota_status}"
     );
-    let snapshot = world.ctx.publisher.current("team").expect("published");
+    let snapshot = world.snapshot();
     assert_eq!(snapshot.pools.len(), 1);
     assert_eq!(snapshot.quotas[0].tokens_per_minute, Some(600));
 }
@@ -281,12 +229,8 @@ async fn conflicts_are_reported_on_the_newer_object() {
 async fn a_follower_publishes_but_writes_nothing() {
     let mut world = World::new();
     world.leader.send_replace(false);
-    world
-        .secrets
-        .apply_watcher_event(&Event::Apply(secret("keys", "east", "sk-east")));
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("chat", &["gpt-4o"], "keys", 1, 10)));
+    world.put_secret(secret("keys", "east", "sk-east"));
+    world.put_pool(pool("chat", &["gpt-4o"], "keys", 1, 10));
     reconcile_ok(&world).await;
     assert_eq!(version(&world), 1);
     assert!(world.api.take().is_empty());
@@ -296,12 +240,8 @@ async fn a_follower_publishes_but_writes_nothing() {
 async fn a_failed_status_write_backs_off_and_the_snapshot_still_serves() {
     let mut world = World::new();
     world.api.fail_patches.store(true, Ordering::Relaxed);
-    world
-        .secrets
-        .apply_watcher_event(&Event::Apply(secret("keys", "east", "sk-east")));
-    world
-        .pools
-        .apply_watcher_event(&Event::Apply(pool("chat", &["gpt-4o"], "keys", 1, 10)));
+    world.put_secret(secret("keys", "east", "sk-east"));
+    world.put_pool(pool("chat", &["gpt-4o"], "keys", 1, 10));
     let error = reconcile(Arc::clone(&world.namespace), Arc::clone(&world.ctx))
         .await
         .expect_err("the API server fails");

@@ -154,7 +154,7 @@ impl StreamServer {
             scope,
             held,
             rx: None,
-            heartbeat: tokio::time::interval_at(start, self.heartbeat),
+            heartbeat: heartbeat_timer(start, self.heartbeat),
             closing,
             metrics: Arc::clone(&self.metrics),
             _guard: guard,
@@ -207,6 +207,13 @@ impl StreamServer {
         *response.status_mut() = StatusCode::NO_CONTENT;
         response
     }
+}
+
+/// Ticks every `period` from `start`; a slow reader gets one heartbeat, not a burst.
+fn heartbeat_timer(start: Instant, period: std::time::Duration) -> Interval {
+    let mut timer = tokio::time::interval_at(start, period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
 }
 
 fn encode(line: &StreamLine) -> Bytes {

@@ -18,6 +18,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
+use spillway_crds::Snapshot;
 use spillway_crds::v1alpha1::{
     AiBackendPool, AiBackendPoolSpec, AiGateway, AiGatewaySpec, Backend, SecretKeyRef,
     SecretSource, TokenQuota, TokenQuotaSpec,
@@ -241,6 +242,32 @@ impl World {
             ctx,
             leader,
         }
+    }
+}
+
+impl World {
+    pub fn put_pool(&mut self, pool: AiBackendPool) {
+        self.pools.apply_watcher_event(&watcher::Event::Apply(pool));
+    }
+
+    pub fn put_quota(&mut self, quota: TokenQuota) {
+        self.quotas
+            .apply_watcher_event(&watcher::Event::Apply(quota));
+    }
+
+    pub fn put_gateway(&mut self, gateway: AiGateway) {
+        self.gateways
+            .apply_watcher_event(&watcher::Event::Apply(gateway));
+    }
+
+    pub fn put_secret(&mut self, secret: Secret) {
+        self.secrets
+            .apply_watcher_event(&watcher::Event::Apply(secret));
+    }
+
+    /// What the scope serves now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.ctx.publisher.current("team").expect("published")
     }
 }
 

@@ -1,6 +1,6 @@
 //! `spillway run`: the gateway process. Wires a configuration source (a watched manifest
-//! file), the proxy, the admin port and the usage consumers, then serves until SIGINT or
-//! SIGTERM and shuts down gracefully.
+//! file, or the operator's stream with `--operator`), the proxy, the admin port and the usage
+//! consumers, then serves until SIGINT or SIGTERM and shuts down gracefully.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use spillway_crds::Snapshot;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 use crate::proxy::{Gateway, admin};
 use crate::subscribe::file::{self, LocalSecrets};
+use crate::subscribe::operator::{OperatorArgs, OperatorClient};
 use crate::telemetry::{Telemetry, TelemetryArgs, TelemetrySettings};
 use crate::usage::totals::UsageTotals;
 use crate::usage::{UsageRecord, UsageSink};
@@ -22,8 +24,17 @@ use crate::usage::{UsageRecord, UsageSink};
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
     /// Manifest file (AIBackendPool, AIGateway, … as for `kubectl apply`); watched for changes.
-    #[arg(long, env = "SPILLWAY_CONFIG")]
-    pub config: PathBuf,
+    /// Either this or --operator.
+    #[arg(
+        long,
+        env = "SPILLWAY_CONFIG",
+        conflicts_with = "operator",
+        required_unless_present = "operator"
+    )]
+    pub config: Option<PathBuf>,
+    /// Configuration from the Spillway operator instead of a file.
+    #[command(flatten)]
+    pub operator_args: OperatorArgs,
     /// Address of the data path.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SPILLWAY_LISTEN")]
     pub listen: SocketAddr,
@@ -58,23 +69,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let telemetry_settings =
         TelemetrySettings::from_env(&args.telemetry).map_err(|e| anyhow::anyhow!(e))?;
-    let secrets = LocalSecrets {
-        secrets_dir: args.secrets_dir.clone(),
+    let file_source = match &args.config {
+        Some(path) => Some(follow_file(path, &args)?),
+        None => None,
     };
-    let first = file::load(&args.config, &secrets).map_err(|reasons| {
-        anyhow::anyhow!(
-            "{} cannot be used:\n  {}",
-            args.config.display(),
-            reasons.join("\n  ")
-        )
-    })?;
-    let (tx, rx) = watch::channel(Arc::new(first));
-    tokio::spawn(file::watch_file(
-        args.config.clone(),
-        secrets,
-        args.reload_interval,
-        tx,
-    ));
+    let operator = match &args.operator_args.operator {
+        Some(url) => Some(OperatorClient::new(url, &args.operator_args)?),
+        None => None,
+    };
 
     let sink = UsageSink::new(16 * 1024);
     let totals = UsageTotals::new(10_000);
@@ -90,10 +92,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let gateway = Gateway::new(sink.clone());
-    // Apply the first configuration before accepting traffic, so the first request is
-    // served, not refused as "not ready".
-    gateway.apply(rx.borrow().clone());
-    tokio::spawn(gateway.clone().follow(rx));
+    match (file_source, operator) {
+        (Some(rx), _) => {
+            // Apply the first configuration before accepting traffic, so the first request
+            // is served, not refused as "not ready".
+            gateway.apply(rx.borrow().clone());
+            tokio::spawn(gateway.clone().follow(rx));
+        }
+        (None, Some(client)) => {
+            tokio::spawn(client.run(gateway.clone(), totals.clone()));
+        }
+        (None, None) => anyhow::bail!("give --config FILE or --operator URL"),
+    }
     let telemetry = Telemetry::start(&telemetry_settings, gateway.clone())?;
     tokio::spawn(telemetry.clone().follow(sink.subscribe()));
     let listener = TcpListener::bind(args.listen)
@@ -120,6 +130,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
     tracing::info!("spillway gateway stopped");
     Ok(())
+}
+
+/// Loads the manifest file (failing loudly on a bad one) and watches it for changes.
+fn follow_file(
+    path: &std::path::Path,
+    args: &RunArgs,
+) -> anyhow::Result<watch::Receiver<Arc<Snapshot>>> {
+    let secrets = LocalSecrets {
+        secrets_dir: args.secrets_dir.clone(),
+    };
+    let first = file::load(path, &secrets).map_err(|reasons| {
+        anyhow::anyhow!(
+            "{} cannot be used:\n  {}",
+            path.display(),
+            reasons.join("\n  ")
+        )
+    })?;
+    let (tx, rx) = watch::channel(Arc::new(first));
+    tokio::spawn(file::watch_file(
+        path.to_owned(),
+        secrets,
+        args.reload_interval,
+        tx,
+    ));
+    Ok(rx)
 }
 
 async fn write_usage_log(mut file: tokio::fs::File, mut rx: broadcast::Receiver<Arc<UsageRecord>>) {

@@ -6,3 +6,4 @@
 //!   for changes.
 
 pub mod file;
+pub mod operator;

@@ -1,0 +1,306 @@
+//! Status of the Spillway objects, computed without a cluster.
+//!
+//! Input: the [`Problem`]s `compile()` found for one object (plus the operator's own findings,
+//! such as a second `AIGateway` in a namespace), the snapshot version it is served in, the
+//! sidecar counts, and the status the object has now. Output: the status it should have —
+//! conditions `Accepted`, `ResolvedRefs` (kinds with references) and `Ready`, each with
+//! `observedGeneration` and a `lastTransitionTime` that only moves when the condition's status
+//! does — and the Event worth emitting for the change, if any.
+//!
+//! Mapping: `InvalidSpec`, `ModelConflict`, `GatewayConflict` → `Accepted=False`;
+//! `SecretNotResolved` → `ResolvedRefs=False`; `Ready=True` exactly when the object is served
+//! (nothing was found against it), else `Ready=False` with the first finding's reason.
+
+use spillway_crds::v1alpha1::{
+    AiBackendPoolSpec, AiBackendPoolStatus, AiGatewayStatus, Condition, TokenQuotaStatus,
+};
+use spillway_crds::{Problem, ProblemReason};
+
+use crate::sidecars::SyncCounts;
+
+#[cfg(test)]
+mod tests;
+
+/// Condition types.
+pub mod condition {
+    /// The spec is valid and does not conflict with another object.
+    pub const ACCEPTED: &str = "Accepted";
+    /// Every referenced Secret and key exists.
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    /// The object is part of the configuration served to the sidecars.
+    pub const READY: &str = "Ready";
+}
+
+/// Condition reasons (UpperCamelCase, as Kubernetes conventions ask).
+pub mod reason {
+    /// `Accepted=True`.
+    pub const ACCEPTED: &str = "Accepted";
+    /// `ResolvedRefs=True`.
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    /// `Ready=True`: in the served snapshot.
+    pub const PUBLISHED: &str = "Published";
+    /// A field has an invalid value.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A model is already served by an older pool.
+    pub const MODEL_CONFLICT: &str = "ModelConflict";
+    /// A referenced Secret or key is missing.
+    pub const SECRET_NOT_RESOLVED: &str = "SecretNotResolved";
+    /// Another, older `AIGateway` configures the namespace.
+    pub const GATEWAY_CONFLICT: &str = "GatewayConflict";
+}
+
+/// `True`.
+pub const TRUE: &str = "True";
+/// `False`.
+pub const FALSE: &str = "False";
+
+/// Longest condition message written; longer ones are cut with a note.
+const MAX_MESSAGE: usize = 2048;
+
+/// The kind of object a status is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `AIBackendPool`.
+    Pool,
+    /// `TokenQuota` (no references, so no `ResolvedRefs`).
+    Quota,
+    /// `AIGateway`.
+    Gateway,
+}
+
+/// One reason an object is not served, as status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// Offending field, e.g. `spec.backends[0].apiKey`.
+    pub field: String,
+    /// UpperCamelCase reason.
+    pub reason: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// Whether this is about a reference (`ResolvedRefs`) rather than the spec (`Accepted`).
+    pub is_reference: bool,
+}
+
+impl From<&Problem> for Finding {
+    fn from(problem: &Problem) -> Self {
+        let (reason, is_reference) = match problem.reason {
+            ProblemReason::InvalidSpec => (reason::INVALID_SPEC, false),
+            ProblemReason::ModelConflict => (reason::MODEL_CONFLICT, false),
+            ProblemReason::SecretNotResolved => (reason::SECRET_NOT_RESOLVED, true),
+        };
+        Self {
+            field: problem.field.clone(),
+            reason,
+            message: problem.message.clone(),
+            is_reference,
+        }
+    }
+}
+
+impl Finding {
+    /// An `AIGateway` that is not the one in effect for its namespace.
+    pub fn gateway_superseded(namespace: &str, winner: &str) -> Self {
+        Self {
+            field: "metadata.name".into(),
+            reason: reason::GATEWAY_CONFLICT,
+            message: format!(
+                "AIGateway {namespace}/{winner} is older and configures this namespace; only \
+                 one AIGateway per namespace is used: merge these settings into {winner} and \
+                 delete this one"
+            ),
+            is_reference: false,
+        }
+    }
+}
+
+/// Where an object stands: what was found against it and the version it is served in.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Findings against the object; empty when it is served.
+    pub findings: &'a [Finding],
+    /// The scope's snapshot version.
+    pub version: u64,
+    /// RFC 3339 time used for conditions that change now.
+    pub now: &'a str,
+}
+
+/// The conditions for `kind` given `observed`, carrying transition times over from `previous`.
+pub fn conditions(kind: Kind, observed: &Observed<'_>, previous: &[Condition]) -> Vec<Condition> {
+    let spec: Vec<&Finding> = observed
+        .findings
+        .iter()
+        .filter(|f| !f.is_reference)
+        .collect();
+    let refs: Vec<&Finding> = observed
+        .findings
+        .iter()
+        .filter(|f| f.is_reference)
+        .collect();
+    let make = |type_: &str, failing: &[&Finding], ok_reason: &str, ok_message: String| {
+        let (status, reason, message) = match failing.first() {
+            Some(first) => (FALSE, first.reason, describe(failing)),
+            None => (TRUE, ok_reason, ok_message),
+        };
+        condition(type_, status, reason, message, observed, previous)
+    };
+    let mut out = vec![make(
+        condition::ACCEPTED,
+        &spec,
+        reason::ACCEPTED,
+        "the spec is valid".into(),
+    )];
+    if kind != Kind::Quota {
+        out.push(make(
+            condition::RESOLVED_REFS,
+            &refs,
+            reason::RESOLVED_REFS,
+            "every referenced Secret key was found".into(),
+        ));
+    }
+    let failing: Vec<&Finding> = spec.iter().chain(refs.iter()).copied().collect();
+    let ready = match failing.first() {
+        Some(first) => condition(
+            condition::READY,
+            FALSE,
+            first.reason,
+            format!("not served to sidecars: {}", describe(&failing)),
+            observed,
+            previous,
+        ),
+        None => condition(
+            condition::READY,
+            TRUE,
+            reason::PUBLISHED,
+            format!("served in configuration version {}", observed.version),
+            observed,
+            previous,
+        ),
+    };
+    out.push(ready);
+    out
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    observed: &Observed<'_>,
+    previous: &[Condition],
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(
+            || observed.now.to_owned(),
+            |c| c.last_transition_time.clone(),
+        );
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: observed.generation,
+        last_transition_time,
+    }
+}
+
+/// `field: message` of every finding, `; `-separated, bounded in length.
+fn describe(findings: &[&Finding]) -> String {
+    let mut text = findings
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if text.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(" … (more problems; fix these first)");
+    }
+    text
+}
+
+/// The status an `AIBackendPool` should have.
+pub fn pool_status(
+    spec: &AiBackendPoolSpec,
+    observed: &Observed<'_>,
+    sidecars: SyncCounts,
+    previous: Option<&AiBackendPoolStatus>,
+) -> AiBackendPoolStatus {
+    let previous_conditions = previous.map_or(&[][..], |s| &s.conditions[..]);
+    AiBackendPoolStatus {
+        conditions: conditions(Kind::Pool, observed, previous_conditions),
+        observed_generation: observed.generation,
+        models: Some(spec.models.join(",")),
+        backends: Some(u32::try_from(spec.backends.len()).unwrap_or(u32::MAX)),
+        sidecars: Some(sidecars.to_string()),
+    }
+}
+
+/// The status a `TokenQuota` should have; usage fields are kept as they are.
+pub fn quota_status(
+    observed: &Observed<'_>,
+    previous: Option<&TokenQuotaStatus>,
+) -> TokenQuotaStatus {
+    let previous_conditions = previous.map_or(&[][..], |s| &s.conditions[..]);
+    TokenQuotaStatus {
+        conditions: conditions(Kind::Quota, observed, previous_conditions),
+        observed_generation: observed.generation,
+        tokens_used: previous.and_then(|s| s.tokens_used),
+        tokens_remaining: previous.and_then(|s| s.tokens_remaining),
+    }
+}
+
+/// The status an `AIGateway` should have.
+pub fn gateway_status(
+    observed: &Observed<'_>,
+    previous: Option<&AiGatewayStatus>,
+) -> AiGatewayStatus {
+    let previous_conditions = previous.map_or(&[][..], |s| &s.conditions[..]);
+    AiGatewayStatus {
+        conditions: conditions(Kind::Gateway, observed, previous_conditions),
+        observed_generation: observed.generation,
+    }
+}
+
+/// An Event to emit for a status change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// `Normal` (true) or `Warning` (false).
+    pub normal: bool,
+    /// UpperCamelCase reason.
+    pub reason: String,
+    /// What happened.
+    pub note: String,
+}
+
+/// The Event for going from `previous` to `next` conditions: when `Ready` appears or flips,
+/// or stays `False` for a different reason or message. Version bumps of a ready object are
+/// not events.
+pub fn transition(previous: &[Condition], next: &[Condition]) -> Option<Transition> {
+    let ready = |conditions: &[Condition]| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == condition::READY)
+            .cloned()
+    };
+    let after = ready(next)?;
+    let before = ready(previous);
+    let unchanged = before.as_ref().is_some_and(|b| {
+        b.status == after.status
+            && (after.status == TRUE || (b.reason == after.reason && b.message == after.message))
+    });
+    if unchanged {
+        return None;
+    }
+    Some(Transition {
+        normal: after.status == TRUE,
+        reason: after.reason.clone(),
+        note: after.message,
+    })
+}

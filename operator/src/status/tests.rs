@@ -1,0 +1,312 @@
+//! The status mapping for every kind of problem, without a cluster.
+
+use spillway_crds::v1alpha1::Backend;
+
+use super::*;
+
+const T0: &str = "2025-01-01T00:00:00Z";
+const T1: &str = "2025-01-01T00:05:00Z";
+
+fn problem(reason: ProblemReason, field: &str, message: &str) -> Finding {
+    Finding::from(&Problem {
+        kind: "AIBackendPool",
+        namespace: "team".into(),
+        name: "chat".into(),
+        field: field.into(),
+        reason,
+        message: message.into(),
+    })
+}
+
+fn observed<'a>(findings: &'a [Finding], now: &'a str) -> Observed<'a> {
+    Observed {
+        generation: Some(3),
+        findings,
+        version: 7,
+        now,
+    }
+}
+
+fn get<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {conditions:?}"))
+}
+
+fn summary(conditions: &[Condition]) -> Vec<(String, String, String)> {
+    conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn triple(type_: &str, status: &str, reason: &str) -> (String, String, String) {
+    (type_.into(), status.into(), reason.into())
+}
+
+#[test]
+fn a_served_object_is_accepted_resolved_and_ready() {
+    let conditions = conditions(Kind::Pool, &observed(&[], T0), &[]);
+    assert_eq!(
+        summary(&conditions),
+        vec![
+            triple("Accepted", "True", "Accepted"),
+            triple("ResolvedRefs", "True", "ResolvedRefs"),
+            triple("Ready", "True", "Published"),
+        ]
+    );
+    assert_eq!(
+        get(&conditions, "Ready").message,
+        "served in configuration version 7"
+    );
+    assert!(conditions.iter().all(|c| c.observed_generation == Some(3)));
+    assert!(conditions.iter().all(|c| c.last_transition_time == T0));
+}
+
+#[test]
+fn an_invalid_spec_is_not_accepted() {
+    let findings = [problem(
+        ProblemReason::InvalidSpec,
+        "spec.backends[1].weight",
+        "weight must be at least 1",
+    )];
+    let conditions = conditions(Kind::Pool, &observed(&findings, T0), &[]);
+    assert_eq!(
+        summary(&conditions),
+        vec![
+            triple("Accepted", "False", "InvalidSpec"),
+            triple("ResolvedRefs", "True", "ResolvedRefs"),
+            triple("Ready", "False", "InvalidSpec"),
+        ]
+    );
+    assert_eq!(
+        get(&conditions, "Accepted").message,
+        "spec.backends[1].weight: weight must be at least 1"
+    );
+    assert_eq!(
+        get(&conditions, "Ready").message,
+        "not served to sidecars: spec.backends[1].weight: weight must be at least 1"
+    );
+}
+
+#[test]
+fn a_model_conflict_is_not_accepted() {
+    let findings = [problem(
+        ProblemReason::ModelConflict,
+        "spec.models[0]",
+        "model `gpt-4o` is already served by AIBackendPool team/old; remove it from one of the pools",
+    )];
+    let conditions = conditions(Kind::Pool, &observed(&findings, T0), &[]);
+    assert_eq!(get(&conditions, "Accepted").reason, "ModelConflict");
+    assert!(get(&conditions, "Accepted").message.contains("team/old"));
+    assert_eq!(get(&conditions, "ResolvedRefs").status, "True");
+    assert_eq!(get(&conditions, "Ready").reason, "ModelConflict");
+}
+
+#[test]
+fn a_missing_secret_leaves_refs_unresolved_but_the_spec_accepted() {
+    let findings = [problem(
+        ProblemReason::SecretNotResolved,
+        "spec.backends[0].apiKey",
+        "Secret team/keys not found; create it or fix the reference",
+    )];
+    let conditions = conditions(Kind::Pool, &observed(&findings, T0), &[]);
+    assert_eq!(
+        summary(&conditions),
+        vec![
+            triple("Accepted", "True", "Accepted"),
+            triple("ResolvedRefs", "False", "SecretNotResolved"),
+            triple("Ready", "False", "SecretNotResolved"),
+        ]
+    );
+    assert_eq!(
+        get(&conditions, "ResolvedRefs").message,
+        "spec.backends[0].apiKey: Secret team/keys not found; create it or fix the reference"
+    );
+}
+
+#[test]
+fn spec_and_reference_problems_are_both_reported() {
+    let findings = [
+        problem(
+            ProblemReason::SecretNotResolved,
+            "spec.backends[0].apiKey",
+            "missing",
+        ),
+        problem(
+            ProblemReason::InvalidSpec,
+            "spec.models",
+            "at least one model",
+        ),
+        problem(
+            ProblemReason::InvalidSpec,
+            "spec.backends[1].url",
+            "not a URL",
+        ),
+    ];
+    let conditions = conditions(Kind::Pool, &observed(&findings, T0), &[]);
+    assert_eq!(
+        get(&conditions, "Accepted").message,
+        "spec.models: at least one model; spec.backends[1].url: not a URL"
+    );
+    assert_eq!(
+        get(&conditions, "ResolvedRefs").message,
+        "spec.backends[0].apiKey: missing"
+    );
+    let ready = get(&conditions, "Ready");
+    assert_eq!(ready.reason, "InvalidSpec", "spec problems first");
+    assert!(
+        ready.message.contains("spec.backends[0].apiKey: missing"),
+        "{}",
+        ready.message
+    );
+}
+
+#[test]
+fn a_second_gateway_is_not_accepted() {
+    let findings = [Finding::gateway_superseded("team", "main")];
+    let conditions = conditions(Kind::Gateway, &observed(&findings, T0), &[]);
+    assert_eq!(get(&conditions, "Accepted").reason, "GatewayConflict");
+    assert!(get(&conditions, "Accepted").message.contains("team/main"));
+    assert_eq!(get(&conditions, "Ready").status, "False");
+}
+
+#[test]
+fn quotas_have_no_resolved_refs_condition() {
+    let findings = [problem(ProblemReason::InvalidSpec, "spec", "set a limit")];
+    let conditions = conditions(Kind::Quota, &observed(&findings, T0), &[]);
+    assert_eq!(
+        summary(&conditions),
+        vec![
+            triple("Accepted", "False", "InvalidSpec"),
+            triple("Ready", "False", "InvalidSpec"),
+        ]
+    );
+}
+
+#[test]
+fn transition_times_move_only_with_the_status() {
+    let first = conditions(Kind::Pool, &observed(&[], T0), &[]);
+    let findings = [problem(
+        ProblemReason::SecretNotResolved,
+        "spec.backends[0].apiKey",
+        "gone",
+    )];
+    let second = conditions(Kind::Pool, &observed(&findings, T1), &first);
+    assert_eq!(get(&second, "Accepted").last_transition_time, T0);
+    assert_eq!(get(&second, "ResolvedRefs").last_transition_time, T1);
+    assert_eq!(get(&second, "Ready").last_transition_time, T1);
+    let third = conditions(
+        Kind::Pool,
+        &observed(&findings, "2025-01-02T00:00:00Z"),
+        &second,
+    );
+    assert_eq!(third, second, "nothing changed, nothing to write");
+}
+
+#[test]
+fn long_messages_are_bounded() {
+    let findings: Vec<Finding> = (0..200)
+        .map(|i| {
+            problem(
+                ProblemReason::InvalidSpec,
+                &format!("spec.backends[{i}].url"),
+                "not a URL",
+            )
+        })
+        .collect();
+    let conditions = conditions(Kind::Pool, &observed(&findings, T0), &[]);
+    let message = &get(&conditions, "Accepted").message;
+    assert!(message.len() < MAX_MESSAGE + 64, "{}", message.len());
+    assert!(message.ends_with("(more problems; fix these first)"));
+}
+
+#[test]
+fn pool_status_fills_the_printer_columns() {
+    let spec = AiBackendPoolSpec {
+        models: vec!["gpt-4o".into(), "gpt-4o-mini".into()],
+        backends: vec![Backend::default(), Backend::default()],
+        ..AiBackendPoolSpec::default()
+    };
+    let status = pool_status(
+        &spec,
+        &observed(&[], T0),
+        SyncCounts {
+            synced: 1,
+            total: 2,
+        },
+        None,
+    );
+    assert_eq!(status.models.as_deref(), Some("gpt-4o,gpt-4o-mini"));
+    assert_eq!(status.backends, Some(2));
+    assert_eq!(status.sidecars.as_deref(), Some("1/2"));
+    assert_eq!(status.observed_generation, Some(3));
+    let again = pool_status(
+        &spec,
+        &observed(&[], T1),
+        SyncCounts {
+            synced: 1,
+            total: 2,
+        },
+        Some(&status),
+    );
+    assert_eq!(again, status);
+}
+
+#[test]
+fn quota_status_keeps_usage_fields() {
+    let previous = TokenQuotaStatus {
+        tokens_used: Some(10),
+        tokens_remaining: Some(90),
+        ..TokenQuotaStatus::default()
+    };
+    let status = quota_status(&observed(&[], T0), Some(&previous));
+    assert_eq!(
+        (status.tokens_used, status.tokens_remaining),
+        (Some(10), Some(90))
+    );
+    assert_eq!(get(&status.conditions, "Ready").status, "True");
+}
+
+#[test]
+fn events_mark_ready_transitions_only() {
+    let ready_v7 = conditions(Kind::Pool, &observed(&[], T0), &[]);
+    let first = transition(&[], &ready_v7).expect("first status");
+    assert_eq!((first.normal, first.reason.as_str()), (true, "Published"));
+
+    let ready_v8 = conditions(
+        Kind::Pool,
+        &Observed {
+            version: 8,
+            ..observed(&[], T1)
+        },
+        &ready_v7,
+    );
+    assert_eq!(
+        transition(&ready_v7, &ready_v8),
+        None,
+        "a new version is not an event"
+    );
+
+    let missing = [problem(
+        ProblemReason::SecretNotResolved,
+        "spec.backends[0].apiKey",
+        "Secret team/keys not found",
+    )];
+    let broken = conditions(Kind::Pool, &observed(&missing, T1), &ready_v8);
+    let warning = transition(&ready_v8, &broken).expect("flip");
+    assert!(!warning.normal);
+    assert_eq!(warning.reason, "SecretNotResolved");
+    assert!(warning.note.contains("Secret team/keys not found"));
+    assert_eq!(transition(&broken, &broken), None);
+
+    let other = [problem(
+        ProblemReason::InvalidSpec,
+        "spec.models",
+        "at least one model",
+    )];
+    let broken_otherwise = conditions(Kind::Pool, &observed(&other, T1), &broken);
+    let again = transition(&broken, &broken_otherwise).expect("a different problem");
+    assert_eq!(again.reason, "InvalidSpec");
+}

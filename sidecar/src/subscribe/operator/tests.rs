@@ -1,0 +1,190 @@
+//! The sidecar's rules for pushed snapshots, and its reconnect backoff.
+
+use std::time::Duration;
+
+use serde_json::json;
+use spillway_crds::Snapshot;
+use spillway_crds::snapshot::QuotaConfig;
+
+use super::Backoff;
+use super::apply::{Applier, Outcome, Refusal, validate};
+
+fn snapshot_line(version: u64, weight: u32, key: &str) -> Vec<u8> {
+    let line = json!({
+        "type": "snapshot",
+        "snapshot": {
+            "version": version,
+            "gateway": {"maxRequestBodyBytes": 1024, "streamDrainTimeoutMs": 1000, "streamDrainMaxBytes": 1024},
+            "pools": [{
+                "id": "team/chat", "name": "chat", "models": ["gpt-4o"],
+                "backends": [{
+                    "name": "east", "kind": "OpenAI", "baseUrl": "http://127.0.0.1:9/v1",
+                    "model": null, "modelMap": {}, "apiVersion": null, "priority": 1, "weight": weight,
+                    "apiKey": key,
+                    "breaker": {"rules": [], "probeSuccesses": 1}, "streamUsage": "Auto", "timeoutMs": 1000
+                }],
+                "retry": {"maxAttempts": 2, "statusRanges": [], "onConnectionFailure": true, "onTimeout": true, "deadlineMs": 1000}
+            }],
+            "quotas": []
+        }
+    });
+    serde_json::to_vec(&line).expect("json")
+}
+
+fn applied_version(outcome: Result<Outcome, Refusal>) -> u64 {
+    match outcome {
+        Ok(Outcome::Applied { version, .. }) => version,
+        other => panic!("expected an applied snapshot, got {other:?}"),
+    }
+}
+
+#[test]
+fn hello_and_heartbeats_apply_nothing() {
+    let mut applier = Applier::default();
+    let hello = br#"{"type":"hello","scope":"team","sidecar":"a","heartbeatMs":2000}"#;
+    match applier.line(hello) {
+        Ok(Outcome::Hello { heartbeat }) => assert_eq!(heartbeat, Duration::from_secs(2)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        applier.line(br#"{"type":"heartbeat","version":3}"#),
+        Ok(Outcome::Heartbeat)
+    ));
+    assert_eq!(applier.serving(), None);
+}
+
+#[test]
+fn the_first_snapshot_opens_the_channel_and_later_ones_update_it() {
+    let mut applier = Applier::default();
+    let rx = match applier.line(&snapshot_line(3, 1, "sk-a")) {
+        Ok(Outcome::Applied {
+            version: 3,
+            first: Some(rx),
+        }) => rx,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        applied_version(applier.line(&snapshot_line(4, 2, "sk-a"))),
+        4
+    );
+    assert_eq!(rx.borrow().version, 4);
+    assert_eq!(rx.borrow().pools[0].backends[0].weight, 2);
+    assert!(matches!(
+        applier.line(&snapshot_line(4, 9, "sk-a")),
+        Ok(Outcome::AlreadyApplied(4))
+    ));
+    assert_eq!(
+        rx.borrow().pools[0].backends[0].weight,
+        2,
+        "same version is not re-applied"
+    );
+}
+
+#[test]
+fn older_versions_are_refused() {
+    let mut applier = Applier::default();
+    applied_version(applier.line(&snapshot_line(5, 1, "sk-a")));
+    assert_eq!(
+        applier.line(&snapshot_line(4, 1, "sk-a")).map(|_| ()),
+        Err(Refusal::Older {
+            offered: 4,
+            serving: 5
+        })
+    );
+    assert_eq!(applier.serving(), Some(5));
+}
+
+#[test]
+fn invalid_snapshots_are_refused_and_the_last_good_one_stays() {
+    let mut applier = Applier::default();
+    applied_version(applier.line(&snapshot_line(1, 1, "sk-a")));
+    let refusal = applier
+        .line(&snapshot_line(2, 0, "sk-a"))
+        .expect_err("weight 0");
+    assert!(
+        matches!(refusal, Refusal::Invalid { version: 2, .. }),
+        "{refusal:?}"
+    );
+    assert_eq!(applier.serving(), Some(1));
+}
+
+#[test]
+fn unreadable_lines_never_echo_their_content() {
+    let mut applier = Applier::default();
+    applied_version(applier.line(&snapshot_line(1, 1, "sk-a")));
+    // A key where a number belongs: serde would quote the value in its message.
+    let line = String::from_utf8(snapshot_line(2, 1, "sk-secret-value"))
+        .expect("utf8")
+        .replace(r#""priority":1"#, r#""priority":"sk-secret-value""#);
+    let refusal = applier.line(line.as_bytes()).expect_err("wrong type");
+    assert!(matches!(refusal, Refusal::Unreadable { .. }), "{refusal:?}");
+    assert!(!refusal.to_string().contains("sk-secret"), "{refusal}");
+    let cut = &snapshot_line(3, 1, "sk-a")[..100];
+    assert!(matches!(applier.line(cut), Err(Refusal::Unreadable { .. })));
+    assert_eq!(applier.serving(), Some(1));
+}
+
+fn snapshot(version: u64) -> Snapshot {
+    let line: serde_json::Value =
+        serde_json::from_slice(&snapshot_line(version, 1, "sk-a")).expect("json");
+    serde_json::from_value(line["snapshot"].clone()).expect("snapshot")
+}
+
+#[test]
+fn validation_rules() {
+    assert!(
+        validate(&snapshot(0)).is_err(),
+        "version 0 is never published"
+    );
+    let mut snapshot = snapshot(1);
+    assert_eq!(validate(&snapshot), Ok(()));
+    snapshot.pools.push(snapshot.pools[0].clone());
+    assert!(
+        validate(&snapshot)
+            .expect_err("duplicate")
+            .contains("two pools")
+    );
+    snapshot.pools.pop();
+    snapshot.pools[0].backends[0].base_url = "ftp://x".into();
+    assert!(
+        validate(&snapshot)
+            .expect_err("scheme")
+            .contains("http(s) URL")
+    );
+    snapshot.pools[0].backends[0].base_url = "http://x".into();
+    snapshot.quotas.push(QuotaConfig {
+        id: "team/q".into(),
+        name: "q".into(),
+        app_id: None,
+        pools: Vec::new(),
+        models: Vec::new(),
+        tokens_per_minute: Some(10),
+        requests_per_minute: None,
+        calendar: Vec::new(),
+        default_max_tokens: 10,
+        share: 0.0,
+    });
+    assert!(validate(&snapshot).expect_err("share").contains("share"));
+    snapshot.quotas[0].share = 0.5;
+    assert_eq!(validate(&snapshot), Ok(()));
+}
+
+#[test]
+fn backoff_doubles_with_jitter_caps_and_resets() {
+    let mut backoff = Backoff::with_rng(
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+        fastrand::Rng::with_seed(7),
+    );
+    let ceilings = [100, 200, 400, 800, 1000, 1000];
+    for ceiling in ceilings {
+        let delay = backoff.next_delay();
+        let ceiling = Duration::from_millis(ceiling);
+        assert!(
+            delay >= ceiling / 2 && delay <= ceiling,
+            "{delay:?} vs {ceiling:?}"
+        );
+    }
+    backoff.reset();
+    assert!(backoff.next_delay() <= Duration::from_millis(100));
+}

@@ -74,7 +74,7 @@ contains "admin is system:masters" "system:masters" kubectl auth whoami
 echo "==> CRDs"
 check "apply CRDs" kubectl apply --server-side -f crds/spillway.dev_crds.yaml
 check "CRDs Established" kubectl wait --for=condition=Established --timeout=30s \
-  crd/aibackendpools.spillway.dev crd/aigateways.spillway.dev
+  crd/aibackendpools.spillway.dev crd/aigateways.spillway.dev crd/tokenquotas.spillway.dev
 cat >"$WORK/pool.yaml" <<'EOF'
 apiVersion: spillway.dev/v1alpha1
 kind: AIBackendPool
@@ -104,6 +104,58 @@ kind: AIBackendPool
 metadata: {name: bad-pool, namespace: default}
 spec: {models: [m], backends: [{name: b}]}
 EOF"
+# rejected NAME EXPECTED MANIFEST: applying MANIFEST must fail with a message containing
+# EXPECTED (schema limits and CEL rules catch the mistake at `kubectl apply` time).
+rejected() {
+  local name=$1 expected=$2 manifest=$3 out
+  if out=$(kubectl apply -f - <<<"$manifest" 2>&1); then
+    fail "$name (it was accepted)"
+  elif [[ "$out" == *"$expected"* ]]; then
+    pass "$name"
+  else
+    fail "$name (wrong message: $out)"
+  fi
+}
+POOL_HEAD='apiVersion: spillway.dev/v1alpha1
+kind: AIBackendPool
+metadata: {name: cel-pool, namespace: default}'
+rejected "CEL: empty backends" "should have at least 1 items" "$POOL_HEAD
+spec: {models: [m], backends: []}"
+rejected "CEL: priority below 1" "should be greater than or equal to 1" "$POOL_HEAD
+spec: {models: [m], backends: [{name: b, url: 'http://x', priority: 0}]}"
+rejected "CEL: weight 0" "should be greater than or equal to 1" "$POOL_HEAD
+spec: {models: [m], backends: [{name: b, url: 'http://x', weight: 0}]}"
+rejected "CEL: min greater than max in a status range" "min must not be greater than max" "$POOL_HEAD
+spec:
+  models: [m]
+  backends: [{name: b, url: 'http://x'}]
+  circuitBreaker:
+    rules:
+      - {name: r, tripDuration: 10s, failureCondition: {count: 1, interval: 10s, statusCodeRanges: [{min: 599, max: 500}]}}"
+rejected "CEL: both count and percentage" "set exactly one of count or percentage" "$POOL_HEAD
+spec:
+  models: [m]
+  backends: [{name: b, url: 'http://x'}]
+  circuitBreaker:
+    rules:
+      - {name: r, tripDuration: 10s, failureCondition: {count: 1, percentage: 50, interval: 10s, statusCodeRanges: [{min: 429, max: 429}]}}"
+rejected "CEL: a secret needs exactly one source" "set exactly one of secretRef, env or file" "$POOL_HEAD
+spec: {models: [m], backends: [{name: b, url: 'http://x', apiKey: {env: A, file: /b}}]}"
+rejected "CEL: unknown quota period" "Unsupported value" 'apiVersion: spillway.dev/v1alpha1
+kind: TokenQuota
+metadata: {name: cel-quota, namespace: default}
+spec: {appId: a, quotas: [{period: Yearly, tokens: 10}]}'
+rejected "CEL: a quota without any limit" "set at least one limit" 'apiVersion: spillway.dev/v1alpha1
+kind: TokenQuota
+metadata: {name: cel-quota, namespace: default}
+spec: {appId: a}'
+check "a valid TokenQuota is accepted" kubectl apply -f - <<'EOF'
+apiVersion: spillway.dev/v1alpha1
+kind: TokenQuota
+metadata: {name: web, namespace: default}
+spec: {appId: web, tokensPerMinute: 1000, quotas: [{period: Daily, tokens: 100000}]}
+EOF
+contains "get tq (short name) shows the app and TPM" "1000" kubectl get tq -n default
 explain() {
   local out
   out=$(kubectl explain aibackendpool.spec.backends 2>&1) && [[ "$out" == *"The backends of the pool"* ]]

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// (the layout of a mounted Secret) and also accepts `env` and `file`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.secretRef) ? 1 : 0) + (has(self.env) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1", "message": "set exactly one of secretRef, env or file"}
+]))]
 pub struct SecretSource {
     /// A key of a Secret in the pool's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

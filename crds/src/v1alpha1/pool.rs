@@ -37,8 +37,10 @@ pub struct AiBackendPoolSpec {
     /// Model or deployment names this pool serves, exactly as clients send them: the
     /// `{deployment}` of an Azure `/openai/deployments/{deployment}/…` call, or the `model`
     /// field of an OpenAI-style `/v1/…` call. A name may belong to one pool only.
+    #[schemars(length(min = 1))]
     pub models: Vec<String>,
     /// The backends of the pool. At least one.
+    #[schemars(length(min = 1))]
     pub backends: Vec<Backend>,
     /// Circuit-breaker rules applied to every backend that has none of its own. When absent,
     /// Spillway's defaults apply: trip on the first 429 for its `Retry-After` (10s when the
@@ -90,9 +92,11 @@ pub struct Backend {
     /// Priority group; 1 is tried first. A higher number is used only when no backend of a
     /// lower number admits traffic (typically PTU = 1, pay-as-you-go = 2).
     #[serde(default = "one")]
+    #[schemars(range(min = 1))]
     pub priority: u32,
     /// Relative share of traffic among the admitting backends of the same priority group.
     #[serde(default = "one")]
+    #[schemars(range(min = 1))]
     pub weight: u32,
     /// The API key Spillway sends to this backend. The client's own credential never reaches a
     /// backend.
@@ -135,6 +139,7 @@ pub enum StreamUsage {
 #[serde(rename_all = "camelCase")]
 pub struct CircuitBreaker {
     /// One or more rules; any of them can trip the breaker.
+    #[schemars(length(min = 1))]
     pub rules: Vec<BreakerRule>,
     /// Successful probe requests needed in the half-open state before the breaker closes
     /// again. Default 1.
@@ -167,16 +172,23 @@ pub struct BreakerRule {
 /// Failures counted in a sliding window. Set exactly one of `count` or `percentage`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.count) != has(self.percentage)", "message": "set exactly one of count or percentage"},
+    {"rule": "(has(self.statusCodeRanges) && size(self.statusCodeRanges) > 0) || (has(self.errorReasons) && size(self.errorReasons) > 0)", "message": "say which failures count: statusCodeRanges and/or errorReasons"}
+]))]
 pub struct FailureCondition {
     /// Trip when this many matching failures happen within `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub count: Option<u32>,
     /// Trip when this percentage (1–100) of the requests within `interval` failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub percentage: Option<u32>,
     /// With `percentage`: the fewest requests within `interval` before the rule may trip.
     /// Default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub minimum_requests: Option<u32>,
     /// The sliding window, e.g. `10s`.
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
@@ -191,10 +203,15 @@ pub struct FailureCondition {
 
 /// An inclusive range of HTTP status codes.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.min <= self.max", "message": "min must not be greater than max"}
+]))]
 pub struct StatusCodeRange {
     /// Lowest code in the range (100–599).
+    #[schemars(range(min = 100, max = 599))]
     pub min: u16,
     /// Highest code in the range (100–599), at least `min`.
+    #[schemars(range(min = 100, max = 599))]
     pub max: u16,
 }
 
@@ -213,6 +230,7 @@ pub enum ErrorReason {
 pub struct RetryPolicy {
     /// Most attempts per client request, the first one included. Default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
     pub max_attempts: Option<u32>,
     /// Status codes that make Spillway try the next candidate. Default 429 and 500–599.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

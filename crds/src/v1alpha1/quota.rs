@@ -31,6 +31,9 @@ use super::Condition;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.tokensPerMinute) || has(self.requestsPerMinute) || (has(self.quotas) && size(self.quotas) > 0)", "message": "set at least one limit: tokensPerMinute, requestsPerMinute or quotas"}
+]))]
 pub struct TokenQuotaSpec {
     /// The app this quota is for: the `appid`/`azp` claim of its Entra ID token, or the
     /// `appId` of its API key. Omit to make this the default quota for apps without one.
@@ -44,9 +47,11 @@ pub struct TokenQuotaSpec {
     pub models: Vec<String>,
     /// Prompt plus completion tokens per minute (token bucket, refilled continuously).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub tokens_per_minute: Option<u64>,
     /// Requests per minute (token bucket, refilled continuously).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub requests_per_minute: Option<u64>,
     /// Calendar quotas (UTC-aligned): at most `tokens` per hour, day, week (from Monday) or
     /// month.
@@ -65,6 +70,7 @@ pub struct CalendarQuota {
     /// `Hourly`, `Daily`, `Weekly` or `Monthly`, aligned to UTC.
     pub period: QuotaPeriod,
     /// Prompt plus completion tokens per period.
+    #[schemars(range(min = 1))]
     pub tokens: u64,
 }
 

@@ -181,8 +181,10 @@ def test_the_sdk_rides_through_a_quota_429_with_its_own_retries(stack):
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=1, extra_headers={"x-request-id": request_id}
     )
     assert raw.http_response.status_code == 200
+    # Had the SDK retried before the gateway's exact retry-after-ms, the retry would have
+    # been refused again: one retry and [429, 200] prove the wait was right and sufficient.
     assert raw.retries_taken == 1, "refused once, admitted on the first retry"
-    assert time.monotonic() - started >= wait_ms / 1000 * 0.9, "the SDK honoured retry-after-ms"
+    assert time.monotonic() - started < 5, "the wait was the short retry-after-ms, not a default backoff"
     recent = http_json(f"{stack.admin}/admin/usage")["recent"]
     statuses = [r["status"] for r in recent if r["request_id"] == request_id]
     assert statuses == [429, 200], statuses

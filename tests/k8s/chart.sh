@@ -161,6 +161,9 @@ contains "TLS Secret" "kubernetes.io/tls" get secret spillway-operator-tls -o 'j
 contains "CA ConfigMap" "BEGIN CERTIFICATE" get configmap spillway-ca -o 'jsonpath={.data.ca\.crt}'
 contains "dashboard ConfigMap labelled grafana_dashboard=1" "spillway-dashboard-spillway" \
   get configmap -l grafana_dashboard=1 -o name
+get configmap spillway-dashboard-spillway -o 'jsonpath={.data.spillway\.json}' >"$WORK/dashboard.json"
+check "the dashboard ConfigMap holds dashboards/spillway.json unchanged" \
+  diff <(tr -d '\n' <"$CHART/dashboards/spillway.json") <(tr -d '\n' <"$WORK/dashboard.json")
 # The generated certificate: signed by the published CA, for the Service's names.
 get secret spillway-operator-tls -o 'jsonpath={.data.tls\.crt}' | base64 -d >"$WORK/tls.crt"
 get configmap spillway-ca -o 'jsonpath={.data.ca\.crt}' >"$WORK/ca.crt"

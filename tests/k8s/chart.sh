@@ -128,6 +128,14 @@ check "defaults pass kubectl apply --dry-run=server" \
   kubectl apply --dry-run=server -f "$WORK/default.yaml"
 check "replicaCount=2 + gateway pass kubectl apply --dry-run=server" \
   kubectl apply --dry-run=server -f "$WORK/gateway.yaml"
+check "create namespace team" kubectl create namespace team
+check "helm template with operator.watchNamespace=team" render "$WORK/team.yaml" --set operator.watchNamespace=team
+contains "watchNamespace=team moves object rights into a Role in team" "namespace: team" \
+  bash -c "sed -n '/^kind: Role\$/,/^---/p' $WORK/team.yaml"
+check "watchNamespace=team keeps no Secret rights in the ClusterRole" bash -c \
+  "! sed -n '/^kind: ClusterRole\$/,/^---/p' $WORK/team.yaml | grep -q secrets"
+check "watchNamespace=team passes kubectl apply --dry-run=server" \
+  kubectl apply --dry-run=server -f "$WORK/team.yaml"
 
 echo "==> the values schema"
 rejects "typo replicaCont=2 is rejected" "replicaCont" \

@@ -107,3 +107,22 @@ seccompProfile:
 {{- fail "tls.certManager.issuerRef needs both kind and name (or neither, for the chart's own CA)" }}
 {{- end }}
 {{- end }}
+
+{{/* RBAC rules on the watched objects: a ClusterRole's, or a Role's in operator.watchNamespace. */}}
+{{- define "spillway.rbac.objectRules" }}
+  - apiGroups: [spillway.dev]
+    resources: [aibackendpools, tokenquotas, aigateways]
+    verbs: [get, list, watch]
+  - apiGroups: [spillway.dev]
+    resources: [aibackendpools/status, tokenquotas/status, aigateways/status]
+    verbs: [update, patch]
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get, list, watch]
+  - apiGroups: [events.k8s.io]
+    resources: [events]
+    verbs: [create, patch]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create, patch]
+{{- end }}

@@ -118,6 +118,9 @@ check "every pod and container is hardened and has limits" hardened "$WORK/gatew
 contains "cert-manager mode renders Issuers and Certificates, no generated Secret" \
   "2 Certificate, 2 Issuer" bash -c "helm template spillway $CHART -n $NS --set tls.certManager.enabled=true >$WORK/cm.yaml &&
     ! grep -q '^kind: Secret' $WORK/cm.yaml && sed -n 's/^kind: \(Issuer\|Certificate\)$/\1/p' $WORK/cm.yaml | sort | uniq -c | sed 's/^ *//' | paste -sd, - | sed 's/,/, /g'"
+contains "with cert-manager the gateway trusts ca.crt of the cert-manager Secret" "secretName: spillway-operator-tls" \
+  helm template spillway "$CHART" -n "$NS" --set tls.certManager.enabled=true,gateway.enabled=true \
+  --show-only templates/gateway.yaml
 
 echo "==> server-side validation"
 check "apply the CRDs" kubectl apply --server-side -f "$CHART/crds/spillway.dev_crds.yaml"

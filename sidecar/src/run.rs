@@ -1,22 +1,21 @@
-//! `spillway run`: the gateway process. Wires a configuration source (a watched manifest
-//! file), the proxy, the admin port and the usage consumers, then serves until SIGINT or
-//! SIGTERM and shuts down gracefully.
+//! `spillway run`: the gateway process. The flags ([`RunArgs`]) become [`GatewayOptions`];
+//! [`start`] wires the process — the same wiring the demo runs — and [`run`] serves until
+//! SIGINT or SIGTERM, then shuts down gracefully.
+//!
+//! - `process`: [`start`], [`GatewayOptions`] and the running [`GatewayProcess`].
+//! - `usage_log`: the `--usage-log` writer.
+
+mod process;
+mod usage_log;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use crate::subscribe::file::LocalSecrets;
+use crate::telemetry::{TelemetryArgs, TelemetrySettings};
 
-use crate::proxy::{Gateway, admin};
-use crate::subscribe::file::{self, LocalSecrets};
-use crate::telemetry::{Telemetry, TelemetryArgs, TelemetrySettings};
-use crate::usage::totals::UsageTotals;
-use crate::usage::{UsageRecord, UsageSink};
+pub use process::{GatewayOptions, GatewayProcess, start};
 
 /// Options of `spillway run`.
 #[derive(Clone, Debug, clap::Args)]
@@ -51,95 +50,48 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     spillway_crds::duration::parse(text)
 }
 
-/// Runs the gateway until a shutdown signal.
-///
-/// # Errors
-/// A config file that cannot be used at start-up, or an address that cannot be bound.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let telemetry_settings =
-        TelemetrySettings::from_env(&args.telemetry).map_err(|e| anyhow::anyhow!(e))?;
-    let secrets = LocalSecrets {
-        secrets_dir: args.secrets_dir.clone(),
-    };
-    let first = file::load(&args.config, &secrets).map_err(|reasons| {
-        anyhow::anyhow!(
-            "{} cannot be used:\n  {}",
-            args.config.display(),
-            reasons.join("\n  ")
-        )
-    })?;
-    let (tx, rx) = watch::channel(Arc::new(first));
-    tokio::spawn(file::watch_file(
-        args.config.clone(),
-        secrets,
-        args.reload_interval,
-        tx,
-    ));
-
-    let sink = UsageSink::new(16 * 1024);
-    let totals = UsageTotals::new(10_000);
-    tokio::spawn(totals.clone().follow(sink.subscribe()));
-    if let Some(path) = &args.usage_log {
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await
-            .with_context(|| format!("opening usage log {}", path.display()))?;
-        tokio::spawn(write_usage_log(file, sink.subscribe()));
+impl RunArgs {
+    /// The process these flags describe, telemetry resolved against the environment
+    /// (`OTEL_*`).
+    ///
+    /// # Errors
+    /// Telemetry settings that cannot be used (an unknown OTLP protocol, say).
+    pub fn options(&self) -> anyhow::Result<GatewayOptions> {
+        let telemetry =
+            TelemetrySettings::from_env(&self.telemetry).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(GatewayOptions {
+            config: self.config.clone(),
+            secrets: LocalSecrets {
+                secrets_dir: self.secrets_dir.clone(),
+            },
+            reload_interval: self.reload_interval,
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            usage_log: self.usage_log.clone(),
+            recent_records: 10_000,
+            shutdown_grace: self.shutdown_grace,
+            telemetry,
+        })
     }
-
-    let gateway = Gateway::new(sink.clone());
-    // Apply the first configuration before accepting traffic, so the first request is
-    // served, not refused as "not ready".
-    gateway.apply(rx.borrow().clone());
-    tokio::spawn(gateway.clone().follow(rx));
-    let telemetry = Telemetry::start(&telemetry_settings, gateway.clone())?;
-    tokio::spawn(telemetry.clone().follow(sink.subscribe()));
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let admin_listener = TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("binding admin {}", args.admin_listen))?;
-    let ready = serde_json::json!({
-        "listening": listener.local_addr()?.to_string(),
-        "admin": admin_listener.local_addr()?.to_string(),
-    });
-    println!("{ready}");
-    tracing::info!(listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, "spillway gateway serving");
-    tokio::spawn(admin::serve_with_metrics(
-        admin_listener,
-        gateway.clone(),
-        totals,
-        Some(telemetry.clone()),
-    ));
-    gateway
-        .serve(listener, shutdown_signal(), args.shutdown_grace)
-        .await;
-    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
-    tracing::info!("spillway gateway stopped");
-    Ok(())
 }
 
-async fn write_usage_log(mut file: tokio::fs::File, mut rx: broadcast::Receiver<Arc<UsageRecord>>) {
-    let mut lost = 0u64;
-    loop {
-        let record = match rx.recv().await {
-            Ok(record) => record,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                lost += n;
-                tracing::warn!(lost, "usage log fell behind; records lost");
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let mut line = serde_json::to_vec(&*record).unwrap_or_default();
-        line.push(b'\n');
-        if let Err(error) = file.write_all(&line).await {
-            tracing::error!(%error, "cannot write the usage log");
-        }
-    }
+/// Runs the gateway until SIGINT or SIGTERM, then shuts it down gracefully. Prints one JSON
+/// line with the bound addresses on stdout once serving.
+///
+/// # Errors
+/// As [`start`], or a shutdown that failed.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let process = start(args.options()?).await?;
+    let ready = serde_json::json!({
+        "listening": process.listen.to_string(),
+        "admin": process.admin.to_string(),
+    });
+    println!("{ready}");
+    tracing::info!(listen = %process.listen, admin = %process.admin, "spillway gateway serving");
+    shutdown_signal().await;
+    process.shutdown().await?;
+    tracing::info!("spillway gateway stopped");
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -163,3 +115,6 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
 }
+
+#[cfg(test)]
+mod tests;

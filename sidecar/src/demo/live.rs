@@ -94,14 +94,14 @@ impl<'a> Live<'a> {
             }
         };
         self.watch
-            .poll(&self.stack.gateway, MODEL, self.started.elapsed());
+            .poll(&self.stack.process.gateway, MODEL, self.started.elapsed());
         self.show(true);
         (finished, interrupted)
     }
 
     fn tick(&mut self) {
         let at = self.started.elapsed();
-        self.watch.poll(&self.stack.gateway, MODEL, at);
+        self.watch.poll(&self.stack.process.gateway, MODEL, at);
         if !self.burst_injected && at >= self.duration / 2 {
             self.inject_burst(at);
         }
@@ -183,7 +183,7 @@ impl<'a> Live<'a> {
         }
         let report = self.merged();
         let rates = self.rates(&report);
-        let tokens = gateway_tokens(&self.stack.totals.view());
+        let tokens = gateway_tokens(&self.stack.process.totals.view());
         let frame = Frame {
             elapsed: self.started.elapsed(),
             duration: self.duration,

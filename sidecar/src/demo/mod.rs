@@ -142,14 +142,14 @@ async fn collect(
     }
     // Requests refused before connecting never reached the gateway.
     let expected = report.sent - report.errors.get("connect").copied().unwrap_or(0);
-    let mut view = stack.totals.view();
+    let mut view = stack.process.totals.view();
     for _ in 0..150 {
         let counted: u64 = view.rows.iter().map(|r| r.totals.requests).sum();
         if counted + view.lost >= expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        view = stack.totals.view();
+        view = stack.process.totals.view();
     }
     let apps = requests
         .lock()

@@ -1,8 +1,8 @@
 //! One gateway process, wired once for `spillway run` and the demo.
 //!
 //! Input: [`GatewayOptions`]. [`start`] loads the manifest file (failing loudly when it
-//! cannot be used), binds both ports, applies the first snapshot *before* serving, and
-//! spawns: the file watcher feeding the gateway, the usage consumers (totals for
+//! cannot be used), binds both ports, applies the first snapshot *before* serving (in Redis
+//! mode it also waits, bounded, for Redis' first answer), and spawns: the file watcher feeding the gateway, the usage consumers (totals for
 //! `/admin/usage`, telemetry, the optional usage log), the admin server (with `/metrics`)
 //! and the data path. Telemetry reads quota levels from the gateway's limiter.
 //!
@@ -29,6 +29,8 @@ use crate::usage::totals::UsageTotals;
 
 /// Records a slow usage consumer may lag behind before losing some.
 const SINK_CAPACITY: usize = 16 * 1024;
+/// Longest wait at start-up for a configured Redis to answer before serving.
+const REDIS_FIRST_ANSWER: Duration = Duration::from_secs(2);
 
 /// What a gateway process runs on: the options of `spillway run`, resolved.
 #[derive(Clone, Debug)]
@@ -107,12 +109,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         )
     })?;
     let first = Arc::new(first);
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("binding {}", options.listen))?;
-    let admin_listener = TcpListener::bind(options.admin_listen)
-        .await
-        .with_context(|| format!("binding admin {}", options.admin_listen))?;
+    let (listener, admin_listener) = bind(&options).await?;
     let (listen, admin) = (listener.local_addr()?, admin_listener.local_addr()?);
 
     let sink = UsageSink::new(SINK_CAPACITY);
@@ -123,6 +120,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
     let gateway = Gateway::new(sink.clone());
     // The first request is served with this configuration, never refused as "not ready".
     gateway.apply(Arc::clone(&first));
+    wait_for_redis(&gateway).await;
     let telemetry = Telemetry::start(&options.telemetry, gateway.clone())?;
     let quota_source: Arc<dyn QuotaSource> = Arc::clone(gateway.limiter()) as _;
     telemetry.set_quota_source(quota_source);
@@ -165,6 +163,34 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         usage_log,
         tasks,
     })
+}
+
+/// In Redis mode, waits (at most [`REDIS_FIRST_ANSWER`]) for Redis to answer once, so the
+/// first requests are counted in Redis rather than refused (`FailClosed`), admitted
+/// uncounted (`FailOpen`) or held to the local share while it connects.
+async fn wait_for_redis(gateway: &Gateway) {
+    let limiter = gateway.limiter();
+    let deadline = tokio::time::Instant::now() + REDIS_FIRST_ANSWER;
+    while limiter.redis_available() == Some(false) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if limiter.redis_available() == Some(false) {
+        tracing::warn!(
+            waited = ?REDIS_FIRST_ANSWER,
+            "Redis has not answered yet; serving with rateLimiting.redis.onRedisUnavailable in force until it does"
+        );
+    }
+}
+
+/// Binds the data path and the admin port.
+async fn bind(options: &GatewayOptions) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("binding {}", options.listen))?;
+    let admin = TcpListener::bind(options.admin_listen)
+        .await
+        .with_context(|| format!("binding admin {}", options.admin_listen))?;
+    Ok((listener, admin))
 }
 
 impl GatewayProcess {

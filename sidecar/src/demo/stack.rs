@@ -39,13 +39,14 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts the simulators and the gateway, writing the manifests into `dir`.
+    /// Starts the simulators and the gateway, writing the manifests (sized for the demo's
+    /// `rate`) into `dir`.
     ///
     /// # Errors
     /// A port that cannot be bound, a folder that cannot be written, or manifests that do
     /// not compile.
-    pub async fn start(dir: &Path, ptu_tpm: u64) -> anyhow::Result<Stack> {
-        let mut backends = scenario::sim_backends(ptu_tpm, [0; 3]).into_iter();
+    pub async fn start(dir: &Path, rate: f64) -> anyhow::Result<Stack> {
+        let mut backends = scenario::sim_backends(scenario::ptu_tpm(rate), [0; 3]).into_iter();
         let ptu_config = SimConfig {
             backends: backends.by_ref().take(1).collect(),
         };
@@ -67,7 +68,7 @@ impl Stack {
         let manifest = dir.join("gateway.yaml");
         std::fs::write(
             &manifest,
-            scenario::manifests([&urls[0], &urls[1], &urls[2]]),
+            scenario::manifests([&urls[0], &urls[1], &urls[2]], rate),
         )
         .with_context(|| format!("writing {}", manifest.display()))?;
         let mut options = GatewayOptions::new(&manifest);

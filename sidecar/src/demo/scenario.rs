@@ -181,7 +181,7 @@ pub fn admitted_per_second(rate: f64) -> f64 {
     apps().iter().map(|a| a.admitted_per_second(rate)).sum()
 }
 
-/// The PTU's TPM limit for `rate`: [`PTU_SHARE`] of what the quotas let through in one of
+/// The PTU's TPM limit for `rate`: 60 % of what the quotas let through in one of
 /// its (scaled) minutes, rounded up to hundreds — full within a second at the start, and
 /// throttled all along.
 pub fn ptu_tpm(rate: f64) -> u64 {

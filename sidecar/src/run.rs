@@ -1,24 +1,22 @@
-//! `spillway run`: the gateway process. Wires a configuration source (a watched manifest
-//! file, or the operator's stream with `--operator`), the proxy, the admin port and the usage
-//! consumers, then serves until SIGINT or SIGTERM and shuts down gracefully.
+//! `spillway run`: the gateway process. The flags ([`RunArgs`]) become [`GatewayOptions`];
+//! [`start`] wires the process — the same wiring the demo runs — and [`run`] serves until
+//! SIGINT or SIGTERM, then shuts down gracefully.
+//!
+//! - `process`: [`start`], [`GatewayOptions`] and the running [`GatewayProcess`].
+//! - `usage_log`: the `--usage-log` writer.
+
+mod process;
+mod usage_log;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use spillway_crds::Snapshot;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
-
-use crate::proxy::{Gateway, admin};
-use crate::subscribe::file::{self, LocalSecrets};
+use crate::subscribe::file::LocalSecrets;
 use crate::subscribe::operator::{OperatorArgs, OperatorClient};
-use crate::telemetry::{Telemetry, TelemetryArgs, TelemetrySettings};
-use crate::usage::totals::UsageTotals;
-use crate::usage::{UsageRecord, UsageSink};
+use crate::telemetry::{TelemetryArgs, TelemetrySettings};
+
+pub use process::{ConfigSource, GatewayOptions, GatewayProcess, start};
 
 /// Options of `spillway run`.
 #[derive(Clone, Debug, clap::Args)]
@@ -62,119 +60,58 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     spillway_crds::duration::parse(text)
 }
 
-/// Runs the gateway until a shutdown signal.
+impl RunArgs {
+    /// The process these flags describe, telemetry resolved against the environment
+    /// (`OTEL_*`).
+    ///
+    /// # Errors
+    /// Telemetry settings that cannot be used (an unknown OTLP protocol, say), or an
+    /// operator URL that is not https.
+    pub fn options(&self) -> anyhow::Result<GatewayOptions> {
+        let telemetry =
+            TelemetrySettings::from_env(&self.telemetry).map_err(|e| anyhow::anyhow!(e))?;
+        let source = match (&self.config, &self.operator_args.operator) {
+            (Some(path), _) => ConfigSource::File {
+                path: path.clone(),
+                secrets: LocalSecrets {
+                    secrets_dir: self.secrets_dir.clone(),
+                },
+                reload_interval: self.reload_interval,
+            },
+            (None, Some(url)) => {
+                ConfigSource::Operator(Box::new(OperatorClient::new(url, &self.operator_args)?))
+            }
+            (None, None) => anyhow::bail!("give --config FILE or --operator URL"),
+        };
+        Ok(GatewayOptions {
+            source,
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            usage_log: self.usage_log.clone(),
+            recent_records: 10_000,
+            shutdown_grace: self.shutdown_grace,
+            telemetry,
+        })
+    }
+}
+
+/// Runs the gateway until SIGINT or SIGTERM, then shuts it down gracefully. Prints one JSON
+/// line with the bound addresses on stdout once serving.
 ///
 /// # Errors
-/// A config file that cannot be used at start-up, or an address that cannot be bound.
+/// As [`start`], or a shutdown that failed.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let telemetry_settings =
-        TelemetrySettings::from_env(&args.telemetry).map_err(|e| anyhow::anyhow!(e))?;
-    let file_source = match &args.config {
-        Some(path) => Some(follow_file(path, &args)?),
-        None => None,
-    };
-    let operator = match &args.operator_args.operator {
-        Some(url) => Some(OperatorClient::new(url, &args.operator_args)?),
-        None => None,
-    };
-
-    let sink = UsageSink::new(16 * 1024);
-    let totals = UsageTotals::new(10_000);
-    tokio::spawn(totals.clone().follow(sink.subscribe()));
-    if let Some(path) = &args.usage_log {
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await
-            .with_context(|| format!("opening usage log {}", path.display()))?;
-        tokio::spawn(write_usage_log(file, sink.subscribe()));
-    }
-
-    let gateway = Gateway::new(sink.clone());
-    match (file_source, operator) {
-        (Some(rx), _) => {
-            // Apply the first configuration before accepting traffic, so the first request
-            // is served, not refused as "not ready".
-            gateway.apply(rx.borrow().clone());
-            tokio::spawn(gateway.clone().follow(rx));
-        }
-        (None, Some(client)) => {
-            tokio::spawn(client.run(gateway.clone(), totals.clone()));
-        }
-        (None, None) => anyhow::bail!("give --config FILE or --operator URL"),
-    }
-    let telemetry = Telemetry::start(&telemetry_settings, gateway.clone())?;
-    tokio::spawn(telemetry.clone().follow(sink.subscribe()));
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let admin_listener = TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("binding admin {}", args.admin_listen))?;
+    let process = start(args.options()?).await?;
     let ready = serde_json::json!({
-        "listening": listener.local_addr()?.to_string(),
-        "admin": admin_listener.local_addr()?.to_string(),
+        "listening": process.listen.to_string(),
+        "admin": process.admin.to_string(),
     });
     println!("{ready}");
-    tracing::info!(listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, "spillway gateway serving");
-    tokio::spawn(admin::serve_with_metrics(
-        admin_listener,
-        gateway.clone(),
-        totals,
-        Some(telemetry.clone()),
-    ));
-    gateway
-        .serve(listener, shutdown_signal(), args.shutdown_grace)
-        .await;
-    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    tracing::info!(listen = %process.listen, admin = %process.admin, "spillway gateway serving");
+    shutdown_signal().await;
+    process.shutdown().await?;
     tracing::info!("spillway gateway stopped");
     Ok(())
-}
-
-/// Loads the manifest file (failing loudly on a bad one) and watches it for changes.
-fn follow_file(
-    path: &std::path::Path,
-    args: &RunArgs,
-) -> anyhow::Result<watch::Receiver<Arc<Snapshot>>> {
-    let secrets = LocalSecrets {
-        secrets_dir: args.secrets_dir.clone(),
-    };
-    let first = file::load(path, &secrets).map_err(|reasons| {
-        anyhow::anyhow!(
-            "{} cannot be used:\n  {}",
-            path.display(),
-            reasons.join("\n  ")
-        )
-    })?;
-    let (tx, rx) = watch::channel(Arc::new(first));
-    tokio::spawn(file::watch_file(
-        path.to_owned(),
-        secrets,
-        args.reload_interval,
-        tx,
-    ));
-    Ok(rx)
-}
-
-async fn write_usage_log(mut file: tokio::fs::File, mut rx: broadcast::Receiver<Arc<UsageRecord>>) {
-    let mut lost = 0u64;
-    loop {
-        let record = match rx.recv().await {
-            Ok(record) => record,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                lost += n;
-                tracing::warn!(lost, "usage log fell behind; records lost");
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let mut line = serde_json::to_vec(&*record).unwrap_or_default();
-        line.push(b'\n');
-        if let Err(error) = file.write_all(&line).await {
-            tracing::error!(%error, "cannot write the usage log");
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -198,3 +135,6 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
 }
+
+#[cfg(test)]
+mod tests;

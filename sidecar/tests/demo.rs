@@ -1,8 +1,10 @@
 //! `spillway demo` as the README's first command runs it: the real binary, everything
 //! in-process on 127.0.0.1, `--no-tui` for plain output. The demo must end by itself, exit 0,
-//! and its summary must show — checked by the demo against the simulators' ledger and the
-//! gateway's breakers — that spillover happened, a breaker tripped and re-closed, and the
-//! gateway's tokens per app equal what the backends billed.
+//! and its summary must show — checked by the demo against the simulators' ledger, the
+//! gateway's breakers and what the clients got — that spillover happened, no backend's 429
+//! reached a client, batch-summarizer was held to its own quota (429 with `Retry-After`) and
+//! support-bot used up its daily one (403), a breaker tripped and re-closed, and the
+//! gateway's tokens per app equal what the backends billed for the admitted calls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -12,13 +14,20 @@ use tokio::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_spillway");
 const APPS: [&str; 3] = ["chat-web", "batch-summarizer", "support-bot"];
 
+/// The summary row of `app`: `APP QUOTA SENT OK 429 403 OTHER P50 P99 …`.
+fn summary_row<'a>(stdout: &'a str, app: &str) -> Vec<&'a str> {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(app) && l.contains(" / "))
+        .unwrap_or_else(|| panic!("no summary row for {app}:\n{stdout}"))
+        .split_whitespace()
+        .collect()
+}
+
 /// The summary row of `app` shows `gateway / ledger ✓` twice (prompt, completion), with
 /// equal non-zero numbers.
 fn assert_tokens_match(stdout: &str, app: &str) {
-    let row = stdout
-        .lines()
-        .find(|l| l.starts_with(app) && l.contains(" / "))
-        .unwrap_or_else(|| panic!("no summary row for {app}:\n{stdout}"));
+    let row = summary_row(stdout, app).join(" ");
     let pairs: Vec<(&str, &str)> = row
         .split('✓')
         .filter_map(|part| {
@@ -31,6 +40,12 @@ fn assert_tokens_match(stdout: &str, app: &str) {
         assert_eq!(gateway, ledger, "{row}");
         assert_ne!(gateway, "0", "{app} used tokens: {row}");
     }
+}
+
+/// `app`'s quota refusals in the summary: (429, 403).
+fn refusals(stdout: &str, app: &str) -> (u64, u64) {
+    let row = summary_row(stdout, app);
+    (row[4].parse().unwrap(), row[5].parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +79,9 @@ async fn the_demo_tells_and_verifies_its_story() {
     for claim in [
         "✓ traffic ran:",
         "✓ spillover happened:",
-        "✓ no 429 reached a client",
+        "✓ no backend 429 reached a client",
+        "✓ an app was limited by its own quota (429 with Retry-After): batch-summarizer",
+        "✓ an app used up its daily quota (403 until midnight UTC): support-bot",
         "✓ breaker tripped and re-closed: ptu-eastus",
         "✓ gateway token counts equal the backends' ledger for all 3 apps",
     ] {
@@ -81,13 +98,28 @@ async fn the_demo_tells_and_verifies_its_story() {
         "{stdout}"
     );
 
+    assert!(
+        stdout.contains("batch-summarizer is over its own token quota")
+            && stdout.contains("support-bot used up its daily token quota")
+            && stdout.contains("probe as batch-summarizer: 429, Retry-After: "),
+        "{stdout}"
+    );
+
     // Tokens per app: gateway / ledger for prompt and completion, equal and non-zero.
     for app in APPS {
         assert_tokens_match(&stdout, app);
     }
+    // Per app: chat-web's quota never bites, the others' do, each in its own way.
+    assert_eq!(refusals(&stdout, "chat-web"), (0, 0), "{stdout}");
+    let (batch_429, batch_403) = refusals(&stdout, "batch-summarizer");
+    assert!(batch_429 > 0 && batch_403 == 0, "{stdout}");
+    let (bot_429, bot_403) = refusals(&stdout, "support-bot");
+    assert!(bot_429 == 0 && bot_403 > 0, "{stdout}");
 
     let manifest = std::fs::read_to_string(dir.path().join("gateway.yaml")).unwrap();
     assert!(manifest.contains("kind: AIBackendPool") && manifest.contains("kind: AIGateway"));
+    assert!(manifest.contains("apiKeys:") && !manifest.contains("trustedHeader"));
+    assert_eq!(manifest.matches("kind: TokenQuota").count(), 3);
     assert!(stdout.contains(&dir.path().join("gateway.yaml").display().to_string()));
 }
 

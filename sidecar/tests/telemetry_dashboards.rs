@@ -2,11 +2,7 @@
 //! really emits: every panel's PromQL is parsed with a PromQL parser, and each metric name
 //! and each label it filters or groups on must appear in a real gateway's `/metrics` after
 //! real traffic (JSON and streams, spillover with a breaker trip, estimated usage, a refused
-//! request, a configured quota).
-//!
-//! `PENDING` lists the metrics that only appear once the limiter reports quota levels
-//! (`Telemetry::set_quota_source`); until then they are checked against what the telemetry
-//! library renders when given a quota source. Remove an entry once the real gateway emits it.
+//! request, calls under a `TokenQuota` — so the limiter's quota levels are there too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -14,21 +10,13 @@ mod telemetry_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 
 use common::Sim;
 use serde_json::{Value, json};
-use spillway_sidecar::proxy::Gateway;
-use spillway_sidecar::subscribe::file::{LocalSecrets, load_text};
-use spillway_sidecar::telemetry::{QuotaLevel, QuotaSource, Telemetry, TelemetrySettings};
-use spillway_sidecar::usage::UsageSink;
 use telemetry_support::gateway::RunningGateway;
 use telemetry_support::promql::{panel_queries, uses, variable_label_values};
+use telemetry_support::scrape;
 use telemetry_support::stack::{SIM, call, manifests};
-use telemetry_support::{parse_prometheus, scrape};
-
-/// Metrics the gateway emits only once the limiter is wired in.
-const PENDING: &[&str] = &["spillway_quota_remaining_tokens"];
 
 const QUOTA: &str = "---
 apiVersion: spillway.dev/v1alpha1
@@ -81,52 +69,35 @@ async fn real_traffic(gw: &RunningGateway, sim: &Sim) {
     );
 }
 
-/// What the telemetry library renders for the pending metrics, given a quota source.
-fn rendered_with_a_quota_source() -> Emitted {
-    #[derive(Debug)]
-    struct Limiter;
-    impl QuotaSource for Limiter {
-        fn quota_levels(&self, out: &mut Vec<QuotaLevel>) {
-            out.push(QuotaLevel {
-                app_id: "app-a".into(),
-                quota: "team-a".into(),
-                window: "minute",
-                remaining_tokens: 1,
-            });
-        }
-    }
-    let gateway = Gateway::new(UsageSink::new(4));
-    let snapshot = load_text(
-        &manifests("http://127.0.0.1:1", "http://127.0.0.1:2", QUOTA),
-        &LocalSecrets::default(),
-    )
-    .expect("valid manifests");
-    gateway.apply(Arc::new(snapshot));
-    let telemetry = Telemetry::start(&TelemetrySettings::default(), gateway).expect("telemetry");
-    telemetry.set_quota_source(Arc::new(Limiter));
-    // The app gets its label by sending traffic; a record does that.
-    let mut record = spillway_sidecar::usage::UsageRecord {
-        request_id: "r".into(),
-        app_id: "app-a".into(),
-        pool: "chat".into(),
-        backend: None,
-        model: "gpt-4o".into(),
-        response_model: None,
-        operation: None,
-        stream: false,
-        usage: spillway_sidecar::usage::Usage::default(),
-        estimated: false,
-        status: 401,
-        attempts: 0,
-        duration: std::time::Duration::ZERO,
-        time_to_first_token: None,
-        client_disconnected: false,
-        error_type: None,
-        upstream: Vec::new(),
+/// The limiter reports app-a's `team-a` windows: the minute bucket (refilled continuously)
+/// and the month, which holds the tokens of app-a's calls.
+fn assert_quota_levels(samples: &[telemetry_support::PromSample]) {
+    let level = |window: &str| -> f64 {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == "spillway_quota_remaining_tokens"
+                    && s.labels.get("spillway_app_id").map(String::as_str) == Some("app-a")
+                    && s.labels.get("spillway_quota").map(String::as_str) == Some("team-a")
+                    && s.labels.get("spillway_quota_window").map(String::as_str) == Some(window)
+            })
+            .unwrap_or_else(|| panic!("no {window} level for app-a / team-a"))
+            .value
     };
-    record.error_type = Some("invalid_api_key".into());
-    telemetry.record(&record);
-    emitted(&parse_prometheus(&telemetry.prometheus()))
+    let minute = level("minute");
+    assert!((0.0..=100_000.0).contains(&minute), "{minute}");
+    let month = level("month");
+    assert!(
+        (4_990_000.0..5_000_000.0).contains(&month),
+        "app-a's calls are counted in its month: {month}"
+    );
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s.name == "spillway_quota_remaining_tokens"
+                && s.labels.get("spillway_app_id").map(String::as_str) == Some("app-b")),
+        "app-b has no quota"
+    );
 }
 
 fn dashboards() -> Vec<(String, Value)> {
@@ -206,20 +177,16 @@ async fn every_dashboard_query_uses_only_emitted_metrics_and_labels() {
     )
     .await;
     real_traffic(&gw, &sim).await;
-    let real = emitted(&scrape(&gw.admin).await);
-    let library = rendered_with_a_quota_source();
+    let samples = scrape(&gw.admin).await;
+    assert_quota_levels(&samples);
+    let real = emitted(&samples);
     let labels_of = |metric: &str| -> &BTreeSet<String> {
-        if let Some(labels) = real.get(metric) {
-            return labels;
-        }
-        assert!(
-            PENDING.contains(&metric),
-            "{metric} is not in the gateway's /metrics after real traffic; emitted: {:?}",
-            real.keys().collect::<Vec<_>>()
-        );
-        library
-            .get(metric)
-            .unwrap_or_else(|| panic!("pending {metric} is not rendered by the library either"))
+        real.get(metric).unwrap_or_else(|| {
+            panic!(
+                "{metric} is not in the gateway's /metrics after real traffic; emitted: {:?}",
+                real.keys().collect::<Vec<_>>()
+            )
+        })
     };
 
     let mut used = BTreeSet::new();

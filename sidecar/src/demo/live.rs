@@ -1,10 +1,11 @@
-//! The demo while traffic runs: every 50 ms it polls the breakers, injects the midway 5xx
-//! burst when due, and shows the live view (a redrawn screen twice a second, or events and a
-//! status line every 3 s); it ends when every app's load has finished, or on Ctrl-C after
-//! stopping them (requests in flight get their grace period).
+//! The demo while traffic runs: every 50 ms it polls the breakers and the apps' quota
+//! refusals ([`QuotaWatch`], which also probes a quota 429's `Retry-After`), injects the
+//! midway 5xx burst when due, and shows the live view (a redrawn screen twice a second, or
+//! events and a status line every 3 s); it ends when every app's load has finished, or on
+//! Ctrl-C after stopping them (requests in flight get their grace period).
 //!
-//! Input: the running [`Stack`] and the apps' [`LoadHandle`]s. Output: their [`Finished`]
-//! runs, and the [`BreakerWatch`] with what it saw.
+//! Input: the running [`Stack`], the apps' [`LoadHandle`]s and the [`QuotaWatch`]. Output:
+//! their [`Finished`] runs, the [`BreakerWatch`] with what it saw, and the quota watch.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
@@ -14,12 +15,14 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use super::monitor::BreakerWatch;
+use super::quota_watch::QuotaWatch;
 use super::scenario::{BURST_ERRORS, MODEL, PAYGO_WE};
 use super::stack::Stack;
 use super::summary::gateway_tokens;
 use super::view::{self, Frame};
 use crate::loadtest::{Finished, LoadControl, LoadHandle, Report};
 use crate::simulate::{FaultMode, FaultSpec};
+use crate::telemetry::QuotaSource as _;
 
 /// How often breakers are polled.
 const POLL: Duration = Duration::from_millis(50);
@@ -34,6 +37,8 @@ pub struct Live<'a> {
     controls: Vec<LoadControl>,
     /// What the breakers did.
     pub watch: BreakerWatch,
+    /// What the apps' quotas did.
+    pub quotas: QuotaWatch,
     started: Instant,
     duration: Duration,
     ptu_tpm: u64,
@@ -48,10 +53,11 @@ pub struct Live<'a> {
 }
 
 impl<'a> Live<'a> {
-    /// Watches `controls` (started at `started`) against `stack`.
+    /// Watches `controls` and `quotas` (started now) against `stack`.
     pub fn new(
         stack: &'a Stack,
         controls: Vec<LoadControl>,
+        quotas: QuotaWatch,
         duration: Duration,
         ptu_tpm: u64,
         tui: bool,
@@ -61,6 +67,7 @@ impl<'a> Live<'a> {
             stack,
             controls,
             watch: BreakerWatch::new(),
+            quotas,
             started: now,
             duration,
             ptu_tpm,
@@ -94,14 +101,19 @@ impl<'a> Live<'a> {
             }
         };
         self.watch
-            .poll(&self.stack.gateway, MODEL, self.started.elapsed());
+            .poll(&self.stack.process.gateway, MODEL, self.started.elapsed());
+        self.quotas.tick(&mut self.watch, self.started.elapsed());
+        self.quotas
+            .finish(&mut self.watch, self.started.elapsed())
+            .await;
         self.show(true);
         (finished, interrupted)
     }
 
     fn tick(&mut self) {
         let at = self.started.elapsed();
-        self.watch.poll(&self.stack.gateway, MODEL, at);
+        self.watch.poll(&self.stack.process.gateway, MODEL, at);
+        self.quotas.tick(&mut self.watch, at);
         if !self.burst_injected && at >= self.duration / 2 {
             self.inject_burst(at);
         }
@@ -169,6 +181,24 @@ impl<'a> Live<'a> {
         rates
     }
 
+    /// Tokens left per app in its tightest quota window, from the gateway's limiter (what
+    /// `spillway_quota_remaining_tokens` reports).
+    fn quota_left(&self) -> BTreeMap<String, u64> {
+        let mut levels = Vec::new();
+        self.stack
+            .process
+            .gateway
+            .limiter()
+            .quota_levels(&mut levels);
+        let mut left: BTreeMap<String, u64> = BTreeMap::new();
+        for level in levels {
+            left.entry(level.app_id)
+                .and_modify(|n| *n = (*n).min(level.remaining_tokens))
+                .or_insert(level.remaining_tokens);
+        }
+        left
+    }
+
     /// Draws the screen or prints events and the status line, when due (always when `last`).
     fn show(&mut self, last: bool) {
         let now = Instant::now();
@@ -183,7 +213,9 @@ impl<'a> Live<'a> {
         }
         let report = self.merged();
         let rates = self.rates(&report);
-        let tokens = gateway_tokens(&self.stack.totals.view());
+        let tokens = gateway_tokens(&self.stack.process.totals.view());
+        let refusals = self.quotas.refusals();
+        let quota_left = self.quota_left();
         let frame = Frame {
             elapsed: self.started.elapsed(),
             duration: self.duration,
@@ -195,6 +227,9 @@ impl<'a> Live<'a> {
             rates: &rates,
             report: &report,
             tokens: &tokens,
+            quotas: self.quotas.quotas(),
+            quota_left: &quota_left,
+            refusals: &refusals,
             events: self.watch.events(),
         };
         let mut out = std::io::stdout().lock();

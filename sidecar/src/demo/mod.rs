@@ -2,38 +2,52 @@
 //!
 //! Starts, in this process on 127.0.0.1, a small PTU backend (priority 1, a TPM limit whose
 //! minute passes in 6 s) and two pay-as-you-go backends (priority 2), writes the manifests
-//! (`AIBackendPool` + `AIGateway`) to a folder, runs the gateway on them, and sends bounded
-//! traffic from three apps (streaming and not, OpenAI and Azure shaped) with the load
-//! generator. The PTU fills up, its 429s trip its breaker, traffic spills over to
-//! pay-as-you-go without a 429 reaching a client, and the breaker re-closes when the PTU's
-//! window frees up; a 5xx burst midway trips a pay-as-you-go breaker too. A live view shows
-//! it; the summary checks each claim (including that the gateway's token counts per app
-//! equal what the backends billed) and says where to look next.
+//! (`AIBackendPool`, an `AIGateway` with the apps' API keys, a `TokenQuota` per app) to a
+//! folder, runs the gateway on them exactly as `spillway run` does ([`run::start`]), and
+//! sends bounded traffic from three apps (streaming and not, OpenAI and Azure shaped, each
+//! with its own API key) with the load generator. The PTU fills up, its 429s trip its
+//! breaker, traffic spills over to pay-as-you-go without a backend's 429 reaching a client,
+//! and the breaker re-closes when the PTU's window frees up; a 5xx burst midway trips a
+//! pay-as-you-go breaker too. Meanwhile the apps meet their quotas: `batch-summarizer` is
+//! held to a tight per-minute quota (429 with `Retry-After`, from the gateway itself) and
+//! `support-bot` uses up a small daily one (403); `chat-web`'s generous quota never bites.
+//! A live view shows it; the summary checks each claim (including that the gateway's token
+//! counts per app equal what the backends billed for the admitted calls) and says where to
+//! look next.
 //!
 //! Modules: [`scenario`] (the story as data), `stack` (start/stop), [`monitor`] (breakers),
-//! `live` (the loop while traffic runs), [`view`] (live view), [`summary`] (tables, checks).
+//! [`clients`] (refusals per app), [`probe`] and `quota_watch` (quota events, `Retry-After`),
+//! `live` (the loop while traffic runs), [`view`] (live view), [`summary`] (tables) and
+//! [`checks`] (the claims).
+//!
+//! [`run::start`]: crate::run::start
 
+pub mod checks;
+pub mod clients;
 pub mod monitor;
+pub mod probe;
 pub mod scenario;
 pub mod summary;
 pub mod view;
 
 mod live;
+mod quota_watch;
 mod stack;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, ensure};
 
 use self::live::Live;
+use self::quota_watch::{QuotaWatch, SharedLog};
 use self::stack::Stack;
 use self::summary::Findings;
 use crate::loadtest::render::thousands;
-use crate::loadtest::{Finished, LoadHandle, Report, RequestResult, ResultHook, start_load};
+use crate::loadtest::{Finished, LoadHandle, Plan, Report, RequestResult, ResultHook, start_load};
 
 /// Options of `spillway demo`.
 #[derive(Clone, Debug, clap::Args)]
@@ -44,8 +58,8 @@ pub struct DemoArgs {
     /// Print events and a status line every few seconds instead of redrawing the screen.
     #[arg(long)]
     pub no_tui: bool,
-    /// Requests per second from the three apps together.
-    #[arg(long, default_value_t = 24.0)]
+    /// Requests per second from the three apps together (quotas and the PTU are sized for it).
+    #[arg(long, default_value_t = scenario::DEFAULT_RATE)]
     pub rate: f64,
     /// Where to write the manifests (default: a new folder in the system temp folder; kept).
     #[arg(long)]
@@ -55,9 +69,6 @@ pub struct DemoArgs {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     spillway_crds::duration::parse(text)
 }
-
-/// The app of every request id the clients sent, to join the backends' ledger to apps.
-type RequestApps = Arc<Mutex<HashMap<String, String>>>;
 
 /// Runs the demo; see the module docs.
 ///
@@ -75,18 +86,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = args.manifests_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("spillway-demo-{}", std::process::id()))
     });
-    let ptu_tpm = scenario::ptu_tpm(args.rate);
-    let stack = Stack::start(&dir, ptu_tpm).await?;
+    let stack = Stack::start(&dir, args.rate).await?;
     let tui = !args.no_tui && std::io::stdout().is_terminal();
     if !tui {
-        intro(&stack, &args, ptu_tpm);
+        intro(&stack, &args);
     }
-    let requests = RequestApps::default();
-    let handles = start_traffic(&stack, &args, &requests)?;
+    let log = SharedLog::default();
+    let plans = scenario::plans(&stack.url, args.rate, args.duration);
+    let handles = start_traffic(&plans, &log)?;
     let controls = handles.iter().map(LoadHandle::control).collect();
-    let mut live = Live::new(&stack, controls, args.duration, ptu_tpm, tui);
+    let quotas = QuotaWatch::new(Arc::clone(&log), plans, quota_texts(args.rate));
+    let ptu_tpm = scenario::ptu_tpm(args.rate);
+    let mut live = Live::new(&stack, controls, quotas, args.duration, ptu_tpm, tui);
     let (finished, interrupted) = live.run(handles).await;
-    let findings = collect(&stack, &live, &finished, &requests, interrupted).await;
+    let findings = collect(&stack, &live, &finished, &log, interrupted).await;
     print!("{}", summary::render(&findings, &stack.manifest));
     stack.shutdown().await;
     if !findings.traffic_ran() {
@@ -95,36 +108,47 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn intro(stack: &Stack, args: &DemoArgs, ptu_tpm: u64) {
+/// Each app's quota at `rate`, for people.
+fn quota_texts(rate: f64) -> BTreeMap<String, String> {
+    scenario::apps()
+        .iter()
+        .map(|app| (app.name.to_owned(), app.quota_text(rate)))
+        .collect()
+}
+
+fn intro(stack: &Stack, args: &DemoArgs) {
+    let quotas: Vec<String> = scenario::apps()
+        .iter()
+        .map(|app| format!("{} {}", app.name, app.quota_text(args.rate)))
+        .collect();
     println!(
         "Spillway demo: a PTU and two pay-as-you-go backends (simulated), the gateway, and traffic from chat-web, batch-summarizer and support-bot for {:.0}s at {} req/s
-  gateway    {}   (admin: {}/admin/config, {}/admin/usage)
+  gateway    {}   (admin: {}/admin/config, {}/admin/usage, {}/metrics)
   manifests  {}
-  ptu-eastus holds {} tokens per minute, and its minute passes in 6 s; pay-as-you-go has no limit",
+  ptu-eastus holds {} tokens per minute, and its minute passes in 6 s; pay-as-you-go has no limit
+  apps       each sends its own API key (sk-demo-<app>); token quotas: {} (real minutes)",
         args.duration.as_secs_f64(),
         args.rate,
         stack.url,
         stack.admin,
         stack.admin,
+        stack.admin,
         stack.manifest.display(),
-        thousands(ptu_tpm),
+        thousands(scenario::ptu_tpm(args.rate)),
+        quotas.join(", "),
     );
 }
 
-fn start_traffic(
-    stack: &Stack,
-    args: &DemoArgs,
-    requests: &RequestApps,
-) -> anyhow::Result<Vec<LoadHandle>> {
-    let map = Arc::clone(requests);
+fn start_traffic(plans: &[Plan], log: &SharedLog) -> anyhow::Result<Vec<LoadHandle>> {
+    let log = Arc::clone(log);
     let hook: ResultHook = Arc::new(move |result: &RequestResult| {
-        map.lock()
+        log.lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(result.request_id.clone(), result.app.clone());
+            .note(result);
     });
-    scenario::plans(&stack.url, args.rate, args.duration)
-        .into_iter()
-        .map(|plan| Ok(start_load(plan, Some(Arc::clone(&hook)))?))
+    plans
+        .iter()
+        .map(|plan| Ok(start_load(plan.clone(), Some(Arc::clone(&hook)))?))
         .collect()
 }
 
@@ -133,29 +157,32 @@ async fn collect(
     stack: &Stack,
     live: &Live<'_>,
     finished: &[Finished],
-    requests: &RequestApps,
+    log: &SharedLog,
     interrupted: bool,
 ) -> Findings {
     let mut report = Report::default();
     for run in finished {
         report.merge(&run.report);
     }
-    // Requests refused before connecting never reached the gateway.
-    let expected = report.sent - report.errors.get("connect").copied().unwrap_or(0);
-    let mut view = stack.totals.view();
+    // Requests refused before connecting never reached the gateway; probes did.
+    let expected =
+        report.sent - report.errors.get("connect").copied().unwrap_or(0) + live.quotas.probes;
+    let mut view = stack.process.totals.view();
     for _ in 0..150 {
         let counted: u64 = view.rows.iter().map(|r| r.totals.requests).sum();
         if counted + view.lost >= expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        view = stack.totals.view();
+        view = stack.process.totals.view();
     }
-    let apps = requests
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let (ledger, backend_statuses) = summary::ledger_tokens(&stack.ledger(), &apps);
+    let log = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let entries = stack.ledger();
+    let (ledger, backend_statuses) = summary::ledger_tokens(&entries, &log.apps);
+    let refused_reached_backend = entries
+        .iter()
+        .filter(|e| log.refused_ids.contains(&e.request_id))
+        .count() as u64;
     Findings {
         elapsed: report.elapsed,
         report,
@@ -166,5 +193,10 @@ async fn collect(
         backend_statuses,
         burst_injected: live.burst_injected,
         interrupted,
+        quotas: live.quotas.quotas().clone(),
+        refusals: log.refusals,
+        refused_reached_backend,
+        quota_probe: live.quotas.confirmed.clone(),
+        probes: live.quotas.probes,
     }
 }

@@ -1,13 +1,20 @@
 //! The demo's fixed story, as data: the simulated backends, the manifests the gateway runs
-//! on, the three apps' traffic, and the clock that makes the PTU's one-minute TPM window
-//! pass in a few seconds.
+//! on (a pool, the apps' API keys, their `TokenQuota`s), the three apps' traffic, and the
+//! clock that makes the PTU's one-minute TPM window pass in a few seconds.
 //!
-//! Everything here is pure so the shipped copy in `examples/demo/` is checked against it.
+//! Sizes follow the demo's `--rate`: each app's quota is a number of seconds of its own
+//! traffic, and the PTU holds less than what the quotas let through, so it stays throttled
+//! (and spills over) all along. Everything here is pure so the shipped copy in
+//! `examples/demo/` (at [`DEFAULT_RATE`]) is checked against it.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use sha2::{Digest as _, Sha256};
+
 use crate::clock::Clock;
+use crate::loadtest::render::thousands;
 use crate::loadtest::{Api, Plan};
 use crate::simulate::BackendConfig;
 
@@ -21,23 +28,33 @@ pub const PAYGO_SC: &str = "paygo-swedencentral";
 pub const BACKENDS: [&str; 3] = [PTU, PAYGO_WE, PAYGO_SC];
 /// The model (and Azure deployment) the apps call.
 pub const MODEL: &str = "gpt-4o";
-/// The trusted header that names the app.
-pub const APP_HEADER: &str = "x-app-id";
 /// `api-version` of Azure-shaped calls and of the backends.
 pub const API_VERSION: &str = "2024-10-21";
 /// How much faster the PTU simulator's clock runs: its 60 s TPM window passes in 6 s.
 pub const PTU_TIME_SCALE: u32 = 10;
-/// Seconds of traffic the PTU's TPM holds (so it fills early at any `--rate`).
-const PTU_FILL_SECONDS: f64 = 2.5;
+/// Share of the traffic the quotas let through that the PTU can serve: the rest spills over.
+const PTU_SHARE: f64 = 0.6;
+/// The demo's default `--rate` (requests per second), that of the shipped copy.
+pub const DEFAULT_RATE: f64 = 24.0;
 /// Faults injected midway on [`PAYGO_WE`]: this many HTTP 503s.
 pub const BURST_ERRORS: u64 = 5;
 /// Ports of the shipped copy (`examples/demo/`), in [`BACKENDS`] order.
 pub const EXAMPLE_PORTS: [u16; 3] = [18081, 18082, 18083];
 
+/// An app's `TokenQuota`, as seconds of the app's own traffic at the demo's rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QuotaShape {
+    /// `tokensPerMinute` worth this many seconds of the app's traffic. The bucket starts
+    /// full, so with a few seconds the app is limited (429) after about that long.
+    PerMinute(f64),
+    /// A `Daily` calendar quota worth this many seconds of traffic: used up (403) after that.
+    Daily(f64),
+}
+
 /// One app's traffic.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AppProfile {
-    /// App id, sent in [`APP_HEADER`].
+    /// App id: its API key's `appId` and its quota's.
     pub name: &'static str,
     /// Share of the demo's rate.
     pub share: f64,
@@ -51,10 +68,15 @@ pub struct AppProfile {
     pub prompt_tokens: u32,
     /// `max_tokens` (the simulator generates exactly this many).
     pub max_tokens: u32,
+    /// Its `TokenQuota`.
+    pub quota: QuotaShape,
+    /// What the quota does to the app, as a comment in the manifest.
+    pub quota_note: &'static str,
 }
 
-/// The three apps: an interactive chat UI (streams), a batch job (big, non-streaming) and a
-/// support bot (mixed, Azure SDK).
+/// The three apps: an interactive chat UI (streams) with a generous per-minute quota, a
+/// batch job (big, non-streaming) held to a tight one, and a support bot on a small daily
+/// budget (mixed, Azure SDK).
 pub fn apps() -> [AppProfile; 3] {
     [
         AppProfile {
@@ -65,6 +87,8 @@ pub fn apps() -> [AppProfile; 3] {
             include_usage_ratio: 0.3,
             prompt_tokens: 60,
             max_tokens: 48,
+            quota: QuotaShape::PerMinute(120.0),
+            quota_note: "generous: twice what the app sends, never reached",
         },
         AppProfile {
             name: "batch-summarizer",
@@ -74,6 +98,8 @@ pub fn apps() -> [AppProfile; 3] {
             include_usage_ratio: 0.0,
             prompt_tokens: 600,
             max_tokens: 200,
+            quota: QuotaShape::PerMinute(4.0),
+            quota_note: "tight: after a few seconds, 429 with Retry-After from the gateway",
         },
         AppProfile {
             name: "support-bot",
@@ -83,22 +109,84 @@ pub fn apps() -> [AppProfile; 3] {
             include_usage_ratio: 0.5,
             prompt_tokens: 150,
             max_tokens: 96,
+            quota: QuotaShape::Daily(5.0),
+            quota_note: "a small daily budget: once spent, 403 until 00:00 UTC",
         },
     ]
 }
 
-/// Tokens per second the apps' traffic costs against a TPM limit at `rate` requests/s.
-pub fn cost_per_second(rate: f64) -> f64 {
-    apps()
-        .iter()
-        .map(|a| rate * a.share * f64::from(a.prompt_tokens + a.max_tokens))
-        .sum()
+/// The API key an app presents (`api-key` / `Authorization: Bearer`); the gateway's
+/// manifest holds only its SHA-256.
+pub fn api_key(app: &str) -> String {
+    format!("sk-demo-{app}")
 }
 
-/// The PTU's TPM limit for `rate`: 2.5 s of the apps' traffic, rounded up to thousands.
+/// Lower-case hex SHA-256 of `key`, as `keySha256` takes it.
+pub fn sha256_hex(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+impl AppProfile {
+    /// Tokens per second this app's traffic costs at the demo's `rate`.
+    pub fn cost_per_second(&self, rate: f64) -> f64 {
+        rate * self.share * f64::from(self.prompt_tokens + self.max_tokens)
+    }
+
+    /// The size of its quota at `rate`: tokens per minute or per day, in thousands.
+    pub fn quota_tokens(&self, rate: f64) -> u64 {
+        let seconds = match self.quota {
+            QuotaShape::PerMinute(s) | QuotaShape::Daily(s) => s,
+        };
+        round_up(self.cost_per_second(rate) * seconds, 1000)
+    }
+
+    /// Tokens per second its quota lets through once it bites.
+    fn admitted_per_second(&self, rate: f64) -> f64 {
+        match self.quota {
+            QuotaShape::PerMinute(_) => self
+                .cost_per_second(rate)
+                .min(self.quota_tokens(rate) as f64 / 60.0),
+            QuotaShape::Daily(_) => 0.0,
+        }
+    }
+
+    /// Its quota in tokens, for people: `16,000/min`, `9,000/day`.
+    pub fn quota_text(&self, rate: f64) -> String {
+        let unit = match self.quota {
+            QuotaShape::PerMinute(_) => "min",
+            QuotaShape::Daily(_) => "day",
+        };
+        format!("{}/{unit}", thousands(self.quota_tokens(rate)))
+    }
+}
+
+/// `x` rounded up to a multiple of `step`, at least `step`.
+fn round_up(x: f64, step: u64) -> u64 {
+    // Saturating float → int; quotas and limits are far below u64::MAX.
+    ((x / step as f64).ceil() as u64).max(1) * step
+}
+
+/// Tokens per second the apps' traffic costs against a TPM limit at `rate` requests/s.
+pub fn cost_per_second(rate: f64) -> f64 {
+    apps().iter().map(|a| a.cost_per_second(rate)).sum()
+}
+
+/// Tokens per second the apps' quotas let through once they bite.
+pub fn admitted_per_second(rate: f64) -> f64 {
+    apps().iter().map(|a| a.admitted_per_second(rate)).sum()
+}
+
+/// The PTU's TPM limit for `rate`: 60 % of what the quotas let through in one of
+/// its (scaled) minutes, rounded up to hundreds — full within a second at the start, and
+/// throttled all along.
 pub fn ptu_tpm(rate: f64) -> u64 {
-    let tokens = cost_per_second(rate) * PTU_FILL_SECONDS;
-    ((tokens / 1000.0).ceil() as u64).max(1) * 1000
+    let minute_seconds = 60.0 / f64::from(PTU_TIME_SCALE);
+    round_up(admitted_per_second(rate) * minute_seconds * PTU_SHARE, 100)
 }
 
 /// The simulated backends: a small fast PTU with a TPM limit, two slower unlimited
@@ -121,11 +209,41 @@ pub fn sim_backends(tpm: u64, ports: [u16; 3]) -> Vec<BackendConfig> {
     ]
 }
 
-/// The gateway's manifests (an `AIBackendPool` and an `AIGateway`) for backends at `urls`
-/// ([`BACKENDS`] order).
-pub fn manifests(urls: [&str; 3]) -> String {
+/// The gateway's manifests for backends at `urls` ([`BACKENDS`] order) and quotas sized
+/// for `rate`: an `AIBackendPool`, an `AIGateway` that identifies apps by API key, and one
+/// `TokenQuota` per app.
+pub fn manifests(urls: [&str; 3], rate: f64) -> String {
+    let mut text = pool_and_gateway(urls);
+    for app in apps() {
+        let _ = write!(
+            text,
+            "      - appId: {name}\n        keySha256: {hash}\n",
+            name = app.name,
+            hash = sha256_hex(&api_key(app.name)),
+        );
+    }
+    for app in apps() {
+        let limit = match app.quota {
+            QuotaShape::PerMinute(_) => format!("tokensPerMinute: {}", app.quota_tokens(rate)),
+            QuotaShape::Daily(_) => format!(
+                "quotas:\n    - {{period: Daily, tokens: {}}}",
+                app.quota_tokens(rate)
+            ),
+        };
+        let _ = write!(
+            text,
+            "---\n# {note}\napiVersion: spillway.dev/v1alpha1\nkind: TokenQuota\nmetadata:\n  name: {name}\nspec:\n  appId: {name}\n  {limit}\n",
+            name = app.name,
+            note = app.quota_note,
+        );
+    }
+    text
+}
+
+fn pool_and_gateway(urls: [&str; 3]) -> String {
     format!(
-        r#"# Spillway demo: one pool for gpt-4o — a PTU deployment first, pay-as-you-go spillover.
+        r#"# Spillway demo: one pool for gpt-4o — a PTU deployment first, pay-as-you-go spillover —
+# and three apps, each with its own API key and token quota.
 # Written by `spillway demo`; apply the same objects to a cluster with `kubectl apply -f`.
 apiVersion: spillway.dev/v1alpha1
 kind: AIBackendPool
@@ -169,11 +287,29 @@ metadata:
   name: demo
 spec:
   identity:
-    trustedHeader: {APP_HEADER}     # the app id (API keys and Entra ID come with quotas)
+    # Consumer API keys, sent as `api-key` or `Authorization: Bearer`. Only their SHA-256 is
+    # stored (`printf %s "$KEY" | sha256sum`); the demo's keys are sk-demo-<appId>.
+    apiKeys:
 "#,
         ptu = urls[0],
         we = urls[1],
         sc = urls[2],
+    )
+}
+
+/// The `spillway loadtest` command that sends `app`'s share of `rate` to the gateway at
+/// `url`, as the demo does (for `examples/demo/README.md`).
+pub fn loadtest_command(app: &AppProfile, url: &str, rate: f64) -> String {
+    let api = if app.azure { "azure" } else { "openai" };
+    format!(
+        "spillway loadtest --url {url} --api {api} --apps {name} --api-key {key} --rate {rate:.1} \\\n  --stream-ratio {stream} --include-usage-ratio {usage} --prompt-tokens {prompt} --max-tokens {max} --duration 90s --total-requests 5000",
+        name = app.name,
+        key = api_key(app.name),
+        rate = rate * app.share,
+        stream = app.stream_ratio,
+        usage = app.include_usage_ratio,
+        prompt = app.prompt_tokens,
+        max = app.max_tokens,
     )
 }
 
@@ -196,6 +332,7 @@ pub fn plans(url: &str, rate: f64, duration: Duration) -> Vec<Plan> {
             let app_rate = rate * app.share;
             let mut plan = Plan::new(url, api);
             plan.apps = vec![app.name.to_owned()];
+            plan.api_key = Some(api_key(app.name));
             plan.rate = Some(app_rate);
             plan.duration = duration;
             plan.grace = Duration::from_secs(3);

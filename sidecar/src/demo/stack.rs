@@ -1,30 +1,26 @@
 //! Starts the demo's moving parts in this process, on 127.0.0.1 with free ports: the
 //! simulated backends (the PTU on a [`ScaledClock`]), the manifests in a folder, and the
-//! gateway wired the way `spillway run` wires it — file-watched config, usage totals, data
-//! path and admin port.
+//! gateway through [`run::start`] — exactly what `spillway run` starts: file-watched config,
+//! usage totals, telemetry with `/metrics` and quota levels, data path and admin port.
 //!
-//! Output: a [`Stack`] with the URLs, the gateway and its usage totals to look at, and the
-//! simulators' ledgers; [`Stack::shutdown`] stops it all.
+//! Output: a [`Stack`] with the URLs, the [`GatewayProcess`] to look at (gateway, usage
+//! totals, telemetry), and the simulators' ledgers; [`Stack::shutdown`] stops it all.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
 use super::scenario::{self, PTU_TIME_SCALE, ScaledClock};
 use crate::clock::SystemClock;
-use crate::proxy::{Gateway, admin};
+use crate::run::{self, GatewayOptions, GatewayProcess};
 use crate::simulate::{self, BackendHandle, LedgerEntry, SimConfig, SimHandle};
-use crate::subscribe::file::{self, LocalSecrets};
-use crate::usage::UsageSink;
-use crate::usage::totals::UsageTotals;
 
 /// Recent usage records the admin port keeps.
 const RECENT_RECORDS: usize = 1000;
+/// Time in-flight requests get when the demo stops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The running demo backends and gateway.
 pub struct Stack {
@@ -32,29 +28,25 @@ pub struct Stack {
     ptu: SimHandle,
     /// The pay-as-you-go simulator.
     paygo: SimHandle,
-    /// The gateway.
-    pub gateway: Gateway,
-    /// Usage totals, as `/admin/usage` serves them.
-    pub totals: UsageTotals,
+    /// The gateway process, wired as `spillway run` wires it.
+    pub process: GatewayProcess,
     /// Data path, `http://127.0.0.1:PORT`.
     pub url: String,
     /// Admin port, `http://127.0.0.1:PORT`.
     pub admin: String,
     /// The manifest file the gateway runs on (watched: edits apply live).
     pub manifest: PathBuf,
-    shutdown: oneshot::Sender<()>,
-    serving: JoinHandle<()>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Stack {
-    /// Starts the simulators and the gateway, writing the manifests into `dir`.
+    /// Starts the simulators and the gateway, writing the manifests (sized for the demo's
+    /// `rate`) into `dir`.
     ///
     /// # Errors
     /// A port that cannot be bound, a folder that cannot be written, or manifests that do
     /// not compile.
-    pub async fn start(dir: &Path, ptu_tpm: u64) -> anyhow::Result<Stack> {
-        let mut backends = scenario::sim_backends(ptu_tpm, [0; 3]).into_iter();
+    pub async fn start(dir: &Path, rate: f64) -> anyhow::Result<Stack> {
+        let mut backends = scenario::sim_backends(scenario::ptu_tpm(rate), [0; 3]).into_iter();
         let ptu_config = SimConfig {
             backends: backends.by_ref().take(1).collect(),
         };
@@ -76,38 +68,27 @@ impl Stack {
         let manifest = dir.join("gateway.yaml");
         std::fs::write(
             &manifest,
-            scenario::manifests([&urls[0], &urls[1], &urls[2]]),
+            scenario::manifests([&urls[0], &urls[1], &urls[2]], rate),
         )
         .with_context(|| format!("writing {}", manifest.display()))?;
-        let (gateway, totals, mut tasks) = start_gateway(&manifest)?;
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let admin_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let admin = format!("http://{}", admin_listener.local_addr()?);
-        tasks.push(tokio::spawn(admin::serve(
-            admin_listener,
-            gateway.clone(),
-            totals.clone(),
-        )));
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let serving = tokio::spawn(gateway.clone().serve(
-            listener,
-            async {
-                let _ = stop.await;
-            },
-            Duration::from_secs(2),
-        ));
+        let mut options = GatewayOptions::new(&manifest);
+        options.recent_records = RECENT_RECORDS;
+        options.shutdown_grace = SHUTDOWN_GRACE;
+        let process = match run::start(options).await {
+            Ok(process) => process,
+            Err(error) => {
+                ptu.shutdown().await;
+                paygo.shutdown().await;
+                return Err(error);
+            }
+        };
         Ok(Stack {
             ptu,
             paygo,
-            gateway,
-            totals,
-            url,
-            admin,
+            url: process.url(),
+            admin: process.admin_url(),
+            process,
             manifest,
-            shutdown,
-            serving,
-            tasks,
         })
     }
 
@@ -123,42 +104,12 @@ impl Stack {
         entries
     }
 
-    /// Stops the gateway (in-flight requests get 2 s), then the simulators.
+    /// Stops the gateway (in-flight requests get [`SHUTDOWN_GRACE`]), then the simulators.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(3), self.serving).await;
-        for task in self.tasks {
-            task.abort();
+        if let Err(error) = self.process.shutdown().await {
+            tracing::warn!(%error, "the demo's gateway did not stop cleanly");
         }
         self.ptu.shutdown().await;
         self.paygo.shutdown().await;
     }
-}
-
-/// Loads the manifest, then wires what `spillway run` wires: the file watcher feeding the
-/// gateway, and the usage totals fed by the gateway's sink.
-fn start_gateway(manifest: &Path) -> anyhow::Result<(Gateway, UsageTotals, Vec<JoinHandle<()>>)> {
-    let secrets = LocalSecrets::default();
-    let first = file::load(manifest, &secrets).map_err(|reasons| {
-        anyhow::anyhow!(
-            "{} cannot be used:\n  {}",
-            manifest.display(),
-            reasons.join("\n  ")
-        )
-    })?;
-    let (tx, rx) = watch::channel(Arc::new(first));
-    let sink = UsageSink::new(16 * 1024);
-    let totals = UsageTotals::new(RECENT_RECORDS);
-    let gateway = Gateway::new(sink.clone());
-    let tasks = vec![
-        tokio::spawn(file::watch_file(
-            manifest.to_owned(),
-            secrets,
-            Duration::from_secs(1),
-            tx,
-        )),
-        tokio::spawn(totals.clone().follow(sink.subscribe())),
-        tokio::spawn(gateway.clone().follow(rx)),
-    ];
-    Ok((gateway, totals, tasks))
 }

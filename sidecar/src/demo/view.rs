@@ -1,14 +1,16 @@
 //! The demo's live view: a full screen redrawn about twice a second on a terminal, or a
 //! compact status line every few seconds (`--no-tui`, or stdout not a terminal).
 //!
-//! Input: a [`Frame`] — what the clients saw (the merged load [`Report`]), what the gateway
-//! counted (tokens per app), the breakers and recent events. Output: strings; pure.
+//! Input: a [`Frame`] — what the clients saw (the merged load [`Report`] and who refused
+//! their calls), what the gateway counted (tokens per app) and what its limiter holds
+//! (tokens left per app), the breakers and recent events. Output: strings; pure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use super::clients::{self, Refusals, other_failures};
 use super::monitor::{BreakerStats, Event, StateView};
 use crate::loadtest::Report;
 use crate::loadtest::render::{duration, thousands};
@@ -42,6 +44,12 @@ pub struct Frame<'a> {
     pub report: &'a Report,
     /// Tokens per app as the gateway counted them.
     pub tokens: &'a BTreeMap<String, Usage>,
+    /// Each app's quota, for people.
+    pub quotas: &'a BTreeMap<String, String>,
+    /// Tokens left per app in its tightest quota window, as the limiter holds them.
+    pub quota_left: &'a BTreeMap<String, u64>,
+    /// Per app: calls refused by its own quota, backends' 429s that reached it.
+    pub refusals: &'a BTreeMap<String, Refusals>,
     /// Events so far.
     pub events: &'a [Event],
 }
@@ -92,14 +100,15 @@ pub fn screen(f: &Frame<'_>) -> String {
         f.manifest.display()
     );
     backend_table(&mut out, f);
+    let refused = clients::sum(f.refusals);
     let _ = writeln!(
         out,
-        "\nspillover: {} requests served by pay-as-you-go · {} retried inside the request · 429s to clients: {}\n",
+        "\nspillover: {} requests served by pay-as-you-go · {} retried inside the request · backend 429s to clients: {}\n",
         spilled(f.report, f.breakers),
         f.report.retried,
-        f.report.by_status.get(&429).copied().unwrap_or(0)
+        refused.backend_429
     );
-    app_table(&mut out, f.report, f.tokens);
+    app_table(&mut out, f);
     let _ = writeln!(out, "\nlatest events");
     let skip = f.events.len().saturating_sub(EVENTS_SHOWN);
     for event in &f.events[skip..] {
@@ -141,27 +150,37 @@ fn backend_table(out: &mut String, f: &Frame<'_>) {
     }
 }
 
-fn app_table(out: &mut String, report: &Report, tokens: &BTreeMap<String, Usage>) {
+fn app_table(out: &mut String, f: &Frame<'_>) {
     let _ = writeln!(
         out,
-        "{:<18} {:>6} {:>6}  {:<14} {:>10} {:>10} {:>9} {:>9}",
-        "APP", "SENT", "OK", "ERRORS", "PROMPT", "COMPLETION", "P50", "P99"
+        "{:<18} {:<12} {:>9} {:>6} {:>6} {:>5} {:>5} {:<10} {:>10} {:>10} {:>9}",
+        "APP", "QUOTA", "LEFT", "SENT", "OK", "429", "403", "OTHER", "PROMPT", "COMPLETION", "P50"
     );
-    for (name, app) in &report.by_app {
-        let usage = tokens.get(name).copied().unwrap_or_default();
+    for (name, app) in &f.report.by_app {
+        let usage = f.tokens.get(name).copied().unwrap_or_default();
+        let refused = f.refusals.get(name).copied().unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<18} {:>6} {:>6}  {:<14} {:>10} {:>10} {:>9} {:>9}",
+            "{:<18} {:<12} {:>9} {:>6} {:>6} {:>5} {:>5} {:<10} {:>10} {:>10} {:>9}",
             name,
+            f.quotas.get(name).map_or("-", String::as_str),
+            f.quota_left
+                .get(name)
+                .map_or_else(|| "-".to_owned(), |n| thousands(*n)),
             app.sent,
             app.ok,
-            failures(&app.failures),
+            refused.quota_429,
+            refused.quota_403,
+            failures(&other_failures(&app.failures, refused)),
             thousands(usage.prompt_tokens),
             thousands(usage.completion_tokens),
             duration(app.latency.quantile(0.5)),
-            duration(app.latency.quantile(0.99)),
         );
     }
+    let _ = writeln!(
+        out,
+        "(LEFT: tokens left in the app's tightest quota window; 429 / 403: refused by its own quota)"
+    );
 }
 
 /// The `--no-tui` status line.
@@ -171,13 +190,16 @@ pub fn status_line(f: &Frame<'_>) -> String {
         .iter()
         .map(|b| format!("{} {}", b.name, state(b.state)))
         .collect();
+    let refused = clients::sum(f.refusals);
     format!(
-        "[{:>5.1}s] {} | sent {} ok {} | spilled {} | p50 {} p99 {}",
+        "[{:>5.1}s] {} | sent {} ok {} | spilled {} | quota 429 {} 403 {} | p50 {} p99 {}",
         f.elapsed.as_secs_f64(),
         states.join(" · "),
         f.report.sent,
         f.report.ok(),
         spilled(f.report, f.breakers),
+        refused.quota_429,
+        refused.quota_403,
         duration(f.report.latency.quantile(0.5)),
         duration(f.report.latency.quantile(0.99)),
     )

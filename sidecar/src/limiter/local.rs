@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::bucket::TokenBucket;
-use super::calendar::{WindowCounter, window};
+use super::calendar::{QuotaPeriod, WindowCounter, window};
 use super::outcome::{HeaderTracker, LimitKind, RateHeaders, Refusal, Verdict};
 use super::plan::{Plan, Quota, Scale, period_index};
 
@@ -42,6 +42,16 @@ pub(super) struct Now {
 pub(super) struct Demand<'a> {
     pub quota: &'a Quota,
     pub tokens: u64,
+}
+
+/// Tokens left in one token window of one app's quota (see [`LocalStore::visit_levels`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WindowLevel<'a> {
+    pub app: &'a str,
+    pub quota: &'a Quota,
+    /// The calendar period; `None` for the per-minute bucket.
+    pub period: Option<QuotaPeriod>,
+    pub remaining: u64,
 }
 
 /// Sizes of the local state, for metrics and the memory test.
@@ -261,6 +271,41 @@ impl LocalStore {
                 shard.sweep(now, plan)
             })
             .sum()
+    }
+
+    /// Visits the tokens left in every token window (per-minute bucket, calendar windows) of
+    /// every app with state, at this sidecar's share of each limit; one shard locked at a
+    /// time, for metrics.
+    pub fn visit_levels(&self, now: Now, plan: &Plan, mut visit: impl FnMut(WindowLevel<'_>)) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (app, state) in &mut shard.apps {
+                for slot in &mut state.quotas {
+                    let Some(quota) = plan.by_key(slot.key) else {
+                        continue;
+                    };
+                    if let Some(limit) = quota.tokens(Scale::Share) {
+                        let left = slot.tokens.available(now.instant, limit);
+                        visit(WindowLevel {
+                            app,
+                            quota,
+                            period: None,
+                            remaining: u64::try_from(left).unwrap_or(0),
+                        });
+                    }
+                    for (period, capacity) in quota.calendar(Scale::Share) {
+                        let used =
+                            slot.windows[period_index(period)].used(window(period, now.wall_ms));
+                        visit(WindowLevel {
+                            app,
+                            quota,
+                            period: Some(period),
+                            remaining: capacity.saturating_sub(used),
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// Tokens left in the first per-minute token limit of `app` (tests).

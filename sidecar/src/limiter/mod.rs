@@ -20,6 +20,8 @@
 //!   each limit), sharded, with idle eviction.
 //! - `redis`: exact shared counters in Redis via atomic Lua scripts, health and reconnects.
 //! - `outcome`, `reservation`: the public results.
+//! - `levels`: the limiter as telemetry's [`QuotaSource`](crate::telemetry::QuotaSource)
+//!   (tokens left per app, quota and window).
 //!
 //! Time comes from the injected [`Clock`]: `now()` for buckets, `wall()` for calendar
 //! windows (Redis buckets use the Redis server's clock).
@@ -27,6 +29,7 @@
 pub mod bucket;
 pub mod calendar;
 mod estimate;
+mod levels;
 mod local;
 mod outcome;
 mod plan;

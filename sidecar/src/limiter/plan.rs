@@ -77,6 +77,11 @@ impl Quota {
             .map(move |c: &CalendarQuotaConfig| (c.period, self.scaled(c.tokens, scale)))
     }
 
+    /// The app the quota is for; `None` for a default quota.
+    pub fn app_id(&self) -> Option<&str> {
+        self.config.app_id.as_deref()
+    }
+
     /// Tokens reserved for a request: the prompt estimate plus its completion limit, or the
     /// quota's default when it sets none.
     pub fn reservation(&self, prompt: u64, max_completion: Option<u64>) -> u64 {
@@ -151,6 +156,11 @@ impl Plan {
         } else {
             own
         }
+    }
+
+    /// Every quota, in snapshot order.
+    pub fn quotas(&self) -> &[Quota] {
+        &self.quotas
     }
 
     /// The quota with `key`.

@@ -3,8 +3,8 @@
 #   1. the Rust workspace: unit, golden and integration tests with real `spillway run` /
 #      `spillway simulate` processes on 127.0.0.1 and a real `redis-server`;
 #   2. the official OpenAI Python SDK against the gateway;
-#   3. the CRDs against a real kube-apiserver + etcd (and kubectl, helm) built from the
-#      official Go modules into a cache outside the repo (tests/k8s/testbed.sh).
+#   3. the Helm chart and the CRDs against a real kube-apiserver + etcd (and kubectl, helm)
+#      built from the official Go modules into a cache outside the repo (tests/k8s/testbed.sh).
 # Self-sufficient on a fresh machine with Rust, Python 3 and Go: it installs redis-server and
 # python3-venv from Debian when missing, creates the SDK's virtualenv (.venv, reused) and
 # builds the Kubernetes binaries once (cached in ~/.cache/spillway/k8s).
@@ -38,5 +38,8 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 SPILLWAY_BIN="$PWD/target/debug/spillway" "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
 
-echo "==> Kubernetes: CRDs on a real API server"
+echo "==> Kubernetes: the Helm chart on a real API server"
+bash tests/k8s/chart.sh
+
+echo "==> Kubernetes: CRDs (schema, CEL rules, explain) on a real API server"
 bash tests/k8s/smoke.sh

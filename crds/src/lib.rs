@@ -7,6 +7,7 @@
 //!   reporting every invalid object as a [`Problem`] a user can act on.
 //! - [`snapshot`]: the serde-only configuration the data plane runs on; the operator pushes it
 //!   to sidecars, standalone mode builds it from a file.
+//! - [`wire`]: the config-push protocol between the operator and its sidecars.
 //! - [`manifest`]: reading multi-document YAML manifests (standalone mode, tests, examples).
 //!
 //! The Kubernetes derive (`CustomResource`) sits behind the `k8s` feature so the data plane
@@ -17,6 +18,7 @@ pub mod duration;
 pub mod manifest;
 pub mod snapshot;
 pub mod v1alpha1;
+pub mod wire;
 
 pub use compile::{CompileInput, Object, Problem, ProblemReason, SecretResolver, compile};
 pub use snapshot::Snapshot;

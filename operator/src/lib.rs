@@ -36,4 +36,4 @@ pub mod secrets;
 pub mod server;
 pub mod sidecars;
 pub mod status;
-pub mod wire;
+pub use spillway_crds::wire;

@@ -14,55 +14,18 @@ TESTBED=tests/k8s/testbed.sh
 CHART=charts/spillway
 NS=spillway-system
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/spillway-k8s-chart.XXXXXX")
-PASSED=0
-FAILED=0
 
 cleanup() {
   bash "$TESTBED" stop "$WORK/cluster" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# shellcheck source=tests/k8s/lib.sh
+source tests/k8s/lib.sh
 
-pass() {
-  PASSED=$((PASSED + 1))
-  echo "ok   $((PASSED + FAILED)) - $1"
-}
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "FAIL $((PASSED + FAILED)) - $1" >&2
-}
 
-# check NAME CMD...: runs CMD; passes iff it exits 0. Its output is shown only on failure.
-check() {
-  local name=$1 out
-  shift
-  if out=$("$@" 2>&1); then pass "$name"; else
-    fail "$name"
-    printf '%s\n' "$out" | tail -n 20 | sed 's/^/       /' >&2
-  fi
-}
 
-# contains NAME NEEDLE CMD...: runs CMD; passes iff it exits 0 and its output contains NEEDLE.
-contains() {
-  local name=$1 needle=$2 out
-  shift 2
-  if out=$("$@" 2>&1) && [[ "$out" == *"$needle"* ]]; then pass "$name"; else
-    fail "$name (wanted \"$needle\")"
-    printf '%s\n' "$out" | tail -n 20 | sed 's/^/       /' >&2
-  fi
-}
 
-# rejects NAME NEEDLE CMD...: passes iff CMD fails and its output contains NEEDLE.
-rejects() {
-  local name=$1 needle=$2 out
-  shift 2
-  if out=$("$@" 2>&1); then
-    fail "$name (accepted)"
-  elif [[ "$out" == *"$needle"* ]]; then pass "$name"; else
-    fail "$name (wanted \"$needle\")"
-    printf '%s\n' "$out" | tail -n 20 | sed 's/^/       /' >&2
-  fi
-}
 
 echo "==> starting the test bed in $WORK/cluster"
 bash "$TESTBED" start "$WORK/cluster" >/dev/null
@@ -206,5 +169,4 @@ check "the operator Deployment is gone" bash -c \
   "! kubectl get deployment spillway-operator -n $NS 2>/dev/null"
 check "the ClusterRole is gone" bash -c "! kubectl get clusterrole spillway-operator 2>/dev/null"
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+summary

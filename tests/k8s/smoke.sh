@@ -12,53 +12,18 @@ cd "$(dirname "$0")/../.."
 
 TESTBED=tests/k8s/testbed.sh
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/spillway-k8s-smoke.XXXXXX")
-PASSED=0
-FAILED=0
 
 cleanup() {
   bash "$TESTBED" stop "$WORK/cluster" || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# shellcheck source=tests/k8s/lib.sh
+source tests/k8s/lib.sh
 
-pass() {
-  PASSED=$((PASSED + 1))
-  echo "ok   - $1"
-}
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "FAIL - $1" >&2
-}
 
-# check NAME CMD...: runs CMD; passes iff it exits 0. Its output is shown only on failure.
-check() {
-  local name=$1 out
-  shift
-  if out=$("$@" 2>&1); then pass "$name"; else
-    fail "$name"
-    printf '%s\n' "$out" | tail -n 20 | sed 's/^/       /' >&2
-  fi
-}
 
-# contains NAME NEEDLE CMD...: runs CMD; passes iff it exits 0 and its stdout contains NEEDLE.
-contains() {
-  local name=$1 needle=$2 out
-  shift 2
-  if out=$("$@" 2>&1) && [[ "$out" == *"$needle"* ]]; then pass "$name"; else
-    fail "$name (wanted \"$needle\")"
-    printf '%s\n' "$out" | tail -n 20 | sed 's/^/       /' >&2
-  fi
-}
 
-# eventually SECONDS CMD...: retries CMD every 0.5 s until it succeeds or SECONDS pass.
-eventually() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
 
 echo "==> starting the test bed in $WORK/cluster"
 t0=$SECONDS
@@ -106,16 +71,8 @@ spec: {models: [m], backends: [{name: b}]}
 EOF"
 # rejected NAME EXPECTED MANIFEST: applying MANIFEST must fail with a message containing
 # EXPECTED (schema limits and CEL rules catch the mistake at `kubectl apply` time).
-rejected() {
-  local name=$1 expected=$2 manifest=$3 out
-  if out=$(kubectl apply -f - <<<"$manifest" 2>&1); then
-    fail "$name (it was accepted)"
-  elif [[ "$out" == *"$expected"* ]]; then
-    pass "$name"
-  else
-    fail "$name (wrong message: $out)"
-  fi
-}
+apply_text() { kubectl apply -f - <<<"$1"; }
+rejected() { rejects "$1" "$2" apply_text "$3"; }
 POOL_HEAD='apiVersion: spillway.dev/v1alpha1
 kind: AIBackendPool
 metadata: {name: cel-pool, namespace: default}'
@@ -221,5 +178,4 @@ echo "==> stopping"
 check "stop" bash "$TESTBED" stop "$WORK/cluster"
 check "status reports it stopped" bash -c "! bash $TESTBED status $WORK/cluster"
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+summary

@@ -15,7 +15,7 @@
 pub mod apply;
 #[cfg(test)]
 mod tests;
-pub mod wire;
+pub use spillway_crds::wire;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};

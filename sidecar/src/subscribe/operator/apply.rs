@@ -91,11 +91,11 @@ impl Applier {
                 heartbeat: Duration::from_millis(heartbeat_ms),
             }),
             StreamLine::Heartbeat { .. } => Ok(Outcome::Heartbeat),
-            StreamLine::Snapshot { snapshot } => self.snapshot(*snapshot),
+            StreamLine::Snapshot { snapshot } => self.snapshot(snapshot),
         }
     }
 
-    fn snapshot(&mut self, snapshot: Snapshot) -> Result<Outcome, Refusal> {
+    fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> Result<Outcome, Refusal> {
         let version = snapshot.version;
         if let Some(serving) = self.serving() {
             if version == serving {
@@ -109,7 +109,6 @@ impl Applier {
             }
         }
         validate(&snapshot).map_err(|reason| Refusal::Invalid { version, reason })?;
-        let snapshot = Arc::new(snapshot);
         match &self.tx {
             Some(tx) => {
                 tx.send_replace(snapshot);

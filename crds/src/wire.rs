@@ -20,14 +20,14 @@
 //! `503` (the token cannot be reviewed right now), `404` (unknown path). Refusal bodies are
 //! short texts and never contain configuration.
 //!
-//! The sidecar keeps its own copy of these types (`spillway_sidecar::subscribe::operator`);
-//! the stream tests run real sidecars against this server, so the two cannot drift silently.
+//! Both sides use these types: the operator serves them, the sidecar
+//! (`spillway_sidecar::subscribe::operator`) reads them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::Snapshot;
 use serde::{Deserialize, Serialize};
-use spillway_crds::Snapshot;
 
 /// Path of the snapshot stream.
 pub const WATCH_PATH: &str = "/v1/snapshots/watch";

@@ -123,6 +123,7 @@ fn rendered_with_a_quota_source() -> Emitted {
         client_disconnected: false,
         error_type: None,
         upstream: Vec::new(),
+        trace: None,
     };
     record.error_type = Some("invalid_api_key".into());
     telemetry.record(&record);

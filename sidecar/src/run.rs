@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 use crate::proxy::{Gateway, admin};
 use crate::subscribe::file::{self, LocalSecrets};
 use crate::subscribe::operator::{OperatorArgs, OperatorClient};
-use crate::telemetry::{Telemetry, TelemetryArgs, TelemetrySettings};
+use crate::telemetry::{Telemetry, TelemetryArgs, TelemetrySettings, TraceSettings};
 use crate::usage::totals::UsageTotals;
 use crate::usage::{UsageRecord, UsageSink};
 
@@ -69,6 +69,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let telemetry_settings =
         TelemetrySettings::from_env(&args.telemetry).map_err(|e| anyhow::anyhow!(e))?;
+    let trace_settings =
+        TraceSettings::from_env(&args.telemetry).map_err(|e| anyhow::anyhow!(e))?;
     let file_source = match &args.config {
         Some(path) => Some(follow_file(path, &args)?),
         None => None,
@@ -106,6 +108,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let telemetry = Telemetry::start(&telemetry_settings, gateway.clone())?;
     tokio::spawn(telemetry.clone().follow(sink.subscribe()));
+    if let Some(settings) = &trace_settings {
+        tokio::spawn(telemetry.start_traces(settings)?.follow(sink.subscribe()));
+    }
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -9,6 +9,7 @@
 //! text, which the record does not hold.
 
 use std::borrow::Cow;
+use std::time::SystemTime;
 
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
@@ -27,49 +28,39 @@ pub fn spans(record: &UsageRecord, index: &BackendIndex) -> Vec<SpanData> {
     let Some(trace) = record.trace.filter(|t| t.sampled) else {
         return Vec::new();
     };
-    let scope = InstrumentationScope::builder("spillway")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
-    let trace_id = TraceId::from_bytes(trace.trace_id);
+    let shape = Shape {
+        trace_id: TraceId::from_bytes(trace.trace_id),
+        name: span_name(record),
+        scope: InstrumentationScope::builder("spillway")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+    };
     let server_id = SpanId::from_bytes(trace.span_id);
-    let name = span_name(record);
     let end = trace.start + record.duration;
     let backend = |name: &str| index.get(&record.pool, name);
-    let mut server_attributes = common(record);
+    let mut attributes = common(record);
     if let Some(info) = record.backend.as_deref().and_then(backend) {
-        server_attributes.push(KeyValue::new(attr::PROVIDER_NAME, info.provider));
+        attributes.push(KeyValue::new(attr::PROVIDER_NAME, info.provider));
     }
     if let Some(b) = &record.backend {
-        server_attributes.push(KeyValue::new(attr::BACKEND, b.clone()));
+        attributes.push(KeyValue::new(attr::BACKEND, b.clone()));
     }
-    server_attributes.extend(response(record));
-    server_attributes.push(KeyValue::new(
-        attr::HTTP_STATUS_CODE,
-        i64::from(record.status),
-    ));
+    attributes.extend(response(record));
+    let code = i64::from(record.status);
+    attributes.push(KeyValue::new(attr::HTTP_STATUS_CODE, code));
     if let Some(error) = &record.error_type {
-        server_attributes.push(KeyValue::new(attr::ERROR_TYPE, error.to_string()));
+        attributes.push(KeyValue::new(attr::ERROR_TYPE, error.to_string()));
     }
-    let server_failed =
-        record.status >= 500 || record.error_type.as_deref() == Some("stream_interrupted");
+    let failed = record.status >= 500 || record.error_type.as_deref() == Some("stream_interrupted");
+    let parent = trace.parent_span_id.map(SpanId::from_bytes);
     let mut out = Vec::with_capacity(1 + record.upstream.len());
-    out.push(SpanData {
-        span_context: context(trace_id, server_id),
-        parent_span_id: trace
-            .parent_span_id
-            .map_or(SpanId::INVALID, SpanId::from_bytes),
-        parent_span_is_remote: trace.parent_span_id.is_some(),
-        span_kind: SpanKind::Server,
-        name: name.clone(),
-        start_time: trace.start,
-        end_time: end,
-        attributes: server_attributes,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status: status(server_failed, record.error_type.as_deref()),
-        instrumentation_scope: scope.clone(),
-    });
+    out.push(shape.span(
+        SpanKind::Server,
+        (server_id, parent),
+        (trace.start, end),
+        attributes,
+        status(failed, record.error_type.as_deref()),
+    ));
     let last = record.upstream.len().saturating_sub(1);
     for (i, attempt) in record.upstream.iter().enumerate() {
         let Some(span) = attempt.trace else { continue };
@@ -80,29 +71,60 @@ pub fn spans(record: &UsageRecord, index: &BackendIndex) -> Vec<SpanData> {
         } else {
             span.start + span.duration
         };
-        let (attributes, failed) =
+        let (attributes, error) =
             attempt_attributes(record, attempt, backend(&attempt.backend), answered);
-        let error = attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == attr::ERROR_TYPE)
-            .map(|kv| kv.value.as_str().into_owned());
-        out.push(SpanData {
-            span_context: context(trace_id, SpanId::from_bytes(span.span_id)),
-            parent_span_id: server_id,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
-            name: name.clone(),
-            start_time: span.start,
+        let status = status(error.is_some(), error.as_deref());
+        let id = SpanId::from_bytes(span.span_id);
+        out.push(shape.span(
+            SpanKind::Client,
+            (id, Some(server_id)),
+            (span.start, end_time),
+            attributes,
+            status,
+        ));
+    }
+    out
+}
+
+/// What every span of one request shares.
+struct Shape {
+    trace_id: TraceId,
+    name: Cow<'static, str>,
+    scope: InstrumentationScope,
+}
+
+impl Shape {
+    /// A span with `(id, parent)`; a server span's parent is remote (the client's).
+    fn span(
+        &self,
+        kind: SpanKind,
+        (id, parent): (SpanId, Option<SpanId>),
+        (start_time, end_time): (SystemTime, SystemTime),
+        attributes: Vec<KeyValue>,
+        status: Status,
+    ) -> SpanData {
+        SpanData {
+            span_context: SpanContext::new(
+                self.trace_id,
+                id,
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: parent.unwrap_or(SpanId::INVALID),
+            parent_span_is_remote: parent.is_some() && kind == SpanKind::Server,
+            span_kind: kind,
+            name: self.name.clone(),
+            start_time,
             end_time,
             attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
             links: SpanLinks::default(),
-            status: status(failed, error.as_deref()),
-            instrumentation_scope: scope.clone(),
-        });
+            status,
+            instrumentation_scope: self.scope.clone(),
+        }
     }
-    out
 }
 
 /// `{operation} {model}`, or what of it is known.
@@ -113,16 +135,6 @@ fn span_name(record: &UsageRecord) -> Cow<'static, str> {
         (Some(op), true) => op.into(),
         (None, _) => "spillway".into(),
     }
-}
-
-fn context(trace_id: TraceId, span_id: SpanId) -> SpanContext {
-    SpanContext::new(
-        trace_id,
-        span_id,
-        TraceFlags::SAMPLED,
-        false,
-        TraceState::default(),
-    )
 }
 
 fn status(failed: bool, error: Option<&str>) -> Status {
@@ -173,13 +185,13 @@ fn response(record: &UsageRecord) -> Vec<KeyValue> {
     out
 }
 
-/// Attributes of an attempt's span and whether it failed.
+/// Attributes of an attempt's span and its `error.type`, if it failed.
 fn attempt_attributes(
     record: &UsageRecord,
     attempt: &UpstreamAttempt,
     info: Option<&BackendInfo>,
     answered: bool,
-) -> (Vec<KeyValue>, bool) {
+) -> (Vec<KeyValue>, Option<String>) {
     let mut out = common(record);
     out.push(KeyValue::new(attr::BACKEND, attempt.backend.clone()));
     if let Some(info) = info {
@@ -201,11 +213,10 @@ fn attempt_attributes(
         (answered && record.error_type.as_deref() == Some("stream_interrupted"))
             .then(|| "stream_interrupted".to_owned())
     });
-    let failed = error.is_some();
-    if let Some(error) = error {
-        out.push(KeyValue::new(attr::ERROR_TYPE, error));
+    if let Some(error) = &error {
+        out.push(KeyValue::new(attr::ERROR_TYPE, error.clone()));
     }
-    (out, failed)
+    (out, error)
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use super::TelemetryArgs;
 
+/// The largest queue or batch accepted, in spans.
+const MAX_SIZE: u64 = 1 << 20;
+
 /// Where and how spans are exported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceSettings {
@@ -91,7 +94,8 @@ impl TraceSettings {
             Some(_) => number("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", 10_000)?,
             None => number("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)?,
         };
-        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+        // Bounded: the queue and a batch's buffer are allocated from these.
+        let size = |n: u64| usize::try_from(n.clamp(1, MAX_SIZE)).unwrap_or(1);
         Ok(Some(Self {
             endpoint,
             timeout: Duration::from_millis(timeout_ms.max(10)),
@@ -158,6 +162,14 @@ mod tests {
         assert_eq!(specific.endpoint, "http://t:9/x");
         assert_eq!(specific.timeout, Duration::from_millis(250));
         assert_eq!(specific.max_queue, 7);
+        let huge = resolve(
+            &none,
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://g"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "18446744073709551615"),
+            ],
+        );
+        assert_eq!(huge.unwrap().max_batch, 1 << 20);
         let default = resolve(&none, &[("OTEL_TRACES_EXPORTER", "otlp")]).unwrap();
         assert_eq!(default.endpoint, "http://localhost:4318/v1/traces");
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::subscribe::file::LocalSecrets;
 use crate::subscribe::operator::{OperatorArgs, OperatorClient};
-use crate::telemetry::{TelemetryArgs, TelemetrySettings};
+use crate::telemetry::{TelemetryArgs, TelemetrySettings, TraceSettings};
 
 pub use process::{ConfigSource, GatewayOptions, GatewayProcess, start};
 
@@ -70,6 +70,7 @@ impl RunArgs {
     pub fn options(&self) -> anyhow::Result<GatewayOptions> {
         let telemetry =
             TelemetrySettings::from_env(&self.telemetry).map_err(|e| anyhow::anyhow!(e))?;
+        let traces = TraceSettings::from_env(&self.telemetry).map_err(|e| anyhow::anyhow!(e))?;
         let source = match (&self.config, &self.operator_args.operator) {
             (Some(path), _) => ConfigSource::File {
                 path: path.clone(),
@@ -91,6 +92,7 @@ impl RunArgs {
             recent_records: 10_000,
             shutdown_grace: self.shutdown_grace,
             telemetry,
+            traces,
         })
     }
 }

@@ -146,7 +146,16 @@ async fn client_credentials_stay_at_the_gateway_and_trace_context_passes() {
         "client token forwarded: {}",
         entry["authorization"]
     );
-    assert_eq!(entry["traceparent"], traceparent);
+    // The client's trace continues; the backend's parent is the gateway's attempt span.
+    let sent = entry["traceparent"].as_str().unwrap();
+    assert_eq!(sent.len(), 55);
+    assert_eq!(&sent[..36], &traceparent[..36], "same version and trace id");
+    assert_eq!(&sent[52..], "-01", "the client's sampled flag");
+    assert_ne!(
+        &sent[36..52],
+        &traceparent[36..52],
+        "the attempt's own span id"
+    );
 
     // Without a traceparent or request id the gateway starts a trace and names the request;
     // the backend, the client and the usage record see the same id, also across retries.
@@ -175,11 +184,9 @@ async fn client_credentials_stay_at_the_gateway_and_trace_context_passes() {
     let trace = attempts[0]["traceparent"].as_str().unwrap().to_owned();
     assert_eq!(trace.len(), 55);
     assert!(trace.starts_with("00-") && trace.ends_with("-01"));
-    assert_eq!(
-        attempts[1]["traceparent"],
-        trace.as_str(),
-        "one trace per client request"
-    );
+    let second = attempts[1]["traceparent"].as_str().unwrap();
+    assert_eq!(&second[..36], &trace[..36], "one trace per client request");
+    assert_ne!(&second[36..52], &trace[36..52], "a span per attempt");
     assert_eq!(gw.record(&id).await["attempts"], 2);
 }
 

@@ -77,7 +77,11 @@ async fn never_answering_collector(protocol: &str, connections: usize) {
             "--otlp-export-interval",
             "200ms",
         ],
-        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "300")],
+        // Metrics alone: traces to a silent collector are tested in `telemetry_traces.rs`.
+        &[
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ],
     )
     .await;
     calls_stay_fast(&gw, 10, Duration::from_secs(2)).await;

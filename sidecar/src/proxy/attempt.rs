@@ -13,6 +13,7 @@ use spillway_crds::snapshot::BackendConfig;
 
 use super::body::{BodyKind, Finish, ProxyBody};
 use super::handler::{Call, with_common_headers};
+use super::ids::{attempt_traceparent, span_id};
 use super::inbound::InboundRoute;
 use super::upstream::{self, CallShape};
 use super::{Applied, Shared};
@@ -21,7 +22,7 @@ use crate::error::ProxyError;
 use crate::limiter::Reservation;
 use crate::protocol::request::{self, Edits, RequestInfo};
 use crate::routing::{Pick, PoolRoutes};
-use crate::usage::record::UpstreamAttempt;
+use crate::usage::record::{AttemptTrace, UpstreamAttempt};
 
 pub(crate) struct Attempt<'a> {
     pub shared: &'a Arc<Shared>,
@@ -31,7 +32,6 @@ pub(crate) struct Attempt<'a> {
     pub body: &'a Bytes,
     pub info: &'a RequestInfo,
     pub requested: &'a str,
-    pub traceparent: HeaderValue,
 }
 
 /// How one attempt ended, before the retry decision.
@@ -79,7 +79,20 @@ impl Attempt<'_> {
             call.backend = Some(backend.name.clone());
             let is_last = call.attempts >= retry.max_attempts;
             let started = call.started.elapsed();
-            match self.send(backend, &call.request_id, deadline).await {
+            let span = AttemptTrace {
+                span_id: span_id(&mut rng),
+                start: SystemTime::now(),
+                duration: Duration::ZERO,
+            };
+            let traceparent = attempt_traceparent(&call.trace, span.span_id);
+            let sent = self
+                .send(backend, &call.request_id, &traceparent, deadline)
+                .await;
+            let span = AttemptTrace {
+                duration: call.started.elapsed().saturating_sub(started),
+                ..span
+            };
+            match sent {
                 Sent::Response {
                     response,
                     asked_usage,
@@ -93,7 +106,7 @@ impl Attempt<'_> {
                     let transition = attempt.record(Instant::now(), &outcome);
                     call.upstream.push(upstream_attempt(
                         backend,
-                        started,
+                        (started, span),
                         Ok(status),
                         transition.as_ref(),
                     ));
@@ -113,7 +126,7 @@ impl Attempt<'_> {
                     };
                     call.upstream.push(upstream_attempt(
                         backend,
-                        started,
+                        (started, span),
                         Err(failure),
                         transition.as_ref(),
                     ));
@@ -138,6 +151,7 @@ impl Attempt<'_> {
         &self,
         backend: &BackendConfig,
         request_id: &HeaderValue,
+        traceparent: &HeaderValue,
         deadline: Instant,
     ) -> Sent {
         let target = upstream::target(backend, &self.shape());
@@ -158,13 +172,8 @@ impl Attempt<'_> {
             .as_deref();
         let mut builder = Request::post(&target.url);
         if let Some(headers) = builder.headers_mut() {
-            *headers = upstream::request_headers(
-                self.headers,
-                backend,
-                strip,
-                request_id,
-                &self.traceparent,
-            );
+            *headers =
+                upstream::request_headers(self.headers, backend, strip, request_id, traceparent);
         }
         let Ok(request) = builder.body(Full::new(body)) else {
             return Sent::Refused(ProxyError::UpstreamUnreachable(format!(
@@ -249,13 +258,14 @@ fn retain_passing_back(headers: &mut HeaderMap) {
 
 fn upstream_attempt(
     backend: &BackendConfig,
-    started: Duration,
+    (started, span): (Duration, AttemptTrace),
     result: Result<u16, &'static str>,
     transition: Option<&Transition>,
 ) -> UpstreamAttempt {
     UpstreamAttempt {
         backend: backend.name.clone(),
         started,
+        trace: Some(span),
         status: result.ok(),
         failure: result.err(),
         breaker: transition.map(|t| [t.from.as_str(), t.to.as_str()]),

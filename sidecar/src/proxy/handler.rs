@@ -15,12 +15,12 @@ use hyper::body::Incoming;
 use super::Shared;
 use super::attempt::Attempt;
 use super::body::ProxyBody;
-use super::ids::{request_id, traceparent};
+use super::ids::{request_id, request_trace};
 use super::inbound;
 use crate::error::ProxyError;
 use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens};
 use crate::protocol::request;
-use crate::usage::record::UpstreamAttempt;
+use crate::usage::record::{RequestTrace, UpstreamAttempt};
 use crate::usage::{Operation, Usage, UsageRecord};
 
 /// What is known about the call so far; becomes the usage record.
@@ -37,6 +37,8 @@ pub(crate) struct Call {
     pub backend: Option<String>,
     /// Every attempt so far, for the usage record.
     pub upstream: Vec<UpstreamAttempt>,
+    /// The request's trace context.
+    pub trace: RequestTrace,
 }
 
 impl Call {
@@ -59,6 +61,7 @@ impl Call {
             client_disconnected: false,
             error_type: (status >= 400).then(|| status.to_string().into()),
             upstream: self.upstream.clone(),
+            trace: Some(self.trace),
         }
     }
 }
@@ -76,6 +79,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         attempts: 0,
         backend: None,
         upstream: Vec::new(),
+        trace: request_trace(req.headers()),
     };
     match serve(&shared, req, &mut call).await {
         Ok(response) => response,
@@ -138,7 +142,6 @@ async fn serve(
         body: &body,
         info: &info,
         requested: &requested,
-        traceparent: traceparent(&parts.headers),
     };
     let result = attempt.run(pool, call, &mut reservation).await;
     if let Some(unused) = reservation {

@@ -24,7 +24,7 @@ use super::usage_log::UsageLog;
 use crate::proxy::{Gateway, admin};
 use crate::subscribe::file::{self, LocalSecrets};
 use crate::subscribe::operator::OperatorClient;
-use crate::telemetry::{QuotaSource, Telemetry, TelemetrySettings};
+use crate::telemetry::{QuotaSource, Telemetry, TelemetrySettings, TraceSettings};
 use crate::usage::UsageSink;
 use crate::usage::totals::UsageTotals;
 
@@ -67,6 +67,8 @@ pub struct GatewayOptions {
     pub shutdown_grace: Duration,
     /// OTLP export and label bounds (`/metrics` is always served).
     pub telemetry: TelemetrySettings,
+    /// Span export; `None` leaves traces off.
+    pub traces: Option<TraceSettings>,
 }
 
 impl GatewayOptions {
@@ -87,6 +89,7 @@ impl GatewayOptions {
             recent_records: 10_000,
             shutdown_grace: Duration::from_secs(30),
             telemetry: TelemetrySettings::default(),
+            traces: None,
         }
     }
 }
@@ -152,6 +155,11 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         tokio::spawn(totals.clone().follow(sink.subscribe())),
         tokio::spawn(telemetry.clone().follow(sink.subscribe())),
     ];
+    if let Some(settings) = &options.traces {
+        tasks.push(tokio::spawn(
+            telemetry.start_traces(settings)?.follow(sink.subscribe()),
+        ));
+    }
     match (&options.source, first) {
         (
             ConfigSource::File {

@@ -119,6 +119,7 @@ mod tests {
             client_disconnected: false,
             error_type: None,
             upstream: Vec::new(),
+            trace: None,
         }
     }
 

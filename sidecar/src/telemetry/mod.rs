@@ -14,6 +14,8 @@
 //! - `labels`: cardinality bounds (appIds beyond the maximum become `other`).
 //! - `backends`: provider, server address and spillover per configured backend.
 //! - `otlp`: the exporter; `prometheus`: the text format; `config`: flags and env vars.
+//! - `traces`, `spans`, `trace_config`: spans per request and attempt, built from the same
+//!   records and exported over OTLP/HTTP (see [`Telemetry::start_traces`]).
 //!
 //! [`UsageSink`]: crate::usage::UsageSink
 
@@ -26,6 +28,9 @@ mod otlp;
 mod outcome;
 pub mod prometheus;
 pub mod semconv;
+mod spans;
+mod trace_config;
+mod traces;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
@@ -45,6 +50,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 pub use config::{OtlpProtocol, OtlpSettings, TelemetryArgs, TelemetrySettings};
 pub use gauges::{QuotaLevel, QuotaSource};
 pub use outcome::{AttemptResult, RequestOutcome};
+pub use trace_config::TraceSettings;
+pub use traces::Traces;
 
 use crate::proxy::Gateway;
 use crate::usage::UsageRecord;

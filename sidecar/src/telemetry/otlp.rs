@@ -128,10 +128,10 @@ impl PushMetricExporter for CountingExporter {
 /// An [`HttpClient`] for the exporter's thread: each request runs as a task on the Tokio
 /// runtime and is abandoned after `timeout`.
 #[derive(Debug)]
-struct TokioHttpClient {
-    runtime: Handle,
-    client: upstream::HttpClient,
-    timeout: Duration,
+pub(super) struct TokioHttpClient {
+    pub(super) runtime: Handle,
+    pub(super) client: upstream::HttpClient,
+    pub(super) timeout: Duration,
 }
 
 #[async_trait::async_trait]

@@ -172,8 +172,10 @@ mod tests {
                     status: *status,
                     failure: status.is_none().then_some("timeout"),
                     breaker: None,
+                    trace: None,
                 })
                 .collect(),
+            trace: None,
         }
     }
 

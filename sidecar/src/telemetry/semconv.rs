@@ -47,6 +47,9 @@ pub const QUOTA_REMAINING: &str = "spillway.quota.remaining_tokens";
 pub const RECORDS_LOST: &str = "spillway.telemetry.records_lost";
 /// `spillway.telemetry.exports`: OTLP exports by result (counter, `{export}`).
 pub const EXPORTS: &str = "spillway.telemetry.exports";
+/// `spillway.telemetry.spans`: spans by result: `success` (exported), `failure` (the export
+/// failed), `dropped` (the queue was full or telemetry fell behind) (counter, `{span}`).
+pub const SPANS: &str = "spillway.telemetry.spans";
 
 /// Attribute keys.
 pub mod attr {
@@ -68,6 +71,12 @@ pub mod attr {
     pub const ERROR_TYPE: &str = "error.type";
     /// The status code returned to the client (requests) or by the backend (attempts).
     pub const HTTP_STATUS_CODE: &str = "http.response.status_code";
+    /// Input tokens of the call (span attribute).
+    pub const USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
+    /// Output tokens of the call (span attribute).
+    pub const USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+    /// The request id (`x-request-id`) sent to the backends (span attribute only).
+    pub const REQUEST_ID: &str = "spillway.request_id";
     /// The calling app (bounded: `other` beyond the configured maximum).
     pub const APP_ID: &str = "spillway.app_id";
     /// The pool that served the request.
@@ -90,7 +99,7 @@ pub mod attr {
     pub const QUOTA: &str = "spillway.quota";
     /// A quota window: `minute`, `hour`, `day`, `week`, `month`.
     pub const QUOTA_WINDOW: &str = "spillway.quota.window";
-    /// How an OTLP export ended: `success`, `failure`.
+    /// How an OTLP export ended: `success`, `failure` (and `dropped` for spans).
     pub const EXPORT_RESULT: &str = "spillway.export.result";
 }
 

@@ -50,6 +50,7 @@ fn attempt(backend: &str, status: Option<u16>) -> UpstreamAttempt {
         status,
         failure: status.is_none().then_some("connection_failure"),
         breaker: None,
+        trace: None,
     }
 }
 
@@ -75,6 +76,7 @@ fn served(app: &str, backend: &str, prompt: u64, completion: u64) -> UsageRecord
         client_disconnected: false,
         error_type: None,
         upstream: vec![attempt(backend, Some(200))],
+        trace: None,
     }
 }
 
@@ -87,6 +89,7 @@ fn refused(app: &str, status: u16, code: &'static str) -> UsageRecord {
         attempts: 0,
         error_type: Some(Cow::Borrowed(code)),
         upstream: Vec::new(),
+        trace: None,
         response_model: None,
         ..served(app, "ptu", 0, 0)
     }

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -56,6 +56,36 @@ pub struct UsageRecord {
     pub error_type: Option<Cow<'static, str>>,
     /// Every upstream attempt in order; empty when no backend was tried.
     pub upstream: Vec<UpstreamAttempt>,
+    /// The request's W3C trace context and start time, for its spans; `None` when not
+    /// traced (records built outside the proxy).
+    #[serde(skip)]
+    pub trace: Option<RequestTrace>,
+}
+
+/// The trace of one client request: ids and wall-clock start of its server span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestTrace {
+    /// Trace id: the client's when it sent a valid `traceparent`, else new.
+    pub trace_id: [u8; 16],
+    /// The gateway's server span.
+    pub span_id: [u8; 8],
+    /// The client's span, when the trace was continued.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// The sampled flag: the client's, or set for a new trace.
+    pub sampled: bool,
+    /// When the request arrived.
+    pub start: SystemTime,
+}
+
+/// The span of one upstream attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptTrace {
+    /// The attempt's span id, sent to the backend in its `traceparent`.
+    pub span_id: [u8; 8],
+    /// When the attempt was sent.
+    pub start: SystemTime,
+    /// Time to the backend's response headers, or to the failure.
+    pub duration: Duration,
 }
 
 /// One attempt sent to a backend on behalf of a client request.
@@ -73,6 +103,9 @@ pub struct UpstreamAttempt {
     /// The breaker transition this attempt's outcome caused, as `[from, to]` state names
     /// (`closed`, `open`, `half_open`).
     pub breaker: Option<[&'static str; 2]>,
+    /// The attempt's span; `None` when not traced.
+    #[serde(skip)]
+    pub trace: Option<AttemptTrace>,
 }
 
 /// Fans usage records out to consumers without ever blocking the sender.

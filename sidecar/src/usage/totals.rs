@@ -170,6 +170,7 @@ mod tests {
             client_disconnected: false,
             error_type: None,
             upstream: Vec::new(),
+            trace: None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Test support for telemetry: OTLP receivers (HTTP and gRPC) that decode the real protobuf
-//! `ExportMetricsServiceRequest`s the gateway sends, collectors that never answer or do not
+//! `ExportMetricsServiceRequest`s (and over HTTP `ExportTraceServiceRequest`s) the gateway sends, collectors that never answer or do not
 //! exist, a gateway launcher that keeps the process id (for its memory), Prometheus text
 //! parsing with a real text-format parser, and PromQL parsing for the dashboards.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod otlp_http;
 pub mod promql;
 pub mod stack;
+pub mod traces;
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,6 @@
-//! An OTLP/HTTP metrics receiver that decodes the real protobuf `ExportMetricsServiceRequest`s
-//! the gateway sends, and what the tests read from them.
+//! An OTLP/HTTP receiver that decodes the real protobuf `ExportMetricsServiceRequest`s the
+//! gateway sends (and, on `/v1/traces`, `ExportTraceServiceRequest`s — see `traces`), and
+//! what the tests read from them.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
@@ -27,6 +28,7 @@ pub struct OtlpReceiver {
     pub url: String,
     requests: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    traces: Arc<super::traces::TraceLog>,
 }
 
 /// What the receiver saw of one HTTP request.
@@ -44,13 +46,22 @@ impl OtlpReceiver {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen_all = Arc::new(Mutex::new(Vec::new()));
+        let traces = Arc::new(super::traces::TraceLog::default());
         let (kept, seen) = (Arc::clone(&requests), Arc::clone(&seen_all));
+        let spans = Arc::clone(&traces);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (kept, seen) = (Arc::clone(&kept), Arc::clone(&seen));
+                let spans = Arc::clone(&spans);
                 let service = service_fn(move |req: Request<Incoming>| {
                     let (kept, seen) = (Arc::clone(&kept), Arc::clone(&seen));
-                    async move { Ok::<_, Infallible>(receive(req, &kept, &seen).await) }
+                    let spans = Arc::clone(&spans);
+                    async move {
+                        if req.uri().path() == "/v1/traces" {
+                            return Ok::<_, Infallible>(spans.receive(req).await);
+                        }
+                        Ok::<_, Infallible>(receive(req, &kept, &seen).await)
+                    }
                 });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -63,6 +74,7 @@ impl OtlpReceiver {
             url,
             requests,
             seen: seen_all,
+            traces,
         }
     }
 
@@ -71,7 +83,12 @@ impl OtlpReceiver {
         self.requests.lock().unwrap().clone()
     }
 
-    /// Every HTTP request seen.
+    /// The trace exports received on `/v1/traces`.
+    pub fn traces(&self) -> &super::traces::TraceLog {
+        &self.traces
+    }
+
+    /// Every metrics HTTP request seen.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
@@ -194,7 +211,7 @@ fn number(value: Option<number_data_point::Value>) -> f64 {
     }
 }
 
-fn labels(attributes: &[KeyValue]) -> Labels {
+pub(super) fn labels(attributes: &[KeyValue]) -> Labels {
     attributes
         .iter()
         .map(|kv| (kv.key.clone(), any_value(kv.value.as_ref())))

@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use super::keys::KeySet;
 use crate::clock::Clock;
+use crate::error::error_chain;
 
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -233,7 +234,7 @@ impl JwksCache {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| format!("{url}: {}", chain(&e)))?;
+                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
             if response.status() != StatusCode::OK {
                 return Err(format!("{url} answered {}", response.status()));
             }
@@ -276,17 +277,6 @@ fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

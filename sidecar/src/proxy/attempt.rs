@@ -18,7 +18,7 @@ use super::inbound::InboundRoute;
 use super::upstream::{self, CallShape};
 use super::{Applied, Shared};
 use crate::breaker::{Outcome, Transition};
-use crate::error::ProxyError;
+use crate::error::{ProxyError, error_chain};
 use crate::limiter::Reservation;
 use crate::protocol::request::{self, Edits, RequestInfo};
 use crate::routing::{Pick, PoolRoutes};
@@ -284,15 +284,4 @@ fn discard(response: Response<Incoming>) {
         let body = Limited::new(response.into_body(), 256 * 1024);
         let _ = tokio::time::timeout(Duration::from_secs(5), body.collect()).await;
     });
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

@@ -5,50 +5,17 @@
 //! in the trusted header.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{BIN, Proc};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_spillway");
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
+use tokio::process::Command;
 
 /// Starts `spillway args…` and reads its JSON start-up lines until one has `ready_key`.
 async fn start(args: &[&str], ready_key: &str) -> (Proc, Vec<Value>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn spillway");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let value: Value = serde_json::from_str(&line).expect("JSON start-up line");
-            let done = value.get(ready_key).is_some();
-            seen.push(value);
-            if done {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(ready, Ok(true), "{args:?} did not start: {seen:?}");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (Proc(child), seen)
+    common::start(args, &[], ready_key).await
 }
 
 /// Simulated `ptu` and `paygo` backends and a gateway in front (PTU first, app from

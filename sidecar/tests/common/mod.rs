@@ -29,7 +29,9 @@ impl Drop for Proc {
     }
 }
 
-async fn start(args: &[&str], env: &[(&str, &str)], ready_key: &str) -> (Proc, Vec<Value>) {
+/// Starts `spillway args…` with `env` and reads its JSON start-up lines until one has
+/// `ready_key`.
+pub async fn start(args: &[&str], env: &[(&str, &str)], ready_key: &str) -> (Proc, Vec<Value>) {
     let mut command = Command::new(BIN);
     command
         .args(args)

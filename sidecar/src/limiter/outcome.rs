@@ -55,7 +55,7 @@ pub enum Refusal {
     #[error(
         "quota `{quota}` allows no more {} per minute right now; retry after {} ms",
         kind.as_str(),
-        retry_after.as_millis().max(1)
+        crate::routing::retry_after_ms(*retry_after)
     )]
     RateLimited {
         /// The quota's `metadata.name`.

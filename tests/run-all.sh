@@ -28,7 +28,7 @@ echo "==> building"
 cargo build --workspace --all-features --bins
 
 echo "==> Rust tests"
-cargo test --workspace --all-features
+cargo test --workspace --all-features --no-fail-fast
 
 echo "==> OpenAI SDK tests"
 venv=${SPILLWAY_VENV:-.venv}

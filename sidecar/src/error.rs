@@ -87,6 +87,9 @@ pub enum ProxyError {
         /// When a retry can succeed.
         retry_after: Duration,
     },
+    /// A CORS preflight the scope's policy does not allow (answered without CORS headers).
+    #[error("{0}")]
+    CorsRefused(String),
     /// A bug in the gateway; logged with details.
     #[error("the gateway failed to handle the request; see its logs")]
     Internal,
@@ -102,6 +105,7 @@ impl ProxyError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::MissingModel | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::CorsRefused(_) => StatusCode::FORBIDDEN,
             Self::NotReady | Self::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -120,6 +124,7 @@ impl ProxyError {
             Self::MissingModel => "missing_model",
             Self::InvalidBody(_) => "invalid_request_body",
             Self::PayloadTooLarge { .. } => "request_too_large",
+            Self::CorsRefused(_) => "cors_not_allowed",
             Self::NotReady => "gateway_not_ready",
             Self::NoBackendAvailable { .. } => "no_backend_available",
             Self::UpstreamUnreachable(_) => "backend_unreachable",
@@ -135,7 +140,7 @@ impl ProxyError {
             Self::Unauthenticated { .. } => "authentication_error",
             Self::QuotaRefused { .. } => "rate_limit_error",
             _ => match self.status().as_u16() {
-                404 | 400 | 405 | 413 => "invalid_request_error",
+                404 | 400 | 403 | 405 | 413 => "invalid_request_error",
                 _ => "server_error",
             },
         }

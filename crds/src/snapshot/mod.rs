@@ -55,6 +55,28 @@ pub struct GatewayConfig {
     pub stream_drain_timeout_ms: u64,
     /// How many bytes to read at most after the client went away.
     pub stream_drain_max_bytes: u64,
+    /// Cross-origin access for browsers; none: no CORS headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+}
+
+/// CORS, validated and normalised: origins as given (validated), methods upper-case,
+/// header names lower-case.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsConfig {
+    /// Exact origins (`https://host[:port]`), `https://*.domain` patterns, or `*`.
+    pub allowed_origins: Vec<String>,
+    /// Allowed methods.
+    pub allowed_methods: Vec<String>,
+    /// Allowed request headers.
+    pub allowed_headers: Vec<String>,
+    /// Response headers scripts may read.
+    pub exposed_headers: Vec<String>,
+    /// `Access-Control-Allow-Credentials: true`.
+    pub allow_credentials: bool,
+    /// Preflight cache time, in seconds.
+    pub max_age_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -65,6 +87,7 @@ impl Default for GatewayConfig {
             rate_limiting: RateLimitingConfig::default(),
             stream_drain_timeout_ms: 30_000,
             stream_drain_max_bytes: 4 * 1024 * 1024,
+            cors: None,
         }
     }
 }

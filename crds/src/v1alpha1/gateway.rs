@@ -44,6 +44,51 @@ pub struct AiGatewaySpec {
     /// How `TokenQuota` limits are shared between the sidecars of this scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limiting: Option<RateLimitingSpec>,
+    /// Cross-origin access for browser apps such as chat playgrounds. Without it the
+    /// gateway sends no CORS headers and browsers on other origins cannot call it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+}
+
+/// CORS: which web origins may call the gateway from a browser. Preflight requests are
+/// answered by the gateway itself (no quota, no backend); an origin not listed gets no CORS
+/// headers, so the browser blocks the call.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.allowCredentials) && self.allowCredentials && self.allowedOrigins.exists(o, o == '*'))", "message": "allowCredentials cannot be used with the `*` origin: list the origins"}
+]))]
+pub struct CorsSpec {
+    /// Origins allowed to call, e.g. `https://playground.example.com`,
+    /// `http://localhost:3000`, `https://*.example.com` (any subdomain), or `*` (any origin,
+    /// not with `allowCredentials`).
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 253)))]
+    pub allowed_origins: Vec<String>,
+    /// Methods allowed. Default `GET`, `POST`, `OPTIONS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 32)))]
+    pub allowed_methods: Vec<String>,
+    /// Request headers allowed (case-insensitive; a trailing `*` matches a prefix). Default
+    /// `authorization`, `api-key`, `content-type`, `accept`, `traceparent`, `tracestate`,
+    /// `x-ms-client-request-id`, `x-ms-useragent`, `openai-organization`, `openai-project`
+    /// and `x-stainless-*` (what the OpenAI JavaScript SDK sends from a browser).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
+    pub allowed_headers: Vec<String>,
+    /// Response headers the browser lets scripts read. Default `retry-after`,
+    /// `retry-after-ms`, the `x-ratelimit-*` headers, `x-request-id`, `x-spillway-backend`,
+    /// `x-spillway-attempts`, `apim-request-id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
+    pub exposed_headers: Vec<String>,
+    /// Let browsers send cookies and `Authorization` set by the browser itself
+    /// (`Access-Control-Allow-Credentials: true`). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    /// How long browsers may cache a preflight answer. Default `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub max_age: Option<String>,
 }
 
 /// How the gateway learns which app (appId) sent a request. Methods are tried in `order`;

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use super::Shared;
 use super::attempt::Attempt;
 use super::body::ProxyBody;
+use super::cors;
 use super::ids::{request_id, request_trace};
 use super::inbound;
 use crate::error::ProxyError;
@@ -66,10 +67,54 @@ impl Call {
     }
 }
 
-/// Serves one request. Never fails: every error becomes an OpenAI-shaped response.
+/// Serves one request. Never fails: every error becomes an OpenAI-shaped response. Browser
+/// calls get their CORS headers here: preflights are answered before anything else, and
+/// every answer to an allowed origin — errors included — can be read by the page.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let mut call = Call {
-        request_id: request_id(req.headers()),
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let cors = shared
+        .applied
+        .load()
+        .as_ref()
+        .as_ref()
+        .and_then(|applied| applied.cors.clone());
+    let Some(cors) = cors else {
+        return handle_call(&shared, req).await;
+    };
+    if cors::is_preflight(req.method(), req.headers()) {
+        return preflight(&shared, &cors, &req);
+    }
+    let mut response = handle_call(&shared, req).await;
+    if cors.decorate(origin.as_ref(), response.headers_mut()) {
+        tracing::debug!(
+            ?origin,
+            "origin not allowed by the CORS policy; no CORS headers"
+        );
+    }
+    response
+}
+
+/// Answers a CORS preflight: 204 with the CORS headers, or 403 without them (recorded, so
+/// refused origins are counted).
+fn preflight(shared: &Shared, cors: &cors::Cors, req: &Request<Incoming>) -> Response<ProxyBody> {
+    match cors.preflight(req.headers()) {
+        Ok(headers) => {
+            let mut response = Response::new(ProxyBody::full(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            *response.headers_mut() = headers;
+            response
+        }
+        Err(refusal) => {
+            let call = new_call(req.headers());
+            tracing::info!(request_id = ?call.request_id, %refusal, "CORS preflight refused");
+            refused(shared, &call, &ProxyError::CorsRefused(refusal.to_string()))
+        }
+    }
+}
+
+fn new_call(headers: &HeaderMap) -> Call {
+    Call {
+        request_id: request_id(headers),
         app_id: "anonymous".to_owned(),
         pool: String::new(),
         model: String::new(),
@@ -79,17 +124,26 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         attempts: 0,
         backend: None,
         upstream: Vec::new(),
-        trace: request_trace(req.headers()),
-    };
-    match serve(&shared, req, &mut call).await {
+        trace: request_trace(headers),
+    }
+}
+
+/// The response for `error`, with its usage record sent.
+fn refused(shared: &Shared, call: &Call, error: &ProxyError) -> Response<ProxyBody> {
+    let response = error.to_response();
+    let mut record = call.record(response.status().as_u16(), Usage::default(), false);
+    record.error_type = Some(error.code().into());
+    shared.usage.send(record);
+    with_common_headers(response.map(ProxyBody::full), call)
+}
+
+async fn handle_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let mut call = new_call(req.headers());
+    match serve(shared, req, &mut call).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(request_id = ?call.request_id, %error, "request refused");
-            let response = error.to_response();
-            let mut record = call.record(response.status().as_u16(), Usage::default(), false);
-            record.error_type = Some(error.code().into());
-            shared.usage.send(record);
-            with_common_headers(response.map(ProxyBody::full), &call)
+            refused(shared, &call, &error)
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod admin;
 mod attempt;
 mod body;
+pub mod cors;
 mod handler;
 mod ids;
 pub mod inbound;
@@ -42,6 +43,8 @@ pub struct Applied {
     pub routes: Routes,
     /// Who is calling (JWKS cache carried over from the previous one).
     pub identifier: Identifier,
+    /// Cross-origin policy for browsers, if the scope has one.
+    pub cors: Option<cors::Cors>,
 }
 
 /// State shared by every request.
@@ -84,10 +87,12 @@ impl Gateway {
         if let Err(error) = self.shared.limiter.apply(&snapshot) {
             tracing::error!(%error, "rate limiting is degraded; see the AIGateway's rateLimiting");
         }
+        let cors = snapshot.gateway.cors.as_ref().map(cors::Cors::new);
         self.shared.applied.store(Arc::new(Some(Applied {
             snapshot,
             routes,
             identifier,
+            cors,
         })));
     }
 

@@ -11,12 +11,14 @@ mod common;
 mod e2e_support;
 mod telemetry_support;
 
+use std::time::Duration;
+
 use common::Sim;
 use e2e_support::cluster::{
     SIM, WAIT, apply_and_wait_ready, invalid_tokens_are_refused, wait_synced,
 };
 use e2e_support::processes::{Operator, Sidecar};
-use e2e_support::traffic::{self, BATCH, CHAT, Log, Shape};
+use e2e_support::traffic::{self, BATCH, CHAT, Call, Log, Shape};
 use e2e_support::{AUDIENCE, NAMESPACE, POOL, TestBed, condition, eventually, step};
 use telemetry_support::sum_where;
 
@@ -100,9 +102,10 @@ async fn spillover_in_the_ledger(sim: &Sim, sidecars: &[&Sidecar], log: &Log) {
     let billed = traffic::billed(&entries, log);
     let ptu_429 = entries.iter().filter(|e| e["status"] == 429).count();
     eprintln!(
-        "  {} calls, all 200; the PTU answered 429 {ptu_429} times; billed per (sidecar, app, backend): {billed:?}",
+        "  {} calls, all 200; the PTU answered 429 {ptu_429} times",
         log.calls.len()
     );
+    eprintln!("  billed (prompt, completion) per (sidecar, app, backend): {billed:?}");
     for app in [CHAT.id, BATCH.id] {
         assert!(
             billed
@@ -113,12 +116,35 @@ async fn spillover_in_the_ledger(sim: &Sim, sidecars: &[&Sidecar], log: &Log) {
     }
 }
 
+/// The 429 of a quota: OpenAI-shaped error naming the quota, no backend tried, and a wait in
+/// `retry-after-ms` that `Retry-After` rounds up. Returns the wait in milliseconds.
+fn quota_refusal_wait(refused: &Call) -> u64 {
+    assert_eq!(refused.status, 429, "{}", refused.reply.text());
+    let error = refused.reply.json();
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded", "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`nightly-batch`"),
+        "names the quota: {error}"
+    );
+    assert_eq!(refused.attempts, 0, "refused before any backend");
+    let wait_ms: u64 = refused.reply.header("retry-after-ms").parse().unwrap();
+    let wait_s: u64 = refused.reply.header("retry-after").parse().unwrap();
+    assert!(
+        (1..=60_000).contains(&wait_ms),
+        "within a minute: {wait_ms} ms"
+    );
+    assert_eq!(wait_s, wait_ms.div_ceil(1000), "Retry-After rounds up");
+    eprintln!("  {}: {message}", refused.id);
+    wait_ms
+}
+
 /// `nightly-batch` runs out of its per-minute budget on one sidecar: 429 naming the quota,
-/// an exact wait, no backend call; `support-chat` keeps being served.
+/// no backend call, admitted again after exactly its Retry-After; `support-chat` keeps being
+/// served and an unknown key gets 401.
 async fn batch_hits_its_quota(sim: &Sim, sidecars: &[&Sidecar], log: &mut Log) {
     step("nightly-batch exceeds its tokens-per-minute quota");
     let before = traffic::ledger(sim).await.len();
-    let first = log.calls.len();
     let shape = Shape {
         azure: true,
         stream: false,
@@ -133,57 +159,26 @@ async fn batch_hits_its_quota(sim: &Sim, sidecars: &[&Sidecar], log: &mut Log) {
         }
     }
     let refused = &log.calls[refused.expect("10,000 TPM shared by two sidecars runs out")];
-    assert_eq!(refused.status, 429, "{}", refused.reply.text());
-    let error = refused.reply.json();
-    assert_eq!(error["error"]["code"], "rate_limit_exceeded", "{error}");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("nightly-batch"),
-        "{error}"
-    );
-    assert_eq!(refused.attempts, 0, "refused before any backend");
-    let wait_ms: u64 = refused.reply.header("retry-after-ms").parse().unwrap();
-    let wait_s: u64 = refused.reply.header("retry-after").parse().unwrap();
-    assert!(
-        (1..=60_000).contains(&wait_ms),
-        "within a minute: {wait_ms} ms"
-    );
-    assert_eq!(
-        wait_s,
-        wait_ms.div_ceil(1000),
-        "Retry-After rounds retry-after-ms up"
-    );
-    eprintln!(
-        "  batch call {} of this step refused, retry-after-ms {wait_ms}: {}",
-        log.calls.len() - first,
-        error["error"]["message"]
-    );
+    let wait_ms = quota_refusal_wait(refused);
+    let refused_id = refused.id.clone();
     let entries = traffic::ledger(sim).await;
     assert!(
         entries
             .iter()
-            .all(|e| e["requestId"] != refused.id.as_str()),
+            .all(|e| e["requestId"] != refused_id.as_str()),
         "never forwarded"
     );
     assert!(
         entries.len() > before,
         "the admitted batch calls were billed"
     );
-    let chat = log
-        .call(
-            sidecars,
-            0,
-            CHAT,
-            POOL,
-            Shape {
-                azure: false,
-                stream: true,
-                max_tokens: 16,
-            },
-        )
-        .await;
+
+    let chat_shape = Shape {
+        azure: false,
+        stream: true,
+        max_tokens: 16,
+    };
+    let chat = log.call(sidecars, 0, CHAT, POOL, chat_shape).await;
     assert_eq!(
         chat.status,
         200,
@@ -192,6 +187,16 @@ async fn batch_hits_its_quota(sim: &Sim, sidecars: &[&Sidecar], log: &mut Log) {
     );
     let unknown = traffic::send(sidecars[1], "stolen-key", "e2e-unknown", POOL, shape).await;
     assert_eq!(unknown.status, 401, "an unknown key: {}", unknown.text());
+
+    // The same call, sent after exactly the Retry-After it was given, fits.
+    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    let admitted = log.call(sidecars, 0, BATCH, POOL, shape).await;
+    assert_eq!(
+        admitted.status,
+        200,
+        "after Retry-After: {}",
+        admitted.reply.text()
+    );
 }
 
 /// Each sidecar's OTLP token sums per app, backend and type equal the simulator's ledger of
@@ -256,9 +261,31 @@ async fn otlp_equals_ledger(sim: &Sim, operator: &Operator, sidecars: &[&Sidecar
     .await;
 }
 
+/// Polls each sidecar with a call for the pool's model until it answers 404 from a snapshot
+/// newer than `version`.
+async fn wait_until_unrouted(sidecars: &[&Sidecar], version: u64) {
+    let shape = Shape {
+        azure: false,
+        stream: false,
+        max_tokens: 16,
+    };
+    for (index, sidecar) in sidecars.iter().enumerate() {
+        let what = format!("{} answers 404 for {POOL}", sidecar.id);
+        eventually(&what, WAIT, || async {
+            let v = sidecar.version().await.unwrap_or(0);
+            let id = format!("e2e-probe-{index}-{v}");
+            let reply = traffic::send(sidecar, CHAT.key, &id, POOL, shape).await;
+            (reply.status == 404 && v > version)
+                .then_some(())
+                .ok_or(format!("{} at v{v}", reply.status))
+        })
+        .await;
+    }
+}
+
 /// `kubectl delete` of the pool: both sidecars answer 404 for its model and the simulators
-/// see no further call.
-async fn delete_pool(bed: &TestBed, sim: &Sim, sidecars: &[&Sidecar], log: &mut Log, version: u64) {
+/// see no further call; the quotas stay served.
+async fn delete_pool(bed: &TestBed, sim: &Sim, sidecars: &[&Sidecar], log: &mut Log, v: u64) {
     step("kubectl delete the pool; the sidecars stop routing to it");
     bed.kubectl(&[
         "delete",
@@ -269,65 +296,24 @@ async fn delete_pool(bed: &TestBed, sim: &Sim, sidecars: &[&Sidecar], log: &mut 
         "--wait=true",
     ]);
     assert!(bed.get("aibackendpool", POOL).is_none(), "deleted");
+    wait_until_unrouted(sidecars, v).await;
+    let before = traffic::ledger(sim).await.len();
     let shape = Shape {
         azure: false,
-        stream: false,
+        stream: true,
         max_tokens: 16,
     };
-    for (index, sidecar) in sidecars.iter().enumerate() {
-        eventually(
-            &format!("{} answers 404 for {POOL}", sidecar.id),
-            WAIT,
-            || async {
-                let v = sidecar.version().await.unwrap_or(0);
-                let reply = traffic::send(
-                    sidecar,
-                    CHAT.key,
-                    &format!("e2e-probe-{index}-{v}"),
-                    POOL,
-                    shape,
-                )
-                .await;
-                (reply.status == 404 && v > version)
-                    .then_some(())
-                    .ok_or(format!("{} at v{v}", reply.status))
-            },
-        )
-        .await;
-    }
-    let before = traffic::ledger(sim).await.len();
     for index in [0, 1, 0, 1] {
-        let call = log
-            .call(
-                sidecars,
-                index,
-                BATCH,
-                POOL,
-                Shape {
-                    stream: true,
-                    ..shape
-                },
-            )
-            .await;
+        let call = log.call(sidecars, index, BATCH, POOL, shape).await;
         assert_eq!(call.status, 404, "{}", call.reply.text());
-        assert_eq!(
-            call.reply.json()["error"]["code"],
-            "model_not_found",
-            "{}",
-            call.reply.text()
-        );
+        let code = &call.reply.json()["error"]["code"];
+        assert_eq!(code, "model_not_found", "{}", call.reply.text());
     }
-    assert_eq!(
-        traffic::ledger(sim).await.len(),
-        before,
-        "no backend saw a call"
-    );
+    let after = traffic::ledger(sim).await.len();
+    assert_eq!(after, before, "no backend saw a call");
     let quota = bed.get("tokenquota", "nightly-batch").unwrap();
-    assert_eq!(
-        condition(&quota, "Ready").unwrap().0,
-        "True",
-        "quotas stay served"
-    );
+    let ready = condition(&quota, "Ready").unwrap();
+    assert_eq!(ready.0, "True", "quotas stay served");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

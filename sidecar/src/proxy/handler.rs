@@ -79,7 +79,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         attempts: 0,
         backend: None,
         upstream: Vec::new(),
-        trace: request_trace(req.headers()),
+        trace: request_trace(&shared.sampler.load(), req.headers()),
     };
     match serve(&shared, req, &mut call).await {
         Ok(response) => response,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::subscribe::file::LocalSecrets;
 use crate::subscribe::operator::{OperatorArgs, OperatorClient};
-use crate::telemetry::{TelemetryArgs, TelemetrySettings, TraceSettings};
+use crate::telemetry::TelemetryArgs;
 
 pub use process::{ConfigSource, GatewayOptions, GatewayProcess, start};
 
@@ -51,7 +51,7 @@ pub struct RunArgs {
     /// Time in-flight requests get to finish on shutdown.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
-    /// Metrics: OTLP export and label bounds.
+    /// Telemetry: OTLP endpoint and protocol (metrics, traces, logs) and label bounds.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
@@ -68,9 +68,6 @@ impl RunArgs {
     /// Telemetry settings that cannot be used (an unknown OTLP protocol, say), or an
     /// operator URL that is not https.
     pub fn options(&self) -> anyhow::Result<GatewayOptions> {
-        let telemetry =
-            TelemetrySettings::from_env(&self.telemetry).map_err(|e| anyhow::anyhow!(e))?;
-        let traces = TraceSettings::from_env(&self.telemetry).map_err(|e| anyhow::anyhow!(e))?;
         let source = match (&self.config, &self.operator_args.operator) {
             (Some(path), _) => ConfigSource::File {
                 path: path.clone(),
@@ -84,16 +81,16 @@ impl RunArgs {
             }
             (None, None) => anyhow::bail!("give --config FILE or --operator URL"),
         };
-        Ok(GatewayOptions {
+        let options = GatewayOptions {
             source,
             listen: self.listen,
             admin_listen: self.admin_listen,
             usage_log: self.usage_log.clone(),
             recent_records: 10_000,
             shutdown_grace: self.shutdown_grace,
-            telemetry,
-            traces,
-        })
+            ..GatewayOptions::new("")
+        };
+        options.telemetry_from_env(&self.telemetry)
     }
 }
 

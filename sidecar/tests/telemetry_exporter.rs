@@ -1,4 +1,5 @@
-//! The OTLP exporter of a real `spillway run`: over gRPC it sends the same counts, and a
+//! The OTLP exporter of a real `spillway run`: over gRPC it sends the same counts (and the
+//! spans and log records), and a
 //! collector that never answers (HTTP or gRPC) or does not exist never slows a request, never
 //! piles up connections and never grows the gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -77,10 +78,12 @@ async fn never_answering_collector(protocol: &str, connections: usize) {
             "--otlp-export-interval",
             "200ms",
         ],
-        // Metrics alone: traces to a silent collector are tested in `telemetry_traces.rs`.
+        // Metrics alone: traces and logs to a silent collector are tested in
+        // `telemetry_traces.rs` and `telemetry_logs.rs`.
         &[
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
             ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_LOGS_EXPORTER", "none"),
         ],
     )
     .await;
@@ -139,7 +142,9 @@ async fn a_collector_on_a_closed_port_costs_requests_nothing() {
 mod grpc {
     use common::http;
     use http::Method;
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
     use telemetry_support::grpc::GrpcReceiver;
+    use telemetry_support::logs;
     use telemetry_support::stack::{f, wait_for};
     use telemetry_support::sum_where;
 
@@ -187,12 +192,42 @@ mod grpc {
             ),
             f(billed)
         );
-        assert!(
-            grpc.paths()
+        // Spans and log records go over the same gRPC endpoint.
+        wait_for("three server spans and three log records over gRPC", || {
+            let servers = grpc
+                .spans()
                 .iter()
-                .all(|p| p == "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"),
-            "{:?}",
-            grpc.paths()
+                .filter(|s| s.kind == SpanKind::Server as i32)
+                .count();
+            servers == 3 && grpc.logs().records().len() == 3
+        })
+        .await;
+        for i in 0..3 {
+            let log = grpc.logs().by_request(&format!("g-{i}")).expect("logged");
+            let attrs = logs::attributes(&log);
+            assert_eq!(attrs["spillway.app_id"], "app-g");
+            assert_eq!(attrs["http.response.status_code"], "200");
+            assert!(
+                grpc.spans().iter().any(|s| s.trace_id == log.trace_id
+                    && s.span_id == log.span_id
+                    && s.kind == SpanKind::Server as i32),
+                "the log record of g-{i} names its server span"
+            );
+        }
+        let paths = grpc.paths();
+        for service in [
+            "metrics.v1.MetricsService",
+            "trace.v1.TraceService",
+            "logs.v1.LogsService",
+        ] {
+            let path = format!("/opentelemetry.proto.collector.{service}/Export");
+            assert!(paths.contains(&path), "{path} called: {paths:?}");
+        }
+        assert!(
+            paths
+                .iter()
+                .all(|p| p.starts_with("/opentelemetry.proto.collector.")),
+            "{paths:?}"
         );
     }
 }

@@ -43,9 +43,13 @@ impl Stack {
     /// `rate`) into `dir`.
     ///
     /// # Errors
-    /// A port that cannot be bound, a folder that cannot be written, or manifests that do
-    /// not compile.
+    /// A port that cannot be bound, a folder that cannot be written, manifests that do
+    /// not compile, or `OTEL_*` variables that cannot be used.
     pub async fn start(dir: &Path, rate: f64) -> anyhow::Result<Stack> {
+        let manifest = dir.join("gateway.yaml");
+        // Telemetry as `spillway run` without flags: OTLP metrics, traces and logs when the
+        // OTEL_* variables ask for them.
+        let mut options = GatewayOptions::new(&manifest).telemetry_from_env(&Default::default())?;
         let mut backends = scenario::sim_backends(scenario::ptu_tpm(rate), [0; 3]).into_iter();
         let ptu_config = SimConfig {
             backends: backends.by_ref().take(1).collect(),
@@ -65,13 +69,11 @@ impl Stack {
             })
             .collect();
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let manifest = dir.join("gateway.yaml");
         std::fs::write(
             &manifest,
             scenario::manifests([&urls[0], &urls[1], &urls[2]], rate),
         )
         .with_context(|| format!("writing {}", manifest.display()))?;
-        let mut options = GatewayOptions::new(&manifest);
         options.recent_records = RECENT_RECORDS;
         options.shutdown_grace = SHUTDOWN_GRACE;
         let process = match run::start(options).await {

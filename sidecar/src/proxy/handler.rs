@@ -105,14 +105,14 @@ fn preflight(shared: &Shared, cors: &cors::Cors, req: &Request<Incoming>) -> Res
             response
         }
         Err(refusal) => {
-            let call = new_call(req.headers());
+            let call = new_call(shared, req.headers());
             tracing::info!(request_id = ?call.request_id, %refusal, "CORS preflight refused");
             refused(shared, &call, &ProxyError::CorsRefused(refusal.to_string()))
         }
     }
 }
 
-fn new_call(headers: &HeaderMap) -> Call {
+fn new_call(shared: &Shared, headers: &HeaderMap) -> Call {
     Call {
         request_id: request_id(headers),
         app_id: "anonymous".to_owned(),
@@ -124,7 +124,7 @@ fn new_call(headers: &HeaderMap) -> Call {
         attempts: 0,
         backend: None,
         upstream: Vec::new(),
-        trace: request_trace(headers),
+        trace: request_trace(&shared.sampler.load(), headers),
     }
 }
 
@@ -138,7 +138,7 @@ fn refused(shared: &Shared, call: &Call, error: &ProxyError) -> Response<ProxyBo
 }
 
 async fn handle_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let mut call = new_call(req.headers());
+    let mut call = new_call(shared, req.headers());
     match serve(shared, req, &mut call).await {
         Ok(response) => response,
         Err(error) => {

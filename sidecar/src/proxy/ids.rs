@@ -6,6 +6,7 @@
 
 use http::{HeaderMap, HeaderValue};
 
+use crate::telemetry::Sampler;
 use crate::usage::record::RequestTrace;
 
 /// The client's request id (`x-request-id`, then `x-ms-client-request-id`) when it is a
@@ -23,8 +24,9 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// The trace of one client request: continued from the client's well-formed `traceparent`,
-/// else a new sampled trace; the server span id is always new.
-pub(crate) fn request_trace(headers: &HeaderMap) -> RequestTrace {
+/// else a new trace; `sampler` decides whether it is sampled (a parent-based one keeps the
+/// client's flag). The server span id is always new.
+pub(crate) fn request_trace(sampler: &Sampler, headers: &HeaderMap) -> RequestTrace {
     let mut rng = fastrand::Rng::new();
     let span_id = span_id(&mut rng);
     if let Some((trace_id, parent, flags)) = headers
@@ -35,7 +37,7 @@ pub(crate) fn request_trace(headers: &HeaderMap) -> RequestTrace {
             trace_id,
             span_id,
             parent_span_id: Some(parent),
-            sampled: flags & 1 == 1,
+            sampled: sampler.sample(&trace_id, Some(flags & 1 == 1)),
             start: std::time::SystemTime::now(),
         };
     }
@@ -47,7 +49,7 @@ pub(crate) fn request_trace(headers: &HeaderMap) -> RequestTrace {
         trace_id,
         span_id,
         parent_span_id: None,
-        sampled: true,
+        sampled: sampler.sample(&trace_id, None),
         start: std::time::SystemTime::now(),
     }
 }
@@ -133,9 +135,10 @@ mod tests {
 
     #[test]
     fn continues_the_clients_trace_with_a_new_server_span() {
-        let trace = request_trace(&headers(
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
-        ));
+        let trace = request_trace(
+            &Sampler::default(),
+            &headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        );
         assert_eq!(hex(&trace.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(
             trace.parent_span_id.map(|p| hex(&p)).as_deref(),
@@ -160,14 +163,15 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
             "garbage",
         ] {
-            let trace = request_trace(&headers(bad));
+            let trace = request_trace(&Sampler::default(), &headers(bad));
             assert_eq!(trace.parent_span_id, None, "{bad}");
             assert!(trace.sampled);
             assert_ne!(trace.trace_id, [0; 16]);
         }
-        let future = request_trace(&headers(
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
-        ));
+        let future = request_trace(
+            &Sampler::default(),
+            &headers("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"),
+        );
         assert_eq!(hex(&future.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }

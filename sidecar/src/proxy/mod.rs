@@ -30,6 +30,7 @@ use crate::clock::SystemClock;
 use crate::identity::Identifier;
 use crate::limiter::Limiter;
 use crate::routing::Routes;
+use crate::telemetry::Sampler;
 use crate::usage::UsageSink;
 
 pub use body::ProxyBody;
@@ -54,6 +55,7 @@ pub struct Shared {
     client: upstream::HttpClient,
     usage: UsageSink,
     limiter: Arc<Limiter>,
+    sampler: ArcSwap<Sampler>,
 }
 
 /// The gateway: cheap to clone, shared by the server, the admin endpoints and the
@@ -72,6 +74,7 @@ impl Gateway {
                 client: upstream::client(),
                 usage,
                 limiter: Arc::new(Limiter::new(Arc::new(SystemClock))),
+                sampler: ArcSwap::from_pointee(Sampler::default()),
             }),
         }
     }
@@ -94,6 +97,12 @@ impl Gateway {
             identifier,
             cors,
         })));
+    }
+
+    /// Sets the head sampler deciding which new requests' traces are sampled (default:
+    /// `parentbased_always_on`).
+    pub fn set_sampler(&self, sampler: Sampler) {
+        self.shared.sampler.store(Arc::new(sampler));
     }
 
     /// The quota limiter.

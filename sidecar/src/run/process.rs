@@ -3,7 +3,7 @@
 //! Input: [`GatewayOptions`]. [`start`] loads the manifest file (failing loudly when it
 //! cannot be used), binds both ports, applies the first snapshot *before* serving (in Redis
 //! mode it also waits, bounded, for Redis' first answer), and spawns: the file watcher feeding the gateway, the usage consumers (totals for
-//! `/admin/usage`, telemetry, the optional usage log), the admin server (with `/metrics`)
+//! `/admin/usage`, metrics, the optional usage log, spans and log records), the admin server (with `/metrics`)
 //! and the data path. Telemetry reads quota levels from the gateway's limiter.
 //!
 //! Output: a [`GatewayProcess`] with the bound addresses and the parts to look at;
@@ -24,7 +24,10 @@ use super::usage_log::UsageLog;
 use crate::proxy::{Gateway, admin};
 use crate::subscribe::file::{self, LocalSecrets};
 use crate::subscribe::operator::OperatorClient;
-use crate::telemetry::{QuotaSource, Telemetry, TelemetrySettings, TraceSettings};
+use crate::telemetry::{
+    Exporting, LogSettings, QuotaSource, Sampler, Signal, Telemetry, TelemetryArgs,
+    TelemetrySettings, TraceSettings,
+};
 use crate::usage::UsageSink;
 use crate::usage::totals::UsageTotals;
 
@@ -32,6 +35,8 @@ use crate::usage::totals::UsageTotals;
 const SINK_CAPACITY: usize = 16 * 1024;
 /// Longest wait at start-up for a configured Redis to answer before serving.
 const REDIS_FIRST_ANSWER: Duration = Duration::from_secs(2);
+/// Longest wait at shutdown for the queued spans, then the queued log records, to be sent.
+const EXPORT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Where the configuration comes from.
 #[derive(Clone, Debug)]
@@ -69,6 +74,10 @@ pub struct GatewayOptions {
     pub telemetry: TelemetrySettings,
     /// Span export; `None` leaves traces off.
     pub traces: Option<TraceSettings>,
+    /// Per-request OTLP log records; `None` leaves them off.
+    pub logs: Option<LogSettings>,
+    /// Which new traces are sampled (the `traceparent` sent to backends carries it).
+    pub sampler: Sampler,
 }
 
 impl GatewayOptions {
@@ -90,7 +99,23 @@ impl GatewayOptions {
             shutdown_grace: Duration::from_secs(30),
             telemetry: TelemetrySettings::default(),
             traces: None,
+            logs: None,
+            sampler: Sampler::default(),
         }
+    }
+
+    /// Sets metrics, traces, logs and the sampler from `args` and the standard
+    /// `OTEL_*` environment variables (see `docs/observability.md`).
+    ///
+    /// # Errors
+    /// A setting that cannot be used (an unknown OTLP protocol or sampler, a bad number).
+    pub fn telemetry_from_env(mut self, args: &TelemetryArgs) -> anyhow::Result<Self> {
+        let error = |e: String| anyhow::anyhow!(e);
+        self.telemetry = TelemetrySettings::from_env(args).map_err(error)?;
+        self.traces = TraceSettings::from_env(Signal::Traces, args).map_err(error)?;
+        self.logs = LogSettings::from_env(Signal::Logs, args).map_err(error)?;
+        self.sampler = Sampler::from_env().map_err(error)?;
+        Ok(self)
     }
 }
 
@@ -111,6 +136,7 @@ pub struct GatewayProcess {
     stop: oneshot::Sender<()>,
     serving: JoinHandle<()>,
     usage_log: Option<UsageLog>,
+    exporting: Vec<Exporting>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -141,6 +167,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         None => None,
     };
     let gateway = Gateway::new(sink.clone());
+    gateway.set_sampler(options.sampler);
     if let Some(first) = &first {
         // The first request is served with this configuration, never refused as "not ready".
         gateway.apply(Arc::clone(first));
@@ -155,10 +182,12 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         tokio::spawn(totals.clone().follow(sink.subscribe())),
         tokio::spawn(telemetry.clone().follow(sink.subscribe())),
     ];
+    let mut exporting = Vec::new();
     if let Some(settings) = &options.traces {
-        tasks.push(tokio::spawn(
-            telemetry.start_traces(settings)?.follow(sink.subscribe()),
-        ));
+        exporting.push(telemetry.start_traces(settings, sink.subscribe())?);
+    }
+    if let Some(settings) = &options.logs {
+        exporting.push(telemetry.start_logs(settings, sink.subscribe())?);
     }
     match (&options.source, first) {
         (
@@ -209,6 +238,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         stop,
         serving,
         usage_log,
+        exporting,
         tasks,
     })
 }
@@ -253,8 +283,8 @@ impl GatewayProcess {
     }
 
     /// Stops accepting, waits up to the grace period for in-flight requests (streams
-    /// included), writes the rest of the usage log, stops the other tasks and exports the
-    /// last metrics.
+    /// included), writes the rest of the usage log, exports the queued spans and log
+    /// records (each within 5 s), stops the other tasks and exports the last metrics.
     ///
     /// # Errors
     /// The data path's task or the final export panicked.
@@ -263,6 +293,9 @@ impl GatewayProcess {
         self.serving.await.context("the data path failed")?;
         if let Some(log) = self.usage_log {
             log.finish().await;
+        }
+        for signal in self.exporting {
+            signal.finish(EXPORT_DEADLINE).await;
         }
         for task in self.tasks {
             task.abort();

@@ -36,6 +36,19 @@ pub struct TelemetryArgs {
     pub metrics_max_series: usize,
 }
 
+impl Default for TelemetryArgs {
+    /// No flags given: everything from the `OTEL_*` variables, 1000 apps, 20 000 series.
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: None,
+            otlp_export_interval: None,
+            metrics_max_apps: 1000,
+            metrics_max_series: 20_000,
+        }
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     spillway_crds::duration::parse(text)
 }

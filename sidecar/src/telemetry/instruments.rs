@@ -151,6 +151,9 @@ impl Instruments {
         if let Some(model) = &resolved.request_model {
             attributes.push(KeyValue::new(attr::REQUEST_MODEL, model.clone()));
         }
+        if let Some(error) = &record.error_type {
+            attributes.push(KeyValue::new(attr::ERROR_TYPE, error.to_string()));
+        }
         self.requests.add(1, &attributes);
     }
 

@@ -14,22 +14,28 @@
 //! - `labels`: cardinality bounds (appIds beyond the maximum become `other`).
 //! - `backends`: provider, server address and spillover per configured backend.
 //! - `otlp`: the exporter; `prometheus`: the text format; `config`: flags and env vars.
-//! - `traces`, `spans`, `trace_config`: spans per request and attempt, built from the same
-//!   records and exported over OTLP/HTTP (see [`Telemetry::start_traces`]).
+//! - `traces`, `spans`: spans per request and attempt, built from the same records (see
+//!   [`Telemetry::start_traces`]); `sampler`: which traces are sampled.
+//! - `logs`: one OTLP log record per request (see [`Telemetry::start_logs`]).
+//! - `pipeline`: the bounded queue and export task traces and logs share;
+//!   `export_config`: their endpoints, protocols and queue sizes.
 //!
 //! [`UsageSink`]: crate::usage::UsageSink
 
 mod backends;
 mod config;
+mod export_config;
 mod gauges;
 mod instruments;
 mod labels;
+mod logs;
 mod otlp;
 mod outcome;
+mod pipeline;
 pub mod prometheus;
+mod sampler;
 pub mod semconv;
 mod spans;
-mod trace_config;
 mod traces;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,10 +54,12 @@ use opentelemetry_sdk::metrics::{
 use tokio::sync::broadcast::{self, error::RecvError};
 
 pub use config::{OtlpProtocol, OtlpSettings, TelemetryArgs, TelemetrySettings};
+pub use export_config::{ExportSettings, LogSettings, Signal, TraceSettings};
 pub use gauges::{QuotaLevel, QuotaSource};
+pub use logs::EVENT_NAME as LOG_EVENT_NAME;
 pub use outcome::{AttemptResult, RequestOutcome};
-pub use trace_config::TraceSettings;
-pub use traces::Traces;
+pub use pipeline::Exporting;
+pub use sampler::{RootSampler, Sampler};
 
 use crate::proxy::Gateway;
 use crate::usage::UsageRecord;

@@ -50,6 +50,9 @@ pub const EXPORTS: &str = "spillway.telemetry.exports";
 /// `spillway.telemetry.spans`: spans by result: `success` (exported), `failure` (the export
 /// failed), `dropped` (the queue was full or telemetry fell behind) (counter, `{span}`).
 pub const SPANS: &str = "spillway.telemetry.spans";
+/// `spillway.telemetry.log_records`: per-request OTLP log records by result, as for spans
+/// (counter, `{record}`).
+pub const LOG_RECORDS: &str = "spillway.telemetry.log_records";
 
 /// Attribute keys.
 pub mod attr {
@@ -99,6 +102,16 @@ pub mod attr {
     pub const QUOTA: &str = "spillway.quota";
     /// A quota window: `minute`, `hour`, `day`, `week`, `month`.
     pub const QUOTA_WINDOW: &str = "spillway.quota.window";
+    /// The request's duration to the end of the response, in milliseconds (log records).
+    pub const DURATION_MS: &str = "spillway.duration_ms";
+    /// Time to the first streamed content, in milliseconds (log records, streams).
+    pub const TIME_TO_FIRST_TOKEN_MS: &str = "spillway.time_to_first_token_ms";
+    /// Whether the client asked for a stream (log records).
+    pub const STREAM: &str = "spillway.stream";
+    /// Upstream attempts made (log records).
+    pub const ATTEMPTS: &str = "spillway.attempts";
+    /// Present (true) when the client went away before the response ended (log records).
+    pub const CLIENT_DISCONNECTED: &str = "spillway.client_disconnected";
     /// How an OTLP export ended: `success`, `failure` (and `dropped` for spans).
     pub const EXPORT_RESULT: &str = "spillway.export.result";
 }

@@ -213,6 +213,7 @@ fn outcomes_tell_served_retried_spilled_and_refused_apart() {
     t.record(&refused("app-a", 429, "rate_limit_exceeded"));
     t.record(&refused("app-a", 429, "quota_exceeded"));
     t.record(&refused("app-a", 404, "model_not_found"));
+    t.record(&refused("app-a", 502, "backend_unreachable"));
     let text = t.prometheus();
     let requests = |outcome: &str| {
         value(
@@ -229,9 +230,27 @@ fn outcomes_tell_served_retried_spilled_and_refused_apart() {
         "rate_limited",
         "quota_exhausted",
         "client_error",
+        "backend_error",
     ] {
         assert_eq!(requests(outcome), 1.0, "{outcome}");
     }
+    // Failures say why in `error.type`; successes have none.
+    for (outcome, error) in [
+        ("quota_exhausted", "quota_exceeded"),
+        ("backend_error", "backend_unreachable"),
+        ("unauthenticated", "invalid_api_key"),
+    ] {
+        let labels = [("spillway_outcome", outcome), ("error_type", error)];
+        assert_eq!(value(&text, "spillway_requests_total", &labels), 1.0);
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("spillway_requests_total{")
+                && l.contains("spillway_outcome=\"served\"")
+                && l.contains("error_type")),
+        "{text}"
+    );
     assert_eq!(
         value(
             &text,

@@ -1,4 +1,4 @@
-//! A `spillway run` launcher that keeps the process id, for its memory.
+//! A `spillway run` launcher that keeps the process id, for its memory and for SIGTERM.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -68,6 +68,23 @@ impl RunningGateway {
             admin: format!("http://{}", ready["admin"].as_str().unwrap()),
             _dir: dir,
         }
+    }
+
+    /// Sends SIGTERM (graceful shutdown) and waits, bounded (60 s), for the process to exit;
+    /// returns whether it exited successfully.
+    pub async fn terminate(&mut self) -> bool {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the gateway exits after SIGTERM")
+            .expect("wait")
+            .success()
     }
 
     /// Resident memory of the process in KiB (Linux).

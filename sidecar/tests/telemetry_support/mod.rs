@@ -1,5 +1,6 @@
 //! Test support for telemetry: OTLP receivers (HTTP and gRPC) that decode the real protobuf
-//! `ExportMetricsServiceRequest`s (and over HTTP `ExportTraceServiceRequest`s) the gateway sends, collectors that never answer or do not
+//! `ExportMetricsServiceRequest`s, `ExportTraceServiceRequest`s and
+//! `ExportLogsServiceRequest`s the gateway sends, collectors that never answer or do not
 //! exist, a gateway launcher that keeps the process id (for its memory), Prometheus text
 //! parsing with a real text-format parser, and PromQL parsing for the dashboards.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -7,6 +8,7 @@
 pub mod collectors;
 pub mod gateway;
 pub mod grpc;
+pub mod logs;
 pub mod otlp_http;
 pub mod promql;
 pub mod stack;

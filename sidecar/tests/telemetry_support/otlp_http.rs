@@ -1,6 +1,6 @@
 //! An OTLP/HTTP receiver that decodes the real protobuf `ExportMetricsServiceRequest`s the
-//! gateway sends (and, on `/v1/traces`, `ExportTraceServiceRequest`s — see `traces`), and
-//! what the tests read from them.
+//! gateway sends (and, on `/v1/traces`, `ExportTraceServiceRequest`s — see `traces`; on
+//! `/v1/logs`, `ExportLogsServiceRequest`s — see `logs`), and what the tests read from them.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
@@ -29,6 +29,7 @@ pub struct OtlpReceiver {
     requests: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     traces: Arc<super::traces::TraceLog>,
+    logs: Arc<super::logs::LogLog>,
 }
 
 /// What the receiver saw of one HTTP request.
@@ -47,18 +48,23 @@ impl OtlpReceiver {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen_all = Arc::new(Mutex::new(Vec::new()));
         let traces = Arc::new(super::traces::TraceLog::default());
+        let logs = Arc::new(super::logs::LogLog::default());
         let (kept, seen) = (Arc::clone(&requests), Arc::clone(&seen_all));
         let spans = Arc::clone(&traces);
+        let records = Arc::clone(&logs);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (kept, seen) = (Arc::clone(&kept), Arc::clone(&seen));
-                let spans = Arc::clone(&spans);
+                let (spans, records) = (Arc::clone(&spans), Arc::clone(&records));
                 let service = service_fn(move |req: Request<Incoming>| {
                     let (kept, seen) = (Arc::clone(&kept), Arc::clone(&seen));
-                    let spans = Arc::clone(&spans);
+                    let (spans, records) = (Arc::clone(&spans), Arc::clone(&records));
                     async move {
                         if req.uri().path() == "/v1/traces" {
                             return Ok::<_, Infallible>(spans.receive(req).await);
+                        }
+                        if req.uri().path() == "/v1/logs" {
+                            return Ok::<_, Infallible>(records.receive(req).await);
                         }
                         Ok::<_, Infallible>(receive(req, &kept, &seen).await)
                     }
@@ -75,6 +81,7 @@ impl OtlpReceiver {
             requests,
             seen: seen_all,
             traces,
+            logs,
         }
     }
 
@@ -86,6 +93,11 @@ impl OtlpReceiver {
     /// The trace exports received on `/v1/traces`.
     pub fn traces(&self) -> &super::traces::TraceLog {
         &self.traces
+    }
+
+    /// The log exports received on `/v1/logs`.
+    pub fn logs(&self) -> &super::logs::LogLog {
+        &self.logs
     }
 
     /// Every metrics HTTP request seen.

@@ -3,7 +3,8 @@
 #   1. the Rust workspace: unit, golden and integration tests with real `spillway run` /
 #      `spillway simulate` processes on 127.0.0.1 and a real `redis-server`;
 #   2. the official OpenAI Python SDK against the gateway;
-#   3. the Helm chart and the CRDs against a real kube-apiserver + etcd (and kubectl, helm)
+#   3. the Helm chart, the CRDs and the end-to-end scenario (operator + two sidecars) against
+#      a real kube-apiserver + etcd (and kubectl, helm)
 #      built from the official Go modules into a cache outside the repo (tests/k8s/testbed.sh).
 # Self-sufficient on a fresh machine with Rust, Python 3 and Go: it installs redis-server and
 # python3-venv from Debian when missing, creates the SDK's virtualenv (.venv, reused) and
@@ -43,3 +44,6 @@ bash tests/k8s/chart.sh
 
 echo "==> Kubernetes: CRDs (schema, CEL rules, explain) on a real API server"
 bash tests/k8s/smoke.sh
+
+echo "==> Kubernetes: end to end (operator, two sidecars, the examples) on a real API server"
+bash tests/k8s/e2e.sh

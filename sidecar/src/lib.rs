@@ -23,6 +23,7 @@
 //! - [`demo`]: the self-contained demo.
 //! - [`error`]: one error type mapped to OpenAI-shaped JSON responses.
 
+pub mod audit;
 pub mod breaker;
 pub mod clock;
 pub mod demo;

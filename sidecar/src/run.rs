@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Append one JSON line per request (app, pool, backend, model, tokens, status, latency).
     #[arg(long, env = "SPILLWAY_USAGE_LOG")]
     pub usage_log: Option<PathBuf>,
+    /// Append the audit log here (prompts and completions, redacted) when the AIGateway
+    /// enables `audit`; without it audited calls are dropped and counted.
+    #[arg(long, env = "SPILLWAY_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
     /// Time in-flight requests get to finish on shutdown.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -86,6 +90,7 @@ impl RunArgs {
             listen: self.listen,
             admin_listen: self.admin_listen,
             usage_log: self.usage_log.clone(),
+            audit_log: self.audit_log.clone(),
             recent_records: 10_000,
             shutdown_grace: self.shutdown_grace,
             ..GatewayOptions::new("")

@@ -7,11 +7,11 @@ use sha2::{Digest, Sha256};
 use super::validate::Checker;
 use super::{Object, SecretResolver};
 use crate::snapshot::{
-    ApiKeyConfig, CorsConfig, GatewayConfig, IdentityConfig, JwtConfig, RateLimitingConfig,
+    ApiKeyConfig, AuditConfig, CorsConfig, GatewayConfig, IdentityConfig, JwtConfig, RateLimitingConfig,
     RedisConfig,
 };
 use crate::v1alpha1::{
-    AiGatewaySpec, ApiKeyConsumer, CorsSpec, IdentityMethod, IdentitySpec, JwtSpec, RateLimitMode,
+    AiGatewaySpec, ApiKeyConsumer, AuditSpec, CorsSpec, RedactionBuiltin, IdentityMethod, IdentitySpec, JwtSpec, RateLimitMode,
     RateLimitingSpec,
 };
 
@@ -61,6 +61,52 @@ pub(super) fn compile_gateway(
             .stream_drain_max_bytes
             .unwrap_or(defaults.stream_drain_max_bytes),
         cors: spec.cors.as_ref().map(|cors| compile_cors(cors, check)),
+        audit: spec
+            .audit
+            .as_ref()
+            .filter(|audit| audit.enabled)
+            .map(|audit| compile_audit(audit, check)),
+    }
+}
+
+/// Longest compiled program a redaction pattern may become (keeps a pattern from costing
+/// the audit writer unbounded time or memory).
+const REDACTION_SIZE_LIMIT: usize = 1 << 20;
+
+fn compile_audit(spec: &AuditSpec, check: &mut Checker) -> AuditConfig {
+    let max_field_bytes = spec.max_field_bytes.unwrap_or(16 * 1024);
+    if !(256..=1024 * 1024).contains(&max_field_bytes) {
+        check.invalid(
+            "spec.audit.maxFieldBytes",
+            format!("{max_field_bytes} is out of range: use 256 to 1048576"),
+        );
+    }
+    let redaction = spec.redaction.clone().unwrap_or_default();
+    let mut patterns = Vec::new();
+    for (i, pattern) in redaction.patterns.iter().enumerate() {
+        let built = regex::RegexBuilder::new(&pattern.regex)
+            .size_limit(REDACTION_SIZE_LIMIT)
+            .build();
+        match built {
+            Ok(_) => patterns.push((pattern.name.clone(), pattern.regex.clone())),
+            Err(error) => check.invalid(
+                format!("spec.audit.redaction.patterns[{i}].regex"),
+                format!("not a valid regular expression: {error}"),
+            ),
+        }
+    }
+    AuditConfig {
+        apps: spec.apps.clone(),
+        max_field_bytes,
+        builtins: redaction.builtins.unwrap_or_else(|| {
+            vec![
+                RedactionBuiltin::ApiKeys,
+                RedactionBuiltin::BearerTokens,
+                RedactionBuiltin::Emails,
+                RedactionBuiltin::CreditCards,
+            ]
+        }),
+        patterns,
     }
 }
 

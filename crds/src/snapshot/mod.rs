@@ -58,8 +58,24 @@ pub struct GatewayConfig {
     /// Cross-origin access for browsers; none: no CORS headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsConfig>,
+    /// Audit logging; none: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditConfig>,
 }
 
+/// Audit logging, validated (patterns compile).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditConfig {
+    /// Audited appIds; empty: every app.
+    pub apps: Vec<String>,
+    /// Longest messages / completion kept, in bytes.
+    pub max_field_bytes: u32,
+    /// Built-in redaction patterns in use.
+    pub builtins: Vec<crate::v1alpha1::RedactionBuiltin>,
+    /// Extra patterns: `(name, regex)`.
+    pub patterns: Vec<(String, String)>,
+}
 /// CORS, validated and normalised: origins as given (validated), methods upper-case,
 /// header names lower-case.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +104,7 @@ impl Default for GatewayConfig {
             stream_drain_timeout_ms: 30_000,
             stream_drain_max_bytes: 4 * 1024 * 1024,
             cors: None,
+            audit: None,
         }
     }
 }

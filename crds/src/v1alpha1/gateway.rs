@@ -48,6 +48,72 @@ pub struct AiGatewaySpec {
     /// gateway sends no CORS headers and browsers on other origins cannot call it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
+    /// Audit log of prompts and completions. Off unless set and enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSpec>,
+}
+
+/// Audit logging: one record per call with the request messages and the completion
+/// (streams reassembled), redacted before it leaves the gateway and capped per field. Records
+/// are written off the request path through a bounded queue: when it is full, records are
+/// dropped and counted rather than slowing any call.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    /// Record calls. Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Only these appIds; empty: every app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 253)))]
+    pub apps: Vec<String>,
+    /// Longest request messages / completion kept, in bytes (cut at a character boundary
+    /// and marked). Default 16384.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 256, max = 1048576))]
+    pub max_field_bytes: Option<u32>,
+    /// What is masked before a record leaves the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<RedactionSpec>,
+}
+
+/// Redaction: built-in patterns and your own regular expressions; every match becomes
+/// `[REDACTED:<name>]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedactionSpec {
+    /// Built-in patterns. Default: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtins: Option<Vec<RedactionBuiltin>>,
+    /// Extra patterns (Rust `regex` syntax), e.g. `EMP-[0-9]{6}` for employee ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub patterns: Vec<RedactionPattern>,
+}
+
+/// A named redaction pattern.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedactionPattern {
+    /// Shown in the mask: `[REDACTED:<name>]`.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z0-9_-]+$"))]
+    pub name: String,
+    /// The regular expression.
+    #[schemars(length(min = 1, max = 1024))]
+    pub regex: String,
+}
+
+/// Built-in redaction patterns.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum RedactionBuiltin {
+    /// OpenAI (`sk-…`), Azure (32 hex) and similar API keys.
+    ApiKeys,
+    /// `Bearer …` tokens and JWTs.
+    BearerTokens,
+    /// Email addresses.
+    Emails,
+    /// Payment card numbers (13–19 digits, Luhn-checked).
+    CreditCards,
 }
 
 /// CORS: which web origins may call the gateway from a browser. Preflight requests are

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use spillway_crds::snapshot::BackendConfig;
 
-use super::body::{BodyKind, Finish, ProxyBody};
+use super::body::{AuditHook, BodyKind, Finish, ProxyBody};
 use super::handler::{Call, with_common_headers};
 use super::ids::{attempt_traceparent, span_id};
 use super::inbound::InboundRoute;
@@ -229,6 +229,15 @@ impl Attempt<'_> {
             drain_timeout: Duration::from_millis(gateway.stream_drain_timeout_ms),
             drain_max_bytes: gateway.stream_drain_max_bytes,
             reservation,
+            audit: self
+                .applied
+                .audit
+                .as_ref()
+                .filter(|policy| policy.applies_to(&call.app_id))
+                .map(|policy| AuditHook {
+                    policy: Arc::clone(policy),
+                    sink: self.shared.audit.clone(),
+                }),
         };
         let body = ProxyBody::accounted(upstream_body, kind, finish);
         with_common_headers(Response::from_parts(parts, body), call)

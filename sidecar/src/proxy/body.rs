@@ -9,14 +9,16 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::handler::Call;
+use crate::audit::{AuditPolicy, AuditSink, PendingAudit};
 use crate::limiter::Reservation;
 use crate::usage::sse::{ScanOptions, StreamScanner};
 use crate::usage::{Usage, UsageSink, json, tokenizer};
@@ -45,6 +47,15 @@ pub(crate) struct Finish {
     pub drain_max_bytes: u64,
     /// The quota reservation to true up with the real usage.
     pub reservation: Option<Reservation>,
+    /// Where the call goes for the audit log, when its app is audited.
+    pub audit: Option<AuditHook>,
+}
+
+/// An audited call's way to the audit writer.
+#[derive(Debug)]
+pub(crate) struct AuditHook {
+    pub policy: Arc<AuditPolicy>,
+    pub sink: AuditSink,
 }
 
 /// Largest JSON response kept whole for usage parsing; beyond it only the tail is searched.
@@ -138,14 +149,9 @@ impl Accounted {
             let summary = scanner.finish(&mut self.out);
             self.pending.extend(self.out.drain(..));
             if let Some(finish) = self.finish.take() {
-                let estimate = summary.usage.is_none().then_some(summary.text);
-                finish.send(
-                    summary.usage,
-                    estimate,
-                    summary.model,
-                    self.first_byte,
-                    ending,
-                );
+                let text = (summary.usage.is_none() || finish.audit.is_some())
+                    .then_some(summary.text);
+                finish.send(summary.usage, text, summary.model, self.first_byte, ending);
             }
             return;
         }
@@ -160,7 +166,13 @@ impl Accounted {
         let parsed = json::response_usage(&body);
         let model = parsed.as_ref().and_then(|p| p.model.clone());
         match parsed.and_then(|p| p.usage) {
-            Some(usage) => finish.send(Some(usage), None, model, None, ending),
+            Some(usage) => {
+                let text = finish
+                    .audit
+                    .is_some()
+                    .then(|| json::completion_text(&body));
+                finish.send(Some(usage), text, model, None, ending);
+            }
             None => {
                 let text = json::completion_text(&body);
                 finish.send(None, Some(text), model, None, ending);
@@ -181,11 +193,11 @@ struct Ending {
 
 impl Finish {
     /// Sends the record; counts with the tokenizer (off the async threads) when `usage` is
-    /// unknown, using the generated `estimate_text`.
+    /// unknown, using the generated `text`; hands the call to the audit log when audited.
     fn send(
         self,
         usage: Option<Usage>,
-        estimate_text: Option<String>,
+        text: Option<String>,
         response_model: Option<String>,
         first_byte: Option<Instant>,
         ending: Ending,
@@ -200,9 +212,13 @@ impl Finish {
         }
         record.time_to_first_token =
             first_byte.map(|t| t.saturating_duration_since(self.call.started));
-        let Some(text) = estimate_text.filter(|_| usage.is_none()) else {
+        let audit = self.audit;
+        let Some(text) = text.clone().filter(|_| usage.is_none()) else {
             if let Some(reservation) = self.reservation {
                 reservation.settle(record.usage.total());
+            }
+            if let Some(audit) = audit {
+                audit.send(&record, self.request_body, text);
             }
             self.sink.send(record);
             return;
@@ -223,7 +239,22 @@ impl Finish {
             if let Some(reservation) = reservation {
                 reservation.settle(record.usage.total());
             }
+            if let Some(audit) = audit {
+                audit.send(&record, body, Some(text));
+            }
             sink.send(record);
+        });
+    }
+}
+
+impl AuditHook {
+    fn send(self, record: &crate::usage::UsageRecord, request_body: Bytes, completion: Option<String>) {
+        self.sink.send(PendingAudit {
+            policy: self.policy,
+            record: record.clone(),
+            request_body,
+            completion,
+            at: SystemTime::now(),
         });
     }
 }

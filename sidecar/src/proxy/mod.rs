@@ -26,6 +26,7 @@ use arc_swap::ArcSwap;
 use spillway_crds::Snapshot;
 use tokio::sync::watch;
 
+use crate::audit::{self, AuditPolicy, AuditQueue, AuditSink};
 use crate::clock::SystemClock;
 use crate::identity::Identifier;
 use crate::limiter::Limiter;
@@ -34,6 +35,10 @@ use crate::telemetry::Sampler;
 use crate::usage::UsageSink;
 
 pub use body::ProxyBody;
+
+/// Audited calls waiting for the writer at most; more are dropped (and counted), never
+/// waited for.
+const AUDIT_QUEUE: usize = 256;
 
 /// A configuration as applied: the snapshot and the routing state built from it.
 #[derive(Debug)]
@@ -46,6 +51,8 @@ pub struct Applied {
     pub identifier: Identifier,
     /// Cross-origin policy for browsers, if the scope has one.
     pub cors: Option<cors::Cors>,
+    /// Audit logging, if the scope enables it.
+    pub audit: Option<Arc<AuditPolicy>>,
 }
 
 /// State shared by every request.
@@ -55,6 +62,8 @@ pub struct Shared {
     client: upstream::HttpClient,
     usage: UsageSink,
     limiter: Arc<Limiter>,
+    audit: AuditSink,
+    audit_queue: std::sync::Mutex<Option<AuditQueue>>,
     sampler: ArcSwap<Sampler>,
 }
 
@@ -68,12 +77,15 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway with no configuration yet (it answers 503 until one is applied).
     pub fn new(usage: UsageSink) -> Self {
+        let (audit, audit_queue) = audit::queue(AUDIT_QUEUE);
         Self {
             shared: Arc::new(Shared {
                 applied: ArcSwap::from_pointee(None),
                 client: upstream::client(),
                 usage,
                 limiter: Arc::new(Limiter::new(Arc::new(SystemClock))),
+                audit,
+                audit_queue: std::sync::Mutex::new(Some(audit_queue)),
                 sampler: ArcSwap::from_pointee(Sampler::default()),
             }),
         }
@@ -91,11 +103,18 @@ impl Gateway {
             tracing::error!(%error, "rate limiting is degraded; see the AIGateway's rateLimiting");
         }
         let cors = snapshot.gateway.cors.as_ref().map(cors::Cors::new);
+        let audit = snapshot.gateway.audit.as_ref().and_then(|config| {
+            AuditPolicy::new(config)
+                .map_err(|error| tracing::error!(%error, "audit logging is off: a redaction pattern does not compile"))
+                .ok()
+                .map(Arc::new)
+        });
         self.shared.applied.store(Arc::new(Some(Applied {
             snapshot,
             routes,
             identifier,
             cors,
+            audit,
         })));
     }
 
@@ -103,6 +122,21 @@ impl Gateway {
     /// `parentbased_always_on`).
     pub fn set_sampler(&self, sampler: Sampler) {
         self.shared.sampler.store(Arc::new(sampler));
+    }
+
+    /// The writer's end of the audit queue, once: hand it to an audit writer, or drop it
+    /// (audited calls are then dropped and counted).
+    pub fn take_audit_queue(&self) -> Option<AuditQueue> {
+        self.shared
+            .audit_queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// The audit queue's request-path end (its counts are exported as metrics).
+    pub fn audit(&self) -> &AuditSink {
+        &self.shared.audit
     }
 
     /// The quota limiter.

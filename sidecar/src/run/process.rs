@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::usage_log::UsageLog;
+use crate::audit::writer::AuditLog;
 use crate::proxy::{Gateway, admin};
 use crate::subscribe::file::{self, LocalSecrets};
 use crate::subscribe::operator::OperatorClient;
@@ -66,6 +67,8 @@ pub struct GatewayOptions {
     pub admin_listen: SocketAddr,
     /// Append one JSON line per request to this file.
     pub usage_log: Option<PathBuf>,
+    /// Append the audit log (when the configuration enables it) to this file.
+    pub audit_log: Option<PathBuf>,
     /// Latest usage records `/admin/usage` keeps.
     pub recent_records: usize,
     /// Time in-flight requests get to finish on shutdown.
@@ -95,6 +98,7 @@ impl GatewayOptions {
             listen: loopback,
             admin_listen: loopback,
             usage_log: None,
+            audit_log: None,
             recent_records: 10_000,
             shutdown_grace: Duration::from_secs(30),
             telemetry: TelemetrySettings::default(),
@@ -136,6 +140,7 @@ pub struct GatewayProcess {
     stop: oneshot::Sender<()>,
     serving: JoinHandle<()>,
     usage_log: Option<UsageLog>,
+    audit_log: Option<AuditLog>,
     exporting: Vec<Exporting>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -167,6 +172,11 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         None => None,
     };
     let gateway = Gateway::new(sink.clone());
+    // Without a file the queue's reader is dropped: audited calls are counted as dropped.
+    let audit_log = match (&options.audit_log, gateway.take_audit_queue()) {
+        (Some(path), Some(queue)) => Some(AuditLog::start(path, queue).await?),
+        _ => None,
+    };
     gateway.set_sampler(options.sampler);
     if let Some(first) = &first {
         // The first request is served with this configuration, never refused as "not ready".
@@ -238,6 +248,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         stop,
         serving,
         usage_log,
+        audit_log,
         exporting,
         tasks,
     })
@@ -292,6 +303,9 @@ impl GatewayProcess {
         let _ = self.stop.send(());
         self.serving.await.context("the data path failed")?;
         if let Some(log) = self.usage_log {
+            log.finish().await;
+        }
+        if let Some(log) = self.audit_log {
             log.finish().await;
         }
         for signal in self.exporting {

@@ -9,7 +9,9 @@
 //! - `spillway.quota.remaining_tokens` — what the limiter reports through its
 //!   [`QuotaSource`];
 //! - `spillway.telemetry.records_lost` and `spillway.telemetry.exports` — telemetry's own
-//!   health.
+//!   health;
+//! - `spillway.audit.records` — audit records written, dropped (queue full or no writer)
+//!   and failed.
 
 use std::sync::atomic::Ordering;
 use std::sync::{PoisonError, Weak};
@@ -168,6 +170,7 @@ fn limits(quota: &QuotaConfig) -> impl Iterator<Item = (&'static str, u64)> + '_
 
 fn register_health(meter: &Meter, telemetry: Weak<Inner>) {
     let t = telemetry.clone();
+    let audit = telemetry.clone();
     meter
         .u64_observable_counter(semconv::RECORDS_LOST)
         .with_unit("{record}")
@@ -191,6 +194,25 @@ fn register_health(meter: &Meter, telemetry: Weak<Inner>) {
                 ("success", stats.succeeded.load(Ordering::Relaxed)),
                 ("failure", stats.failed.load(Ordering::Relaxed)),
             ] {
+                observer.observe(count, &[KeyValue::new(attr::EXPORT_RESULT, result)]);
+            }
+        })
+        .build();
+    meter
+        .u64_observable_counter(semconv::AUDIT_RECORDS)
+        .with_unit("{record}")
+        .with_description(
+            "Audit records by result: `written`, `dropped` (queue full or no --audit-log), `failed`.",
+        )
+        .with_callback(move |observer| {
+            let Some(inner) = audit.upgrade() else {
+                return;
+            };
+            let (written, dropped, failed) = inner.gateway.audit().counts().snapshot();
+            if written + dropped + failed == 0 {
+                return;
+            }
+            for (result, count) in [("written", written), ("dropped", dropped), ("failed", failed)] {
                 observer.observe(count, &[KeyValue::new(attr::EXPORT_RESULT, result)]);
             }
         })

@@ -53,6 +53,8 @@ pub const SPANS: &str = "spillway.telemetry.spans";
 /// `spillway.telemetry.log_records`: per-request OTLP log records by result, as for spans
 /// (counter, `{record}`).
 pub const LOG_RECORDS: &str = "spillway.telemetry.log_records";
+/// Audit records by result (`written`, `dropped`, `failed`).
+pub const AUDIT_RECORDS: &str = "spillway.audit.records";
 
 /// Attribute keys.
 pub mod attr {

@@ -123,7 +123,10 @@ check "create namespace team-ns (labelled)" kubectl create namespace team-ns
 check "label team-ns spillway.dev/inject=enabled" kubectl label namespace team-ns spillway.dev/inject=enabled
 
 echo "==> operator with the webhook (inject-on-error allow), failurePolicy Ignore"
-check "the operator starts and prints its HTTPS address" start_operator allow
+# Not through `check`: these set OPERATOR_PID and STREAM, which a subshell would lose.
+if start_operator allow; then pass "the operator starts and prints its HTTPS address $STREAM"; else
+  fail "the operator starts and prints its HTTPS address"
+fi
 check "register the chart's webhook configuration at https://$STREAM/mutate" register Ignore
 check "the API server calls the webhook (server-side dry run comes back injected)" eventually 30 injected_dry_run
 
@@ -215,7 +218,9 @@ check "the refused Pod was not stored" bash -c "! kubectl get pod down-fail -n t
 check "an opted-out Pod is still created (the webhook is not called for it)" create_pod optout-fail team-pod disabled
 
 echo "==> operator with inject-on-error deny, failurePolicy Fail"
-check "the operator starts again (deny)" start_operator deny
+if start_operator deny; then pass "the operator starts again (deny) at $STREAM"; else
+  fail "the operator starts again (deny)"
+fi
 check "register the webhook at the new address" register Fail
 check "the API server calls the webhook again" eventually 30 injected_dry_run
 rejects "a Pod that cannot be injected is refused with the reason" \

@@ -136,6 +136,16 @@ pub fn inject(pod: &Pod, cfg: &InjectConfig) -> Result<Injection, InjectError> {
     for container in &mut spec.containers {
         add_sdk_env(container, cfg);
     }
+    // A projected token needs a ServiceAccount. The ServiceAccount admission plugin sets it
+    // before webhooks run; where it does not run, use the one it would have chosen.
+    if spec
+        .service_account_name
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        let account = spec.service_account.clone().filter(|a| !a.is_empty());
+        spec.service_account_name = Some(account.unwrap_or_else(|| "default".to_owned()));
+    }
     let annotations = injected
         .metadata
         .annotations

@@ -140,6 +140,10 @@ fn token_volume_has_the_operator_audience_and_the_ca_from_the_annotation() {
         ca["fieldRef"]["fieldPath"],
         "metadata.annotations['spillway.dev/operator-ca']"
     );
+    assert_eq!(
+        value["spec"]["serviceAccountName"], "default",
+        "a projected token needs a ServiceAccount"
+    );
     let annotations = out.metadata.annotations.expect("annotations");
     assert_eq!(
         annotations.get(CA_ANNOTATION).map(String::as_str),
@@ -405,4 +409,17 @@ fn flags_turn_injection_on_and_check_it() {
         parse(&["--inject-image=i", "--inject-operator-url=http://op"]).config("a", Some(&ca));
     assert!(error.is_err(), "plain http is refused");
     assert!(Cli::try_parse_from(["t", "--inject-on-error=maybe"]).is_err());
+}
+
+#[test]
+fn the_pods_own_service_account_is_kept() {
+    let mut own = app_pod(json!({}));
+    if let Some(spec) = own.spec.as_mut() {
+        spec.service_account_name = Some("robot".into());
+    }
+    let out = injected(&own, &cfg());
+    assert_eq!(
+        out.spec.and_then(|s| s.service_account_name).as_deref(),
+        Some("robot")
+    );
 }

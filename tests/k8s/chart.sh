@@ -95,7 +95,12 @@ kubectl create --dry-run=client -o json -f "$WORK/inject.yaml" >"$WORK/inject.js
 webhook() {
   python3 - "$WORK/inject.json" "$1" <<'EOF'
 import base64, json, sys
-items = json.load(open(sys.argv[1]))["items"]
+# kubectl prints one JSON document per object, one after the other.
+text, items, at = open(sys.argv[1]).read(), [], 0
+while text[at:].strip():
+    item, end = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
+    items.append(item)
+    at = end
 def one(kind):
     return next(i for i in items if i["kind"] == kind)
 hooks = {h["name"]: h for h in one("MutatingWebhookConfiguration")["webhooks"]}

@@ -11,6 +11,7 @@
 #   - a Pod in a namespace labelled enabled is injected; one labelled disabled there is not;
 #     an unlabelled Pod in an unlabelled namespace is not;
 #   - creating a Pod from an injected Pod (a second admission) and re-applying keep one sidecar;
+#   - POST /mutate needs no token (the config stream still does);
 #   - a Pod that cannot be injected (port clash) is admitted with a warning under `allow`, and
 #     refused with the reason under `deny`;
 #   - with the operator stopped: failurePolicy Ignore creates the Pod uninjected, Fail refuses
@@ -129,6 +130,15 @@ if start_operator allow; then pass "the operator starts and prints its HTTPS add
 fi
 check "register the chart's webhook configuration at https://$STREAM/mutate" register Ignore
 check "the API server calls the webhook (server-side dry run comes back injected)" eventually 30 injected_dry_run
+post_mutate() {
+  curl -sS --cacert "$WORK/tls/ca.crt" -H 'content-type: application/json' \
+    --data '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u-1", "kind": 5}}' \
+    "https://$STREAM/mutate"
+}
+contains "POST /mutate needs no token; a bad review is answered per --inject-on-error (allow)" \
+  '"uid":"u-1","allowed":true' post_mutate
+contains "the config stream still wants a token" 401 \
+  curl -sS -o /dev/null -w '%{http_code}' --cacert "$WORK/tls/ca.crt" "https://$STREAM/v1/snapshots/watch"
 
 echo "==> a labelled Pod"
 check "create Pod labelled spillway.dev/inject=enabled" create_pod labelled team-pod enabled

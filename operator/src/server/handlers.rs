@@ -3,7 +3,8 @@
 //! Input: authenticated requests. Output: for `GET /v1/snapshots/watch` an NDJSON body —
 //! `hello`, the scope's snapshot as soon as it exists, each later one, and heartbeats — held
 //! open until the client leaves or the server shuts down; for `POST /v1/sidecars/report`, `204`
-//! after recording the report; `POST /mutate` goes to the injection webhook. Refusals carry a short text and never configuration.
+//! after recording the report; `POST /mutate` goes to the injection webhook. Refusals carry a
+//! short text and never configuration.
 
 use std::convert::Infallible;
 use std::sync::Arc;

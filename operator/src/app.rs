@@ -28,6 +28,7 @@ use crate::server::StreamServer;
 use crate::server::auth::{CachedReviewer, KubeTokenReviewer};
 use crate::server::tls;
 use crate::sidecars::Registry;
+use crate::webhook::InjectArgs;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
@@ -106,6 +107,9 @@ pub struct OperatorArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The sidecar injection webhook (`POST /mutate`), on when --inject-image is set.
+    #[command(flatten)]
+    pub inject: InjectArgs,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -206,6 +210,18 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to Kubernetes (KUBECONFIG, ~/.kube/config or in-cluster)")?;
     let tls = server_tls(&args)?;
+    let injector = args
+        .inject
+        .config(&args.token_audience, tls.generated_ca.as_deref())
+        .context("the sidecar injection settings (--inject-*)")?
+        .map(Arc::new);
+    if let Some(cfg) = &injector {
+        tracing::info!(
+            image = cfg.image,
+            port = cfg.port,
+            "sidecar injection webhook on at /mutate"
+        );
+    }
     let (stream_listener, admin_listener) = bind(&args, &tls).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::default());
@@ -241,6 +257,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         heartbeat: args.heartbeat,
         only_namespace: args.watch_namespace.clone(),
+        injector,
     };
     let admin = AdminState {
         metrics,

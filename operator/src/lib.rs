@@ -23,6 +23,7 @@
 //! - [`sidecars`]: connected sidecars, their reports, grace periods, `synced/total`.
 //! - [`server`]: the HTTPS stream server, TLS and TokenReview authentication.
 //! - [`wire`]: the protocol's types and paths.
+//! - [`webhook`]: the sidecar injection webhook (`POST /mutate` on the stream server).
 //! - [`leader`]: Lease-based leader election (only the leader writes status).
 //! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`]: the `spillway-operator` command line and process wiring.
@@ -36,4 +37,5 @@ pub mod secrets;
 pub mod server;
 pub mod sidecars;
 pub mod status;
+pub mod webhook;
 pub use spillway_crds::wire;

@@ -4,7 +4,9 @@
 # the rendered objects pass server-side dry-run validation (CRDs installed first); the values
 # schema rejects typos and wrong types; helm install creates every object (operator Deployment,
 # ServiceAccount, RBAC, Services, TLS Secret + CA ConfigMap, labelled dashboard ConfigMap);
-# helm upgrade keeps the generated CA (lookup); helm uninstall removes the release.
+# helm upgrade keeps the generated CA (lookup); helm uninstall removes the release. The injection
+# webhook: its MutatingWebhookConfiguration (selectors, policies, caBundle = the Secret's CA, or
+# the cert-manager cainjector annotation), the operator's --inject-* flags, schema checks.
 # Pods never run on the test bed (no kubelet): objects are checked, not pods.
 # Output ends with `N passed, M failed`; the exit status is non-zero if anything failed.
 set -euo pipefail
@@ -85,6 +87,56 @@ contains "with cert-manager the gateway trusts ca.crt of the cert-manager Secret
   helm template spillway "$CHART" -n "$NS" --set tls.certManager.enabled=true,gateway.enabled=true \
   --show-only templates/gateway.yaml
 
+echo "==> the injection webhook"
+check "helm template with injector.enabled=true" render "$WORK/inject.yaml" --set injector.enabled=true
+kubectl create --dry-run=client -o json -f "$WORK/inject.yaml" >"$WORK/inject.json"
+# webhook EXPR: a Python expression over the rendered objects (helpers: one(kind), hooks, args,
+# ca, exprs(selector)); passes iff it is True.
+webhook() {
+  python3 - "$WORK/inject.json" "$1" <<'EOF'
+import base64, json, sys
+# kubectl prints one JSON document per object, one after the other.
+text, items, at = open(sys.argv[1]).read(), [], 0
+while text[at:].strip():
+    item, end = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
+    items.append(item)
+    at = end
+def one(kind):
+    return next(i for i in items if i["kind"] == kind)
+hooks = {h["name"]: h for h in one("MutatingWebhookConfiguration")["webhooks"]}
+args = one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+ca = base64.b64decode(one("Secret")["data"]["ca.crt"]).decode()
+def exprs(selector):
+    return {(e["key"], e["operator"], tuple(e["values"])) for e in selector["matchExpressions"]}
+value = eval(sys.argv[2])
+print(value)
+sys.exit(0 if value is True else 1)
+EOF
+}
+check "two webhooks: namespace- and pod-selected" webhook 'sorted(hooks) == ["namespace.inject.spillway.dev", "pod.inject.spillway.dev"]'
+check "v1 reviews, no side effects, reinvocation Never, failurePolicy Ignore, 5 s" webhook \
+  'all(h["admissionReviewVersions"] == ["v1"] and h["sideEffects"] == "None" and h["reinvocationPolicy"] == "Never" and h["failurePolicy"] == "Ignore" and h["timeoutSeconds"] == 5 for h in hooks.values())'
+check "only Pod CREATE is sent, to /mutate on the operator Service" webhook \
+  'all(h["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}] and h["clientConfig"]["service"] == {"name": "spillway-operator", "namespace": "'"$NS"'", "port": 8443, "path": "/mutate"} for h in hooks.values())'
+check "caBundle is the CA of the TLS Secret (and of the CA ConfigMap)" webhook \
+  'all(base64.b64decode(h["clientConfig"]["caBundle"]).decode() == ca for h in hooks.values()) and next(i for i in items if "ca.crt" in i.get("data", {}) and i["kind"] == "ConfigMap")["data"]["ca.crt"].strip() == ca.strip()'
+check "namespace webhook: namespace enabled, Pod not disabled" webhook \
+  '("spillway.dev/inject", "In", ("enabled",)) in exprs(hooks["namespace.inject.spillway.dev"]["namespaceSelector"]) and exprs(hooks["namespace.inject.spillway.dev"]["objectSelector"]) == {("spillway.dev/inject", "NotIn", ("disabled",))}'
+check "pod webhook: Pod enabled, namespace not enabled (no double call)" webhook \
+  '("spillway.dev/inject", "NotIn", ("enabled",)) in exprs(hooks["pod.inject.spillway.dev"]["namespaceSelector"]) and exprs(hooks["pod.inject.spillway.dev"]["objectSelector"]) == {("spillway.dev/inject", "In", ("enabled",))}'
+check "the release namespace and kube-system are never injected" webhook \
+  'all(("kubernetes.io/metadata.name", "NotIn", ("'"$NS"'", "kube-system", "kube-node-lease")) in exprs(h["namespaceSelector"]) for h in hooks.values())'
+check "the operator gets the --inject-* flags and mounts ca.crt" webhook \
+  '"--inject-image=ghcr.io/spillway-dev/spillway:0.1.0" in args and "--inject-operator-url=https://spillway-operator.'"$NS"'.svc:8443" in args and "--inject-ca-file=/etc/spillway/tls/ca.crt" in args and "--inject-on-error=allow" in args and {"key": "ca.crt", "path": "ca.crt"} in one("Deployment")["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"]'
+contains "failurePolicy Fail is passed on and makes the operator deny" "--inject-on-error=deny" \
+  helm template spillway "$CHART" -n "$NS" --set injector.enabled=true,injector.failurePolicy=Fail
+contains "cert-manager mode: cainjector annotation instead of a caBundle" \
+  "cert-manager.io/inject-ca-from: $NS/spillway-operator" bash -c \
+  "helm template spillway $CHART -n $NS --set injector.enabled=true,tls.certManager.enabled=true --show-only templates/injector.yaml | tee $WORK/inject-cm.yaml && ! grep -q caBundle $WORK/inject-cm.yaml"
+check "the injector is off by default" bash -c "! grep -q MutatingWebhookConfiguration $WORK/default.yaml"
+rejects "injector.failurePolicy=Maybe is rejected by the schema" "failurePolicy" \
+  helm template spillway "$CHART" --set injector.enabled=true,injector.failurePolicy=Maybe
+
 echo "==> server-side validation"
 check "apply the CRDs" kubectl apply --server-side -f "$CHART/crds/spillway.dev_crds.yaml"
 check "CRDs Established" kubectl wait --for=condition=Established --timeout=30s \
@@ -94,6 +146,8 @@ check "defaults pass kubectl apply --dry-run=server" \
   kubectl apply --dry-run=server -f "$WORK/default.yaml"
 check "replicaCount=2 + gateway pass kubectl apply --dry-run=server" \
   kubectl apply --dry-run=server -f "$WORK/gateway.yaml"
+check "injector.enabled=true passes kubectl apply --dry-run=server" \
+  kubectl apply --dry-run=server -f "$WORK/inject.yaml"
 check "create namespace team" kubectl create namespace team
 check "helm template with operator.watchNamespace=team" render "$WORK/team.yaml" --set operator.watchNamespace=team
 contains "watchNamespace=team moves object rights into a Role in team" "namespace: team" \
@@ -116,7 +170,7 @@ rejects "replicaCount=2 without leader election is rejected" "leaderElection" \
   helm template spillway "$CHART" --set replicaCount=2,operator.leaderElection.enabled=false
 
 echo "==> helm install"
-check "helm install" helm install spillway "$CHART" -n "$NS" --create-namespace --set gateway.enabled=true
+check "helm install" helm install spillway "$CHART" -n "$NS" --create-namespace --set gateway.enabled=true,injector.enabled=true
 get() { kubectl get -n "$NS" "$@"; }
 contains "operator Deployment" "spillway-operator" get deployment spillway-operator -o name
 contains "operator Deployment runs the operator image" "spillway-operator:0.1.0" \
@@ -143,6 +197,9 @@ get secret spillway-operator-tls -o 'jsonpath={.data.tls\.crt}' | base64 -d >"$W
 get configmap spillway-ca -o 'jsonpath={.data.ca\.crt}' >"$WORK/ca.crt"
 contains "the serving certificate verifies against the CA ConfigMap" "OK" \
   openssl verify -CAfile "$WORK/ca.crt" "$WORK/tls.crt"
+webhook_ca() { kubectl get mutatingwebhookconfiguration spillway-injector -o 'jsonpath={.webhooks[*].clientConfig.caBundle}'; }
+SECRET_CA=$(get secret spillway-operator-tls -o 'jsonpath={.data.ca\.crt}')
+contains "the installed webhooks trust the CA of the TLS Secret" "$SECRET_CA $SECRET_CA" webhook_ca
 contains "the serving certificate names the Service" "spillway-operator.$NS.svc" \
   openssl x509 -in "$WORK/tls.crt" -noout -ext subjectAltName
 check "the operator ServiceAccount may create TokenReviews" \
@@ -156,10 +213,11 @@ check "the operator ServiceAccount may not delete Secrets" bash -c \
 
 echo "==> helm upgrade"
 CA_BEFORE=$(get secret spillway-operator-tls -o 'jsonpath={.data.ca\.crt}')
-check "helm upgrade" helm upgrade spillway "$CHART" -n "$NS" --set gateway.enabled=true,replicaCount=2
+check "helm upgrade" helm upgrade spillway "$CHART" -n "$NS" --set gateway.enabled=true,replicaCount=2,injector.enabled=true
 contains "upgrade applied replicaCount=2" "2" get deployment spillway-operator -o 'jsonpath={.spec.replicas}'
 contains "upgrade keeps the CA in the Secret" "$CA_BEFORE" \
   get secret spillway-operator-tls -o 'jsonpath={.data.ca\.crt}'
+contains "upgrade keeps the CA in the webhooks' caBundle" "$CA_BEFORE $CA_BEFORE" webhook_ca
 contains "upgrade keeps the CA in the ConfigMap" "$(base64 -d <<<"$CA_BEFORE" | head -c 200 | tail -c 100)" \
   get configmap spillway-ca -o 'jsonpath={.data.ca\.crt}'
 
@@ -168,5 +226,6 @@ check "helm uninstall" helm uninstall spillway -n "$NS"
 check "the operator Deployment is gone" bash -c \
   "! kubectl get deployment spillway-operator -n $NS 2>/dev/null"
 check "the ClusterRole is gone" bash -c "! kubectl get clusterrole spillway-operator 2>/dev/null"
+check "the webhook configuration is gone" bash -c "! kubectl get mutatingwebhookconfiguration spillway-injector 2>/dev/null"
 
 summary

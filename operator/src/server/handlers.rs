@@ -3,7 +3,8 @@
 //! Input: authenticated requests. Output: for `GET /v1/snapshots/watch` an NDJSON body —
 //! `hello`, the scope's snapshot as soon as it exists, each later one, and heartbeats — held
 //! open until the client leaves or the server shuts down; for `POST /v1/sidecars/report`, `204`
-//! after recording the report. Refusals carry a short text and never configuration.
+//! after recording the report; `POST /mutate` goes to the injection webhook. Refusals carry a
+//! short text and never configuration.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use super::{Identity, StreamServer};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::sidecars::StreamGuard;
+use crate::webhook;
 use crate::wire::{
     NDJSON, REPORT_PATH, SIDECAR_HEADER, SidecarReport, StreamLine, VERSION_HEADER, WATCH_PATH,
 };
@@ -66,6 +68,13 @@ impl StreamServer {
         match (req.method(), req.uri().path()) {
             (&Method::GET, WATCH_PATH) => self.watch(req.headers(), closing).await,
             (&Method::POST, REPORT_PATH) => self.report(req).await,
+            (&Method::POST, webhook::MUTATE_PATH) => match &self.injector {
+                Some(cfg) => webhook::respond(req, cfg).await.map(BodyExt::boxed_unsync),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "sidecar injection is off; start the operator with --inject-image",
+                ),
+            },
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found; sidecars use GET /v1/snapshots/watch and POST /v1/sidecars/report",

@@ -4,7 +4,9 @@
 //! - [`tls`]: the serving certificate (files, or generated with a CA file for sidecars).
 //! - [`auth`]: token validation with the TokenReview API, behind [`TokenReviewer`] so tests
 //!   can run the server without a cluster.
-//! - `handlers`: the two endpoints and the stream body.
+//! - `handlers`: the two endpoints and the stream body, and the routing of `POST /mutate`
+//!   to the injection webhook ([`crate::webhook`]), which needs no token: the API server
+//!   calls it.
 //!
 //! Every replica serves, leader or not, so a failover does not disconnect sidecars. On
 //! shutdown open streams end (sidecars reconnect, through the Service, to another replica) and
@@ -31,6 +33,7 @@ pub use auth::{Identity, ReviewError, TokenReviewer};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::sidecars::Registry;
+use crate::webhook::InjectConfig;
 
 /// Time a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +56,8 @@ pub struct StreamServer {
     /// The one namespace served when the operator watches only that one; sidecars of other
     /// namespaces are refused (403) instead of waiting forever for a snapshot.
     pub only_namespace: Option<String>,
+    /// The sidecar injection webhook's settings; `POST /mutate` answers 404 without them.
+    pub injector: Option<Arc<InjectConfig>>,
 }
 
 impl StreamServer {

@@ -130,6 +130,7 @@ impl Operator {
             metrics: Arc::new(Metrics::default()),
             heartbeat: Duration::from_millis(300),
             only_namespace: only_namespace.map(str::to_owned),
+            injector: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = tokio::spawn(server.serve(listener, tls.config, async {

@@ -45,5 +45,8 @@ bash tests/k8s/chart.sh
 echo "==> Kubernetes: CRDs (schema, CEL rules, explain) on a real API server"
 bash tests/k8s/smoke.sh
 
+echo "==> Kubernetes: sidecar injection webhook on a real API server"
+bash tests/k8s/inject.sh
+
 echo "==> Kubernetes: end to end (operator, two sidecars, the examples) on a real API server"
 bash tests/k8s/e2e.sh

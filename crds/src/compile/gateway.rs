@@ -7,12 +7,12 @@ use sha2::{Digest, Sha256};
 use super::validate::Checker;
 use super::{Object, SecretResolver};
 use crate::snapshot::{
-    ApiKeyConfig, AuditConfig, CorsConfig, GatewayConfig, IdentityConfig, JwtConfig, RateLimitingConfig,
-    RedisConfig,
+    ApiKeyConfig, AuditConfig, CorsConfig, GatewayConfig, IdentityConfig, JwtConfig,
+    RateLimitingConfig, RedisConfig,
 };
 use crate::v1alpha1::{
-    AiGatewaySpec, ApiKeyConsumer, AuditSpec, CorsSpec, RedactionBuiltin, IdentityMethod, IdentitySpec, JwtSpec, RateLimitMode,
-    RateLimitingSpec,
+    AiGatewaySpec, ApiKeyConsumer, AuditSpec, CorsSpec, IdentityMethod, IdentitySpec, JwtSpec,
+    RateLimitMode, RateLimitingSpec, RedactionBuiltin,
 };
 
 /// Signature algorithms a JWT may use: asymmetric only, so a public key can never be

@@ -21,6 +21,8 @@ mod tests;
 #[cfg(test)]
 mod tests_access;
 #[cfg(test)]
+mod tests_audit;
+#[cfg(test)]
 mod tests_cors;
 #[cfg(test)]
 mod tests_support;

@@ -29,10 +29,17 @@ pub struct Redactor {
     rules: Vec<Rule>,
 }
 
-fn builtin(kind: RedactionBuiltin) -> Vec<(&'static str, &'static str, Option<fn(&str) -> bool>)> {
+/// A built-in pattern: mask name, regular expression, confirmation.
+type Builtin = (&'static str, &'static str, Option<fn(&str) -> bool>);
+
+fn builtin(kind: RedactionBuiltin) -> Vec<Builtin> {
     match kind {
         RedactionBuiltin::BearerTokens => vec![
-            ("bearer-token", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", None),
+            (
+                "bearer-token",
+                r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",
+                None,
+            ),
             (
                 "jwt",
                 r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",

@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::redact::cap;
-use crate::limiter::calendar::{format_utc, unix_ms};
 use super::{AuditQueue, PendingAudit};
+use crate::limiter::calendar::{format_utc, unix_ms};
 
 /// One audit line.
 #[derive(Debug, Serialize, PartialEq)]
@@ -122,35 +122,53 @@ impl AuditLog {
     }
 }
 
-async fn write(mut file: tokio::fs::File, mut queue: AuditQueue, mut stopped: oneshot::Receiver<()>) {
+async fn write(
+    mut file: tokio::fs::File,
+    mut queue: AuditQueue,
+    mut stopped: oneshot::Receiver<()>,
+) {
     loop {
         let pending = tokio::select! {
             pending = queue.rx.recv() => pending,
             _ = &mut stopped => break,
         };
         let Some(pending) = pending else { break };
-        append(&mut file, &queue, &pending).await;
+        append(&mut file, &queue, pending).await;
     }
     while let Ok(pending) = queue.rx.try_recv() {
-        append(&mut file, &queue, &pending).await;
+        append(&mut file, &queue, pending).await;
     }
     if let Err(error) = file.flush().await {
         tracing::error!(%error, "cannot flush the audit log");
     }
 }
 
-async fn append(file: &mut tokio::fs::File, queue: &AuditQueue, pending: &PendingAudit) {
+async fn append(file: &mut tokio::fs::File, queue: &AuditQueue, pending: PendingAudit) {
     // Redaction may take a while on a long completion: off the async threads.
-    let line = tokio::task::block_in_place(|| {
-        let mut bytes = serde_json::to_vec(&line(pending)).unwrap_or_default();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut bytes = serde_json::to_vec(&line(&pending)).unwrap_or_default();
         bytes.push(b'\n');
         bytes
-    });
+    })
+    .await;
+    let Ok(line) = rendered else {
+        queue
+            .counts
+            .failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    };
     match file.write_all(&line).await {
-        Ok(()) => queue.counts.written.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        Ok(()) => queue
+            .counts
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         Err(error) => {
             tracing::error!(%error, "cannot write the audit log");
-            queue.counts.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            queue
+                .counts
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         }
     };
 }

@@ -149,8 +149,8 @@ impl Accounted {
             let summary = scanner.finish(&mut self.out);
             self.pending.extend(self.out.drain(..));
             if let Some(finish) = self.finish.take() {
-                let text = (summary.usage.is_none() || finish.audit.is_some())
-                    .then_some(summary.text);
+                let text =
+                    (summary.usage.is_none() || finish.audit.is_some()).then_some(summary.text);
                 finish.send(summary.usage, text, summary.model, self.first_byte, ending);
             }
             return;
@@ -167,10 +167,7 @@ impl Accounted {
         let model = parsed.as_ref().and_then(|p| p.model.clone());
         match parsed.and_then(|p| p.usage) {
             Some(usage) => {
-                let text = finish
-                    .audit
-                    .is_some()
-                    .then(|| json::completion_text(&body));
+                let text = finish.audit.is_some().then(|| json::completion_text(&body));
                 finish.send(Some(usage), text, model, None, ending);
             }
             None => {
@@ -248,7 +245,12 @@ impl Finish {
 }
 
 impl AuditHook {
-    fn send(self, record: &crate::usage::UsageRecord, request_body: Bytes, completion: Option<String>) {
+    fn send(
+        self,
+        record: &crate::usage::UsageRecord,
+        request_body: Bytes,
+        completion: Option<String>,
+    ) {
         self.sink.send(PendingAudit {
             policy: self.policy,
             record: record.clone(),

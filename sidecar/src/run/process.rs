@@ -305,8 +305,14 @@ impl GatewayProcess {
         if let Some(log) = self.usage_log {
             log.finish().await;
         }
-        if let Some(log) = self.audit_log {
-            log.finish().await;
+        if let Some(log) = self.audit_log
+            && tokio::time::timeout(EXPORT_DEADLINE, log.finish())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the audit log could not be finished in time; its last records are lost"
+            );
         }
         for signal in self.exporting {
             signal.finish(EXPORT_DEADLINE).await;

@@ -316,3 +316,45 @@ async fn spans_and_the_log_record_of_a_request_ending_after_sigterm_arrive() {
         "its server and client spans arrived: {spans:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_records_are_exported_as_otlp_logs_redacted() {
+    let sim = Sim::start(SIM).await;
+    let receiver = OtlpReceiver::start().await;
+    let gw = RunningGateway::start(
+        &manifests(
+            sim.url("ptu"),
+            sim.url("paygo"),
+            "  audit: {enabled: true, apps: [app-a], redaction: {patterns: [{name: topic, regex: '(?i)spillways'}]}}\n",
+        ),
+        &["--otlp-endpoint", &receiver.url],
+        &[("OTEL_TRACES_EXPORTER", "none")],
+    )
+    .await;
+    assert_eq!(call(&gw, "app-a", "audit-a", "gpt-4o", true).await, 200);
+    assert_eq!(call(&gw, "app-b", "audit-b", "gpt-4o", false).await, 200);
+    let audit =
+        |r: &opentelemetry_proto::tonic::logs::v1::LogRecord| r.event_name == "spillway.audit";
+    wait_for("the audit record and both request records", || {
+        let records = receiver.logs().records();
+        records.iter().filter(|r| audit(r)).count() >= 1
+            && records.iter().filter(|r| !audit(r)).count() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = receiver.logs().records();
+    let audits: Vec<_> = records.iter().filter(|r| audit(r)).collect();
+    assert_eq!(audits.len(), 1, "only app-a is audited");
+    let attrs = attributes(audits[0]);
+    assert_eq!(attrs["spillway.app_id"], "app-a");
+    assert_eq!(attrs["spillway.request_id"], "audit-a");
+    let request = &attrs["spillway.audit.request"];
+    assert!(request.contains("[REDACTED:topic]"), "{request}");
+    assert!(!request.to_lowercase().contains("spillways"), "{request}");
+    assert!(!attrs["spillway.audit.completion"].is_empty());
+    let entry = billed(&ledger(&sim, "ptu").await, "audit-a").clone();
+    assert_eq!(
+        attrs["gen_ai.usage.output_tokens"],
+        entry["completionTokens"].to_string()
+    );
+}

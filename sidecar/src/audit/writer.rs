@@ -1,7 +1,8 @@
-//! `--audit-log FILE`: the audit writer. Takes queued calls, builds the record — request
-//! messages extracted from the body, completion, usage, status, ids — redacts and caps every
-//! free-text field, and appends one JSON line per call. On shutdown it writes what is queued,
-//! flushes and ends.
+//! The audit writer. Takes queued calls, builds the record — request messages extracted from
+//! the body, completion, usage, status, ids — redacts and caps every free-text field, and
+//! appends one JSON line per call (`--audit-log FILE`) and/or emits one `spillway.audit` OTLP
+//! log record (when an OTLP logs endpoint is configured). On shutdown it writes what is
+//! queued, flushes and ends.
 
 use std::path::Path;
 
@@ -12,9 +13,20 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use std::sync::atomic::Ordering;
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
+use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
+use opentelemetry_sdk::logs::SdkLogger;
+
 use super::redact::cap;
 use super::{AuditQueue, PendingAudit};
 use crate::limiter::calendar::{format_utc, unix_ms};
+use crate::telemetry::semconv::attr;
+use crate::usage::record::RequestTrace;
+
+/// The event name of audit log records.
+pub const EVENT_NAME: &str = "spillway.audit";
 
 /// One audit line.
 #[derive(Debug, Serialize, PartialEq)]
@@ -91,6 +103,15 @@ pub fn line(pending: &PendingAudit) -> AuditLine {
     }
 }
 
+/// Where audit records go: a JSON-lines file, OTLP logs, or both.
+#[derive(Debug, Default)]
+pub struct Destinations {
+    /// Append JSON lines here.
+    pub file: Option<std::path::PathBuf>,
+    /// Emit `spillway.audit` log records here (exported by the telemetry log pipeline).
+    pub otlp: Option<(SdkLogger, JoinHandle<()>)>,
+}
+
 /// The running audit writer.
 #[derive(Debug)]
 pub struct AuditLog {
@@ -98,20 +119,32 @@ pub struct AuditLog {
     task: JoinHandle<()>,
 }
 
+struct Outputs {
+    file: Option<tokio::fs::File>,
+    logger: Option<SdkLogger>,
+}
+
 impl AuditLog {
-    /// Opens (creates, appends to) `path` and writes every queued call to it.
+    /// Opens (creates, appends to) the file, if any, and writes every queued call to the
+    /// destinations.
     ///
     /// # Errors
     /// The file cannot be opened for appending.
-    pub async fn start(path: &Path, queue: AuditQueue) -> anyhow::Result<Self> {
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await
-            .with_context(|| format!("opening audit log {}", path.display()))?;
+    pub async fn start(destinations: Destinations, queue: AuditQueue) -> anyhow::Result<Self> {
+        let file = match &destinations.file {
+            Some(path) => Some(open(path).await?),
+            None => None,
+        };
+        let (logger, export) = destinations.otlp.unzip();
+        let outputs = Outputs { file, logger };
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(write(file, queue, stopped));
+        let task = tokio::spawn(async move {
+            write(outputs, queue, stopped).await;
+            // The logger is gone: its export task sends what is queued and ends.
+            if let Some(export) = export {
+                let _ = export.await;
+            }
+        });
         Ok(Self { stop, task })
     }
 
@@ -122,53 +155,99 @@ impl AuditLog {
     }
 }
 
-async fn write(
-    mut file: tokio::fs::File,
-    mut queue: AuditQueue,
-    mut stopped: oneshot::Receiver<()>,
-) {
+async fn open(path: &Path) -> anyhow::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .with_context(|| format!("opening audit log {}", path.display()))
+}
+
+async fn write(mut outputs: Outputs, mut queue: AuditQueue, mut stopped: oneshot::Receiver<()>) {
     loop {
         let pending = tokio::select! {
             pending = queue.rx.recv() => pending,
             _ = &mut stopped => break,
         };
         let Some(pending) = pending else { break };
-        append(&mut file, &queue, pending).await;
+        append(&mut outputs, &queue, pending).await;
     }
     while let Ok(pending) = queue.rx.try_recv() {
-        append(&mut file, &queue, pending).await;
+        append(&mut outputs, &queue, pending).await;
     }
-    if let Err(error) = file.flush().await {
+    if let Some(file) = &mut outputs.file
+        && let Err(error) = file.flush().await
+    {
         tracing::error!(%error, "cannot flush the audit log");
     }
 }
 
-async fn append(file: &mut tokio::fs::File, queue: &AuditQueue, pending: PendingAudit) {
+async fn append(outputs: &mut Outputs, queue: &AuditQueue, pending: PendingAudit) {
+    let trace = pending.record.trace;
     // Redaction may take a while on a long completion: off the async threads.
-    let rendered = tokio::task::spawn_blocking(move || {
-        let mut bytes = serde_json::to_vec(&line(&pending)).unwrap_or_default();
-        bytes.push(b'\n');
-        bytes
-    })
-    .await;
-    let Ok(line) = rendered else {
-        queue
-            .counts
-            .failed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Ok(line) = tokio::task::spawn_blocking(move || line(&pending)).await else {
+        queue.counts.failed.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    match file.write_all(&line).await {
-        Ok(()) => queue
-            .counts
-            .written
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        Err(error) => {
+    let mut ok = true;
+    if let Some(file) = &mut outputs.file {
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        if let Err(error) = file.write_all(&bytes).await {
             tracing::error!(%error, "cannot write the audit log");
-            queue
-                .counts
-                .failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ok = false;
         }
+    }
+    if let Some(logger) = &outputs.logger {
+        emit(logger, &line, trace);
+    }
+    let counter = if ok {
+        &queue.counts.written
+    } else {
+        &queue.counts.failed
     };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Emits `line` as a `spillway.audit` log record (queued without waiting).
+fn emit(logger: &SdkLogger, line: &AuditLine, trace: Option<RequestTrace>) {
+    let mut log = logger.create_log_record();
+    log.set_event_name(EVENT_NAME);
+    log.set_severity_number(Severity::Info);
+    log.set_severity_text("INFO");
+    log.set_body(AnyValue::from(line.completion.clone()));
+    if let Some(trace) = trace {
+        let flags = if trace.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        log.set_trace_context(
+            TraceId::from_bytes(trace.trace_id),
+            SpanId::from_bytes(trace.span_id),
+            Some(flags),
+        );
+    }
+    let int = |n: u64| AnyValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    let text = |s: &str| AnyValue::from(s.to_owned());
+    log.add_attributes([
+        (attr::REQUEST_ID, text(&line.request_id)),
+        (attr::APP_ID, text(&line.app_id)),
+        (attr::POOL, text(&line.pool)),
+        (attr::BACKEND, text(line.backend.as_deref().unwrap_or(""))),
+        (attr::REQUEST_MODEL, text(&line.model)),
+        (attr::HTTP_STATUS_CODE, int(u64::from(line.status))),
+        (attr::USAGE_INPUT_TOKENS, int(line.prompt_tokens)),
+        (attr::USAGE_OUTPUT_TOKENS, int(line.completion_tokens)),
+        (attr::TOKEN_ESTIMATED, AnyValue::Boolean(line.estimated)),
+        (attr::STREAM, AnyValue::Boolean(line.stream)),
+        ("spillway.audit.request", text(&line.request)),
+        ("spillway.audit.completion", text(&line.completion)),
+        (
+            "spillway.audit.truncated",
+            AnyValue::Boolean(line.truncated),
+        ),
+    ]);
+    logger.emit(log);
 }

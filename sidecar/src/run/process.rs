@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::usage_log::UsageLog;
-use crate::audit::writer::AuditLog;
+use crate::audit::writer::{AuditLog, Destinations};
 use crate::proxy::{Gateway, admin};
 use crate::subscribe::file::{self, LocalSecrets};
 use crate::subscribe::operator::OperatorClient;
@@ -172,11 +172,6 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         None => None,
     };
     let gateway = Gateway::new(sink.clone());
-    // Without a file the queue's reader is dropped: audited calls are counted as dropped.
-    let audit_log = match (&options.audit_log, gateway.take_audit_queue()) {
-        (Some(path), Some(queue)) => Some(AuditLog::start(path, queue).await?),
-        _ => None,
-    };
     gateway.set_sampler(options.sampler);
     if let Some(first) = &first {
         // The first request is served with this configuration, never refused as "not ready".
@@ -184,6 +179,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         wait_for_redis(&gateway).await;
     }
     let telemetry = Telemetry::start(&options.telemetry, gateway.clone())?;
+    let audit_log = start_audit(&options, &gateway, &telemetry).await?;
     let quota_source: Arc<dyn QuotaSource> = Arc::clone(gateway.limiter()) as _;
     telemetry.set_quota_source(quota_source);
     let totals = UsageTotals::new(options.recent_records);
@@ -252,6 +248,30 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         exporting,
         tasks,
     })
+}
+
+/// Starts the audit writer for `--audit-log` and/or the OTLP logs endpoint. With neither,
+/// the queue's reader is dropped: audited calls are counted as dropped.
+async fn start_audit(
+    options: &GatewayOptions,
+    gateway: &Gateway,
+    telemetry: &Telemetry,
+) -> anyhow::Result<Option<AuditLog>> {
+    let otlp = match &options.logs {
+        Some(settings) => Some(telemetry.audit_logger(settings)?),
+        None => None,
+    };
+    let Some(queue) = gateway.take_audit_queue() else {
+        return Ok(None);
+    };
+    if options.audit_log.is_none() && otlp.is_none() {
+        return Ok(None);
+    }
+    let destinations = Destinations {
+        file: options.audit_log.clone(),
+        otlp,
+    };
+    Ok(Some(AuditLog::start(destinations, queue).await?))
 }
 
 /// In Redis mode, waits (at most [`REDIS_FIRST_ANSWER`]) for Redis to answer once, so the

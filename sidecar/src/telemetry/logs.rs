@@ -22,6 +22,7 @@ use opentelemetry_sdk::logs::{
     LogBatch, LogExporter as _, LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider,
 };
 use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 
 use super::backends::BackendIndex;
 use super::config::OtlpProtocol;
@@ -49,6 +50,38 @@ impl Telemetry {
         settings: &LogSettings,
         rx: broadcast::Receiver<Arc<UsageRecord>>,
     ) -> anyhow::Result<Exporting> {
+        let (logger, counts, export) = self.log_pipeline(settings, semconv::LOG_RECORDS)?;
+        tracing::info!(endpoint = %settings.endpoint, protocol = ?settings.protocol, "exporting request logs over OTLP");
+        let telemetry = self.clone();
+        let on_record = move |record: &UsageRecord| {
+            let index = telemetry.inner.current_index();
+            emit(&logger, record, &index);
+        };
+        Ok(Exporting::follow(rx, on_record, counts, export))
+    }
+
+    /// A logger for audit records, exported like the request logs but counted apart
+    /// (`spillway.telemetry.audit_log_records`). The export task ends, after sending what is
+    /// queued, once the returned logger is dropped.
+    ///
+    /// # Errors
+    /// Not inside a Tokio runtime, or the exporter cannot be built from `settings`.
+    pub fn audit_logger(
+        &self,
+        settings: &LogSettings,
+    ) -> anyhow::Result<(SdkLogger, JoinHandle<()>)> {
+        let (logger, _counts, export) = self.log_pipeline(settings, semconv::AUDIT_LOG_RECORDS)?;
+        tracing::info!(endpoint = %settings.endpoint, "exporting audit records over OTLP");
+        Ok((logger, export))
+    }
+
+    /// A logger whose records go through a bounded queue to an OTLP log exporter built from
+    /// `settings`, counted in `counter`.
+    fn log_pipeline(
+        &self,
+        settings: &LogSettings,
+        counter: &'static str,
+    ) -> anyhow::Result<(SdkLogger, Arc<Counts>, JoinHandle<()>)> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| anyhow::anyhow!("logs must start inside the Tokio runtime"))?;
         let mut exporter = match settings.protocol {
@@ -75,7 +108,7 @@ impl Telemetry {
             settings.max_batch,
             &counts,
         );
-        pipeline::register(self, semconv::LOG_RECORDS, "{record}", &counts);
+        pipeline::register(self, counter, "{record}", &counts);
         let provider = SdkLoggerProvider::builder()
             .with_resource(resource())
             .with_log_processor(Enqueue(queue))
@@ -85,13 +118,7 @@ impl Telemetry {
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
         );
-        tracing::info!(endpoint = %settings.endpoint, protocol = ?settings.protocol, "exporting request logs over OTLP");
-        let telemetry = self.clone();
-        let on_record = move |record: &UsageRecord| {
-            let index = telemetry.inner.current_index();
-            emit(&logger, record, &index);
-        };
-        Ok(Exporting::follow(rx, on_record, counts, export))
+        Ok((logger, counts, export))
     }
 }
 

@@ -53,6 +53,9 @@ pub const SPANS: &str = "spillway.telemetry.spans";
 /// `spillway.telemetry.log_records`: per-request OTLP log records by result, as for spans
 /// (counter, `{record}`).
 pub const LOG_RECORDS: &str = "spillway.telemetry.log_records";
+/// `spillway.telemetry.audit_log_records`: audit records exported as OTLP logs, by result
+/// as for spans (counter, `{record}`).
+pub const AUDIT_LOG_RECORDS: &str = "spillway.telemetry.audit_log_records";
 /// Audit records by result (`written`, `dropped`, `failed`).
 pub const AUDIT_RECORDS: &str = "spillway.audit.records";
 

@@ -128,7 +128,7 @@ pub const CORS_DEFAULT_ALLOWED_HEADERS: [&str; 11] = [
 
 /// Response headers scripts may read by default: what a client needs to back off and to
 /// see who served it.
-pub const CORS_DEFAULT_EXPOSED_HEADERS: [&str; 12] = [
+pub const CORS_DEFAULT_EXPOSED_HEADERS: [&str; 13] = [
     "retry-after",
     "retry-after-ms",
     "x-ratelimit-limit-requests",
@@ -140,6 +140,7 @@ pub const CORS_DEFAULT_EXPOSED_HEADERS: [&str; 12] = [
     "x-request-id",
     "x-spillway-backend",
     "x-spillway-attempts",
+    "x-spillway-tokens-consumed",
     "apim-request-id",
 ];
 

@@ -143,7 +143,7 @@ pub struct CorsSpec {
     pub allowed_headers: Vec<String>,
     /// Response headers the browser lets scripts read. Default `retry-after`,
     /// `retry-after-ms`, the `x-ratelimit-*` headers, `x-request-id`, `x-spillway-backend`,
-    /// `x-spillway-attempts`, `apim-request-id`.
+    /// `x-spillway-attempts`, `x-spillway-tokens-consumed`, `apim-request-id`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
     pub exposed_headers: Vec<String>,

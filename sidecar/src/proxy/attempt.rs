@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use spillway_crds::snapshot::BackendConfig;
 
-use super::body::{AuditHook, BodyKind, Finish, ProxyBody};
+use super::body::{AuditHook, BodyKind, Finish, ProxyBody, READ_WHOLE, Upstream};
 use super::handler::{Call, with_common_headers};
 use super::ids::{attempt_traceparent, span_id};
 use super::inbound::InboundRoute;
@@ -22,6 +22,7 @@ use crate::error::{ProxyError, error_chain};
 use crate::limiter::Reservation;
 use crate::protocol::request::{self, Edits, RequestInfo};
 use crate::routing::{Pick, PoolRoutes};
+use crate::usage::json::response_usage;
 use crate::usage::record::{AttemptTrace, UpstreamAttempt};
 
 pub(crate) struct Attempt<'a> {
@@ -39,7 +40,7 @@ enum Sent {
     /// The backend answered; `asked_usage` says whether the gateway injected
     /// `stream_options.include_usage`.
     Response {
-        response: Response<Incoming>,
+        response: Response<Upstream>,
         asked_usage: bool,
     },
     /// No response: the outcome for the breaker and the error for the client.
@@ -183,10 +184,22 @@ impl Attempt<'_> {
         };
         let until = deadline.min(Instant::now() + Duration::from_millis(backend.timeout_ms));
         match tokio::time::timeout_at(until.into(), self.shared.client.request(request)).await {
-            Ok(Ok(response)) => Sent::Response {
-                response,
-                asked_usage: target.ask_usage,
-            },
+            Ok(Ok(response)) => {
+                let whole = response.status().is_success() && !self.info.stream;
+                let (parts, body) = response.into_parts();
+                let body = if whole {
+                    match read_whole(body, until, &backend.name).await {
+                        Ok(body) => body,
+                        Err((outcome, error)) => return Sent::Failed(outcome, error),
+                    }
+                } else {
+                    Upstream::unread(body)
+                };
+                Sent::Response {
+                    response: Response::from_parts(parts, body),
+                    asked_usage: target.ask_usage,
+                }
+            }
             Ok(Err(e)) => Sent::Failed(
                 Outcome::ConnectionFailure,
                 ProxyError::UpstreamUnreachable(format!("{}: {}", backend.name, error_chain(&e))),
@@ -197,7 +210,7 @@ impl Attempt<'_> {
 
     fn respond(
         &self,
-        response: Response<Incoming>,
+        response: Response<Upstream>,
         asked_usage: bool,
         call: &Call,
         reservation: Option<Reservation>,
@@ -216,6 +229,14 @@ impl Attempt<'_> {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         retain_passing_back(&mut parts.headers);
+        if kind == BodyKind::Json
+            && upstream_body.rest.is_none()
+            && let Some(usage) = response_usage(&upstream_body.read.concat()).and_then(|r| r.usage)
+        {
+            parts
+                .headers
+                .insert(TOKENS_CONSUMED, HeaderValue::from(usage.total()));
+        }
         if let Some(reservation) = &reservation {
             // The app's own quota view replaces the backend's capacity headers.
             reservation.headers().write_to(&mut parts.headers);
@@ -288,9 +309,56 @@ fn log_transition(transition: Option<Transition>, backend: &BackendConfig) {
 }
 
 /// Reads and drops a response the client will not see, so its connection can be reused.
-fn discard(response: Response<Incoming>) {
+fn discard(response: Response<Upstream>) {
+    let Some(rest) = response.into_body().rest else {
+        return;
+    };
     tokio::spawn(async move {
-        let body = Limited::new(response.into_body(), 256 * 1024);
+        let body = Limited::new(rest, 256 * 1024);
         let _ = tokio::time::timeout(Duration::from_secs(5), body.collect()).await;
     });
+}
+
+/// `x-spillway-tokens-consumed`: prompt + completion tokens the backend billed, on
+/// non-streaming answers (streams report usage in their last chunk when asked).
+pub(crate) const TOKENS_CONSUMED: &str = "x-spillway-tokens-consumed";
+
+/// Reads a successful non-streaming answer whole (up to [`READ_WHOLE`] bytes) before the
+/// response starts, within the attempt's time: a backend that breaks it off or stalls fails
+/// the attempt like a connection failure or a timeout — retried on the next candidate — since
+/// the client has seen nothing yet.
+async fn read_whole(
+    mut body: Incoming,
+    until: Instant,
+    backend: &str,
+) -> Result<Upstream, (Outcome, ProxyError)> {
+    let mut read = Vec::new();
+    let mut len = 0;
+    loop {
+        match tokio::time::timeout_at(until.into(), body.frame()).await {
+            Err(_) => return Err((Outcome::Timeout, ProxyError::UpstreamTimeout)),
+            Ok(None) => return Ok(Upstream { read, rest: None }),
+            Ok(Some(Err(e))) => {
+                return Err((
+                    Outcome::ConnectionFailure,
+                    ProxyError::UpstreamUnreachable(format!(
+                        "{backend}: the response broke off: {}",
+                        error_chain(&e)
+                    )),
+                ));
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(chunk) = frame.into_data() {
+                    len += chunk.len();
+                    read.push(chunk);
+                    if len > READ_WHOLE {
+                        return Ok(Upstream {
+                            read,
+                            rest: Some(body),
+                        });
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The response body the client reads.
 //!
-//! Upstream frames pass straight through as they arrive (no buffering; an SSE event is
-//! flushed the moment its bytes arrive) while the usage is learned on the side: from the SSE
+//! Stream frames pass straight through as they arrive (no buffering; an SSE event is flushed
+//! the moment its bytes arrive); a non-streaming answer up to [`READ_WHOLE`] bytes has been
+//! read whole by the attempt (see [`Upstream`]) and is handed over as it came. The usage is
+//! learned on the side: from the SSE
 //! stream's usage chunk (hidden from clients that did not ask for it), from the JSON body, or
 //! — when the backend reports none — with the model's tokenizer. If the client goes away
 //! before the end, the rest of the upstream body is drained in the background, bounded by
@@ -35,6 +37,29 @@ pub(crate) enum BodyKind {
     /// A successful stream: usage from the events; hide the injected usage chunk.
     Sse { strip_usage: bool },
 }
+
+/// A backend's response body: what was already read, and the rest still arriving (none when
+/// the body was read whole — a non-streaming answer within [`READ_WHOLE`]).
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub read: Vec<Bytes>,
+    pub rest: Option<Incoming>,
+}
+
+impl Upstream {
+    /// A body not read yet.
+    pub(crate) fn unread(body: Incoming) -> Self {
+        Self {
+            read: Vec::new(),
+            rest: Some(body),
+        }
+    }
+}
+
+/// Largest non-streaming answer read whole before the response starts (so its exact usage
+/// can be sent as a header, and a backend that breaks it off can be retried); larger ones
+/// stream through.
+pub(crate) const READ_WHOLE: usize = 4 * 1024 * 1024;
 
 /// What is needed to write the usage record at the end.
 #[derive(Debug)]
@@ -77,15 +102,15 @@ impl ProxyBody {
         Self(Inner::Full(Some(bytes)))
     }
 
-    pub(crate) fn accounted(upstream: Incoming, kind: BodyKind, finish: Finish) -> Self {
+    pub(crate) fn accounted(upstream: Upstream, kind: BodyKind, finish: Finish) -> Self {
         let scanner = match kind {
             BodyKind::Sse { strip_usage } => Some(StreamScanner::new(ScanOptions {
                 strip_injected_usage: strip_usage,
             })),
             _ => None,
         };
-        Self(Inner::Accounted(Box::new(Accounted {
-            upstream: Some(upstream),
+        let mut accounted = Box::new(Accounted {
+            upstream: upstream.rest,
             kind,
             scanner,
             json: Vec::new(),
@@ -95,7 +120,13 @@ impl ProxyBody {
             first_byte: None,
             finish: Some(finish),
             upstream_error: false,
-        })))
+        });
+        // A body read whole is accounted once the client has taken its last chunk (or, if
+        // the client goes away first, when the body is dropped).
+        for chunk in upstream.read {
+            accounted.take(chunk);
+        }
+        Self(Inner::Accounted(accounted))
     }
 }
 
@@ -296,9 +327,16 @@ impl Accounted {
         loop {
             if let Some(chunk) = self.pending.pop_front() {
                 self.first_byte.get_or_insert_with(Instant::now);
+                if self.upstream.is_none() && self.pending.is_empty() && self.finish.is_some() {
+                    // The last chunk of a body read whole: the client has it all.
+                    self.end(false);
+                }
                 return Poll::Ready(Some(Ok(Frame::data(chunk))));
             }
             let Some(upstream) = self.upstream.as_mut() else {
+                if self.finish.is_some() {
+                    self.end(false);
+                }
                 return Poll::Ready(None);
             };
             match ready!(Pin::new(upstream).poll_frame(cx)) {

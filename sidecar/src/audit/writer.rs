@@ -16,12 +16,12 @@ use tokio::task::JoinHandle;
 use std::sync::atomic::Ordering;
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
-use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_sdk::logs::SdkLogger;
 
 use super::redact::cap;
 use super::{AuditQueue, PendingAudit};
 use crate::limiter::calendar::{format_utc, unix_ms};
+use crate::telemetry::logs::set_trace_context;
 use crate::telemetry::semconv::attr;
 use crate::usage::record::RequestTrace;
 
@@ -218,16 +218,7 @@ fn emit(logger: &SdkLogger, line: &AuditLine, trace: Option<RequestTrace>) {
     log.set_severity_text("INFO");
     log.set_body(AnyValue::from(line.completion.clone()));
     if let Some(trace) = trace {
-        let flags = if trace.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        };
-        log.set_trace_context(
-            TraceId::from_bytes(trace.trace_id),
-            SpanId::from_bytes(trace.span_id),
-            Some(flags),
-        );
+        set_trace_context(&mut log, &trace);
     }
     let int = |n: u64| AnyValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
     let text = |s: &str| AnyValue::from(s.to_owned());

@@ -34,6 +34,7 @@ use super::semconv::{self, attr};
 use super::{Telemetry, resource};
 use crate::proxy::upstream;
 use crate::usage::UsageRecord;
+use crate::usage::record::RequestTrace;
 
 /// The event name of the per-request log record.
 pub const EVENT_NAME: &str = "spillway.request";
@@ -149,16 +150,7 @@ fn emit(logger: &SdkLogger, record: &UsageRecord, index: &BackendIndex) {
         record.status
     )));
     if let Some(trace) = record.trace {
-        let flags = if trace.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        };
-        log.set_trace_context(
-            TraceId::from_bytes(trace.trace_id),
-            SpanId::from_bytes(trace.span_id),
-            Some(flags),
-        );
+        set_trace_context(&mut log, &trace);
     }
     let spilled = record
         .backend
@@ -167,6 +159,20 @@ fn emit(logger: &SdkLogger, record: &UsageRecord, index: &BackendIndex) {
         .is_some_and(|b| b.spillover);
     log.add_attributes(attributes(record, RequestOutcome::of(record, spilled)));
     logger.emit(log);
+}
+
+/// Links `log` to the request's trace and SERVER span, with its sampled flag.
+pub(crate) fn set_trace_context(log: &mut SdkLogRecord, trace: &RequestTrace) {
+    let flags = if trace.sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    log.set_trace_context(
+        TraceId::from_bytes(trace.trace_id),
+        SpanId::from_bytes(trace.span_id),
+        Some(flags),
+    );
 }
 
 /// The attributes of a request's log record: the usage-log fields.

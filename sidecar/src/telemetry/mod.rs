@@ -28,7 +28,7 @@ mod export_config;
 mod gauges;
 mod instruments;
 mod labels;
-mod logs;
+pub(crate) mod logs;
 mod otlp;
 mod outcome;
 mod pipeline;

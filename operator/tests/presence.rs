@@ -44,7 +44,10 @@ impl LeaseServer {
                 (StatusCode::OK, list)
             }
             (Method::PATCH, Some(name)) if !name.is_empty() => {
-                assert!(query.contains("fieldManager="), "server-side apply: {query}");
+                assert!(
+                    query.contains("fieldManager="),
+                    "server-side apply: {query}"
+                );
                 assert_eq!(body["metadata"]["name"], name.as_str());
                 leases.insert(name, body.clone());
                 (StatusCode::OK, body)

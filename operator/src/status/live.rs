@@ -217,71 +217,73 @@ pub fn quota_tokens(
         .iter()
         .filter_map(|s| s.minute_left.get(name))
         .collect();
-    let counted = format!("{} of {} live sidecars", reporting.len(), sidecars.len());
     match app_id {
-        Some(app) => {
-            let shares: Vec<u64> = reporting
-                .iter()
-                .filter_map(|apps| apps.get(app).copied())
-                .collect();
-            if shares.is_empty() {
-                return QuotaTokens::unknown(format!(
-                    "no sidecar has reported this quota yet ({} live)",
-                    sidecars.len()
-                ));
-            }
-            let remaining = shares
-                .iter()
-                .fold(0u64, |a, b| a.saturating_add(*b))
-                .min(limit);
-            QuotaTokens {
-                used: Some(limit - remaining),
-                remaining: Some(remaining),
-                note: format!(
-                    "sum of the per-minute shares of {} of {} live sidecars",
-                    shares.len(),
-                    sidecars.len()
-                ),
-            }
+        Some(app) => app_tokens(app, limit, &reporting, sidecars.len()),
+        None => default_tokens(limit, &reporting, sidecars.len()),
+    }
+}
+
+/// A quota of one app: the sum of the sidecars' shares.
+fn app_tokens(
+    app: &str,
+    limit: u64,
+    reporting: &[&BTreeMap<String, u64>],
+    live: usize,
+) -> QuotaTokens {
+    let shares: Vec<u64> = reporting
+        .iter()
+        .filter_map(|apps| apps.get(app).copied())
+        .collect();
+    if shares.is_empty() {
+        return QuotaTokens::unknown(format!(
+            "no sidecar has reported this quota yet ({live} live)"
+        ));
+    }
+    let remaining = shares
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b))
+        .min(limit);
+    QuotaTokens {
+        used: Some(limit - remaining),
+        remaining: Some(remaining),
+        note: format!(
+            "sum of the per-minute shares of {} of {live} live sidecars",
+            shares.len()
+        ),
+    }
+}
+
+/// A default quota: every app has its own budget; used summed, remaining of the lowest app.
+fn default_tokens(limit: u64, reporting: &[&BTreeMap<String, u64>], live: usize) -> QuotaTokens {
+    // A sidecar keeps no state for an app that has not called it within the window, so it
+    // does not report that app: its share there is full.
+    let sidecars = u64::try_from(live).unwrap_or(u64::MAX);
+    let full_share = limit / sidecars.max(1);
+    let mut per_app: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for apps in reporting {
+        for (app, left) in *apps {
+            let (sum, seen) = per_app.entry(app.as_str()).or_insert((0, 0));
+            *sum = sum.saturating_add(*left);
+            *seen += 1;
         }
-        None => {
-            // A sidecar keeps no state for an app that has not called it within the window,
-            // so it does not report that app: its share there is full.
-            let live = u64::try_from(sidecars.len()).unwrap_or(u64::MAX);
-            let full_share = limit / live.max(1);
-            let mut per_app: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-            for apps in &reporting {
-                for (app, left) in *apps {
-                    let (sum, seen) = per_app.entry(app.as_str()).or_insert((0, 0));
-                    *sum = sum.saturating_add(*left);
-                    *seen += 1;
-                }
-            }
-            let per_app: BTreeMap<&str, u64> = per_app
-                .into_iter()
-                .map(|(app, (sum, seen))| {
-                    let missing = live.saturating_sub(seen).saturating_mul(full_share);
-                    (app, sum.saturating_add(missing))
-                })
-                .collect();
-            let used = per_app
-                .values()
-                .fold(0u64, |a, left| a.saturating_add(limit - (*left).min(limit)));
-            let remaining = per_app
-                .values()
-                .map(|l| (*l).min(limit))
-                .min()
-                .unwrap_or(limit);
-            QuotaTokens {
-                used: Some(used),
-                remaining: Some(remaining),
-                note: format!(
-                    "default quota: used summed over {} apps, remaining of the app closest to \
-                     its limit; from {counted}",
-                    per_app.len()
-                ),
-            }
-        }
+    }
+    let left: Vec<u64> = per_app
+        .into_values()
+        .map(|(sum, seen)| {
+            let missing = sidecars.saturating_sub(seen).saturating_mul(full_share);
+            sum.saturating_add(missing).min(limit)
+        })
+        .collect();
+    let used = left.iter().fold(0u64, |a, l| a.saturating_add(limit - l));
+    QuotaTokens {
+        used: Some(used),
+        remaining: Some(left.iter().copied().min().unwrap_or(limit)),
+        note: format!(
+            "default quota: used summed over {} apps, remaining of the app closest to its \
+             limit; from {} of {live} live sidecars",
+            left.len(),
+            reporting.len()
+        ),
     }
 }
 

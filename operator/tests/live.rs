@@ -199,6 +199,12 @@ async fn breaker_state_and_quota_levels_reach_status_from_a_real_sidecar() {
             .is_some_and(|n| n.contains("1 of 1 live sidecars")),
         "{quota}"
     );
+    // Later reports of the same open breaker are no new Event.
+    for _ in 0..3 {
+        reconcile_into(&world, &mut statuses, &mut all_events).await;
+    }
+    let trips = all_events.iter().filter(|e| e.2 == "BreakerOpen").count();
+    assert_eq!(trips, 1, "{all_events:?}");
     sidecar.kill().await;
     operator.stop().await;
 }

@@ -6,6 +6,8 @@
 #[allow(dead_code)]
 #[path = "controller/harness.rs"]
 mod harness;
+#[path = "live/simulator.rs"]
+mod simulator;
 #[allow(dead_code)]
 #[path = "stream/support.rs"]
 mod support;
@@ -24,7 +26,8 @@ use spillway_operator::controller::reconcile;
 use tokio::time::Instant;
 
 use harness::{World, events, status_patches};
-use support::{Operator, Sidecar, Simulator, TEAM_TOKEN, eventually, http_request};
+use simulator::Simulator;
+use support::{Operator, Sidecar, TEAM_TOKEN, eventually, http_request};
 
 const TPM: u64 = 600;
 

@@ -84,6 +84,40 @@ pub struct SidecarReport {
     /// Tokens used per app since the sidecar started.
     #[serde(default)]
     pub usage: BTreeMap<String, AppUsage>,
+    /// Tokens left per quota window, as this sidecar's limiter sees them (absent from reports
+    /// of older sidecars).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<QuotaLevelReport>,
+    /// What [`SidecarReport::quotas`] measure.
+    #[serde(default)]
+    pub quota_counters: QuotaCounters,
+}
+
+/// What the quota levels of a report measure.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum QuotaCounters {
+    /// `Local` rate limiting: this sidecar's share of each limit. Summed over the sidecars
+    /// serving an app they give the app's total.
+    #[default]
+    Share,
+    /// `Redis` rate limiting: the exact counters are shared in Redis; the levels are only the
+    /// local fallback's and say nothing about the app's real usage.
+    Redis,
+}
+
+/// Tokens left in one window of one quota for one app.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaLevelReport {
+    /// The `TokenQuota` name.
+    pub quota: String,
+    /// The app the level belongs to (for a default quota: each app that used it).
+    pub app_id: String,
+    /// `minute` (`tokensPerMinute`), `hour`, `day`, `week` or `month`.
+    pub window: String,
+    /// Tokens left in the current window.
+    pub remaining_tokens: u64,
 }
 
 /// Token counts of one app in a report.

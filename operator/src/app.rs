@@ -23,6 +23,7 @@ use crate::controller::queue::{self, WatchScope, Watches};
 use crate::controller::{Context, Stores, WriteLimiter};
 use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::{AdminState, Metrics};
+use crate::presence::{Presence, PresenceConfig};
 use crate::publish::Publisher;
 use crate::server::StreamServer;
 use crate::server::auth::{CachedReviewer, KubeTokenReviewer};
@@ -201,6 +202,30 @@ async fn elect(
     Elector::new(client, config).run(leads, stopped(stop)).await;
 }
 
+/// Shares this replica's sidecars with the other replicas until `stop`, in Leases beside the
+/// leader Lease, renewed every third of its duration; off without leader election (a single
+/// replica).
+async fn share_presence(
+    client: Client,
+    args: &OperatorArgs,
+    identity: &str,
+    sidecars: Registry,
+    stop: watch::Receiver<bool>,
+) {
+    if args.no_leader_election {
+        return;
+    }
+    let config = PresenceConfig {
+        namespace: args.lease_namespace.clone(),
+        identity: identity.to_owned(),
+        interval: args.lease_duration / 3,
+        lease_duration: args.lease_duration,
+    };
+    Presence::new(client, config, sidecars)
+        .run(stopped(stop))
+        .await;
+}
+
 /// Runs the operator until SIGINT or SIGTERM.
 ///
 /// # Errors
@@ -267,7 +292,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         ready: ready_when_filled(watches.stores.clone()),
     };
     let background = [
-        tokio::spawn(sidecars.sweep_every(Duration::from_secs(1))),
+        tokio::spawn(sidecars.clone().sweep_every(Duration::from_secs(1))),
         tokio::spawn(admin.serve(admin_listener)),
     ];
     tokio::spawn(async move {
@@ -279,7 +304,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     tokio::join!(
         queue::run(watches, ctx, stopped(stop.clone())),
         server.serve(stream_listener, tls.config, stopped(stop.clone())),
-        elect(client, &args, &identity, leads_tx, stop),
+        elect(client.clone(), &args, &identity, leads_tx, stop.clone()),
+        share_presence(client, &args, &identity, sidecars, stop),
     );
     background.iter().for_each(JoinHandle::abort);
     tracing::info!("spillway operator stopped");

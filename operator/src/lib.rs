@@ -17,7 +17,7 @@
 //!
 //! # Modules
 //! - [`controller`]: reflectors → reconcile (compile, publish, status, Events) per scope.
-//! - [`status`]: pure mapping of compile problems to conditions.
+//! - [`status`]: pure mapping of compile problems to conditions, and of sidecars' live state.
 //! - [`secrets`]: `SecretResolver` over the Secrets store.
 //! - [`publish`]: per-scope versioned snapshots and quota shares.
 //! - [`sidecars`]: connected sidecars, their reports, grace periods, `synced/total`.
@@ -25,6 +25,7 @@
 //! - [`wire`]: the protocol's types and paths.
 //! - [`webhook`]: the sidecar injection webhook (`POST /mutate` on the stream server).
 //! - [`leader`]: Lease-based leader election (only the leader writes status).
+//! - [`presence`]: each replica's sidecars announced in a Lease, read by the others.
 //! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`]: the `spillway-operator` command line and process wiring.
 
@@ -32,6 +33,7 @@ pub mod app;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
+pub mod presence;
 pub mod publish;
 pub mod secrets;
 pub mod server;

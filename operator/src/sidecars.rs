@@ -1,17 +1,26 @@
-//! The sidecars of each scope that this replica serves: open streams and their reports.
+//! The sidecars of each scope: those this replica serves (open streams and their reports) and
+//! those other replicas serve (from their presence Leases, see `crate::presence`).
 //!
 //! Inputs: stream opens and closes ([`Registry::connect`] and the returned guard), reports
-//! ([`Registry::report`]) and the passing of time ([`Registry::sweep`]). Outputs: the number of
-//! live sidecars per scope, pushed into the [`Publisher`] (which re-divides quotas), the
-//! `synced/total` counts for status, and a stream of scopes whose counts changed (the
-//! controller re-writes their status).
+//! ([`Registry::report`]), other replicas' sidecars ([`Registry::set_remotes`]) and the passing
+//! of time ([`Registry::sweep`]). Outputs: the number of live sidecars per scope across all
+//! replicas (a sidecar listed by two replicas, as during a failover, counts once), pushed into
+//! the [`Publisher`] (which re-divides quotas); the `synced/total` counts and the live state
+//! ([`Registry::live_sidecars`]) for status; and a stream of scopes to re-write status for.
+//!
+//! Signals are spaced so frequent reports never mean a status write each: a new or gone
+//! sidecar or a new version signals at once, a changed breaker state within
+//! [`BREAKER_SIGNAL_SPACING`], changed quota levels within the live interval (10 s by default,
+//! [`Registry::with_live_interval`]) — flushed by [`Registry::sweep`].
 //!
 //! A sidecar is live while it has an open stream, and for `grace` after its last report or
 //! stream close — so a sidecar that reconnects (an operator restart, a network blip) keeps
 //! its place and quotas are not re-divided back and forth; one that is gone for good stops
 //! counting after the grace period.
 
-use std::collections::BTreeMap;
+mod remote;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,15 +28,36 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::publish::Publisher;
+use crate::status::live::LiveSidecar;
 use crate::wire::SidecarReport;
+
+pub use remote::RemoteReplica;
+
+/// Longest wait between a changed breaker state and the signal to re-write status.
+pub const BREAKER_SIGNAL_SPACING: Duration = Duration::from_secs(1);
+/// Default longest wait between changed quota levels and the signal to re-write status.
+pub const DEFAULT_LIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Registry of sidecars; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Registry {
-    inner: Arc<Mutex<BTreeMap<String, BTreeMap<String, Session>>>>,
+    inner: Arc<Mutex<Inner>>,
     publisher: Publisher,
     grace: Duration,
+    live_interval: Duration,
     changes: broadcast::Sender<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// This replica's sidecars per scope.
+    scopes: BTreeMap<String, BTreeMap<String, Session>>,
+    /// Other replicas' sidecars, per replica.
+    remotes: BTreeMap<String, RemoteReplica>,
+    /// Scopes with a pending signal, and when it is due.
+    due: BTreeMap<String, Instant>,
+    /// When each scope was last signalled.
+    signalled: BTreeMap<String, Instant>,
 }
 
 #[derive(Debug)]
@@ -35,6 +65,28 @@ struct Session {
     open_streams: u32,
     last_seen: Instant,
     report: Option<SidecarReport>,
+    live: Option<LiveSidecar>,
+}
+
+/// How much a change matters to status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Change {
+    None,
+    Levels,
+    Breakers,
+    Now,
+}
+
+/// What changed from `before` to `after` for the same sidecar.
+fn change(before: Option<&LiveSidecar>, after: Option<&LiveSidecar>) -> Change {
+    match (before, after) {
+        (None, None) => Change::None,
+        (Some(b), Some(a)) if b.version != a.version || b.redis != a.redis => Change::Now,
+        (Some(b), Some(a)) if b.breakers != a.breakers => Change::Breakers,
+        (Some(b), Some(a)) if b.minute_left != a.minute_left => Change::Levels,
+        (Some(_), Some(_)) => Change::None,
+        _ => Change::Now,
+    }
 }
 
 impl Session {
@@ -93,11 +145,19 @@ impl Registry {
             inner: Arc::default(),
             publisher,
             grace,
+            live_interval: DEFAULT_LIVE_INTERVAL,
             changes: broadcast::channel(1024).0,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, BTreeMap<String, Session>>> {
+    /// Signals changed quota levels at most once per `interval` per scope.
+    #[must_use]
+    pub fn with_live_interval(mut self, interval: Duration) -> Self {
+        self.live_interval = interval;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -109,6 +169,7 @@ impl Registry {
     /// Records an open stream of `sidecar` in `scope`.
     pub fn connect(&self, scope: &str, sidecar: &str, now: Instant) -> StreamGuard {
         self.lock()
+            .scopes
             .entry(scope.to_owned())
             .or_default()
             .entry(sidecar.to_owned())
@@ -116,6 +177,7 @@ impl Registry {
                 open_streams: 0,
                 last_seen: now,
                 report: None,
+                live: None,
             })
             .open_streams += 1;
         self.changed(scope, now);
@@ -129,6 +191,7 @@ impl Registry {
     fn disconnect(&self, scope: &str, sidecar: &str, now: Instant) {
         if let Some(session) = self
             .lock()
+            .scopes
             .get_mut(scope)
             .and_then(|sessions| sessions.get_mut(sidecar))
         {
@@ -139,39 +202,55 @@ impl Registry {
 
     /// Records a report of a sidecar in `scope`.
     pub fn report(&self, scope: &str, report: SidecarReport, now: Instant) {
-        let noteworthy = {
-            let mut scopes = self.lock();
-            let sessions = scopes.entry(scope.to_owned()).or_default();
+        let live = LiveSidecar::from_report(&report);
+        let change = {
+            let mut inner = self.lock();
+            let sessions = inner.scopes.entry(scope.to_owned()).or_default();
             match sessions.get_mut(&report.sidecar) {
                 Some(session) => {
                     session.last_seen = now;
-                    let before = session.report.as_ref().and_then(|r| r.version);
-                    let changed = before != report.version;
+                    let change = change(session.live.as_ref(), Some(&live));
                     session.report = Some(report);
-                    changed
+                    session.live = Some(live);
+                    change
                 }
                 None => {
                     let session = Session {
                         open_streams: 0,
                         last_seen: now,
                         report: Some(report.clone()),
+                        live: Some(live),
                     };
                     sessions.insert(report.sidecar, session);
-                    true
+                    Change::Now
                 }
             }
         };
-        if noteworthy {
-            self.changed(scope, now);
-        }
+        self.signal(scope, change, now);
     }
 
-    /// Forgets sidecars silent for longer than the grace period.
+    /// Signals `scope` now, or schedules a signal when the change can wait.
+    fn signal(&self, scope: &str, change: Change, now: Instant) {
+        let wait = match change {
+            Change::None => return,
+            Change::Now => return self.changed(scope, now),
+            Change::Breakers => BREAKER_SIGNAL_SPACING,
+            Change::Levels => self.live_interval,
+        };
+        let mut inner = self.lock();
+        let due = inner.signalled.get(scope).map_or(now, |last| *last + wait);
+        let entry = inner.due.entry(scope.to_owned()).or_insert(due);
+        *entry = (*entry).min(due);
+    }
+
+    /// Forgets sidecars silent for longer than the grace period and replicas whose Lease
+    /// expired, and sends the signals that are due.
     pub fn sweep(&self, now: Instant) {
-        let mut expired = Vec::new();
+        let mut expired = BTreeSet::new();
+        let due: Vec<String>;
         {
-            let mut scopes = self.lock();
-            for (scope, sessions) in scopes.iter_mut() {
+            let mut inner = self.lock();
+            for (scope, sessions) in &mut inner.scopes {
                 let before = sessions.len();
                 sessions.retain(|sidecar, session| {
                     let live = session.is_live(now, self.grace);
@@ -181,12 +260,29 @@ impl Registry {
                     live
                 });
                 if sessions.len() != before {
-                    expired.push(scope.clone());
+                    expired.insert(scope.clone());
                 }
             }
-            scopes.retain(|_, sessions| !sessions.is_empty());
+            inner.scopes.retain(|_, sessions| !sessions.is_empty());
+            inner.remotes.retain(|replica, remote| {
+                let live = remote.until > now;
+                if !live {
+                    tracing::info!(
+                        replica,
+                        "replica's presence expired; its sidecars no longer count"
+                    );
+                    expired.extend(remote.scopes.keys().cloned());
+                }
+                live
+            });
+            due = inner
+                .due
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(scope, _)| scope.clone())
+                .collect();
         }
-        for scope in expired {
+        for scope in expired.into_iter().chain(due) {
             self.changed(&scope, now);
         }
     }
@@ -201,42 +297,76 @@ impl Registry {
         }
     }
 
-    fn live(&self, scope: &str, now: Instant) -> usize {
-        self.lock().get(scope).map_or(0, |sessions| {
-            sessions
-                .values()
-                .filter(|s| s.is_live(now, self.grace))
-                .count()
-        })
+    /// The live sidecars of `scope` across all replicas, one per id (this replica's own
+    /// report wins over another replica's copy).
+    pub fn live_sidecars(&self, scope: &str, now: Instant) -> Vec<LiveSidecar> {
+        let inner = self.lock();
+        let mut out: BTreeMap<&str, LiveSidecar> = BTreeMap::new();
+        for remote in inner.remotes.values().filter(|r| r.until > now) {
+            for sidecar in remote.scopes.get(scope).into_iter().flatten() {
+                out.insert(&sidecar.id, sidecar.clone());
+            }
+        }
+        for (id, session) in inner.scopes.get(scope).into_iter().flatten() {
+            if session.is_live(now, self.grace) {
+                let live = session.live.clone().unwrap_or_else(|| LiveSidecar {
+                    id: id.clone(),
+                    ..LiveSidecar::default()
+                });
+                out.insert(id, live);
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// This replica's own live sidecars per scope (what it announces to the others).
+    pub fn local_sidecars(&self, now: Instant) -> BTreeMap<String, Vec<LiveSidecar>> {
+        let inner = self.lock();
+        inner
+            .scopes
+            .iter()
+            .map(|(scope, sessions)| {
+                let live = sessions
+                    .iter()
+                    .filter(|(_, s)| s.is_live(now, self.grace))
+                    .map(|(id, s)| {
+                        s.live.clone().unwrap_or_else(|| LiveSidecar {
+                            id: id.clone(),
+                            ..LiveSidecar::default()
+                        })
+                    })
+                    .collect();
+                (scope.clone(), live)
+            })
+            .collect()
     }
 
     fn changed(&self, scope: &str, now: Instant) {
-        self.publisher.set_sidecars(scope, self.live(scope, now));
+        {
+            let mut inner = self.lock();
+            inner.due.remove(scope);
+            inner.signalled.insert(scope.to_owned(), now);
+        }
+        let live = self.live_sidecars(scope, now).len();
+        self.publisher.set_sidecars(scope, live);
         // Nobody listening (no controller, as in stream-only tests) is fine.
         let _ = self.changes.send(scope.to_owned());
     }
 
-    /// Live sidecars of `scope`, and how many of them run `version`.
+    /// Live sidecars of `scope` across all replicas, and how many of them run `version`.
     pub fn counts(&self, scope: &str, version: u64, now: Instant) -> SyncCounts {
-        let sessions = self.lock();
-        let Some(sessions) = sessions.get(scope) else {
-            return SyncCounts::default();
-        };
-        let live = sessions.values().filter(|s| s.is_live(now, self.grace));
-        let mut counts = SyncCounts::default();
-        for session in live {
-            counts.total += 1;
-            if session.report.as_ref().and_then(|r| r.version) == Some(version) {
-                counts.synced += 1;
-            }
+        let live = self.live_sidecars(scope, now);
+        SyncCounts {
+            synced: live.iter().filter(|s| s.version == Some(version)).count(),
+            total: live.len(),
         }
-        counts
     }
 
-    /// Every known sidecar.
+    /// Every sidecar this replica knows from its own streams and reports.
     pub fn sidecars(&self) -> Vec<SidecarView> {
-        let scopes = self.lock();
-        scopes
+        let inner = self.lock();
+        inner
+            .scopes
             .iter()
             .flat_map(|(scope, sessions)| {
                 sessions.iter().map(|(sidecar, session)| SidecarView {

@@ -1,6 +1,7 @@
 //! The config stream end to end: the operator's stream server in-process (fake token
 //! reviewer) and real `spillway run --operator …` sidecar processes.
 
+#[allow(dead_code)] // shared with live.rs, which uses more of it
 #[path = "stream/support.rs"]
 mod support;
 

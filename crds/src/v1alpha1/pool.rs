@@ -29,6 +29,7 @@ use super::{Condition, SecretSource};
         printcolumn = r#"{"name":"Backends","type":"integer","jsonPath":".status.backends"}"#,
         printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
         printcolumn = r#"{"name":"Sidecars","type":"string","jsonPath":".status.sidecars"}"#,
+        printcolumn = r#"{"name":"Open","type":"integer","jsonPath":".status.openBreakers"}"#,
         printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
     )
 )]
@@ -263,4 +264,25 @@ pub struct AiBackendPoolStatus {
     /// Sidecars running the latest snapshot, as `synced/total`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecars: Option<String>,
+    /// Backends whose circuit breaker is open or half-open on at least one live sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_breakers: Option<u32>,
+    /// Circuit breaker state of each backend: how many live sidecars see it closed, open or
+    /// half-open (sidecars that have not reported this backend yet are not counted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backend_states: Vec<BackendBreakerStatus>,
+}
+
+/// How the live sidecars see one backend's circuit breaker.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendBreakerStatus {
+    /// The backend's name in `spec.backends`.
+    pub name: String,
+    /// Sidecars sending it traffic normally.
+    pub closed: u32,
+    /// Sidecars keeping traffic away from it (it failed or asked to be left alone).
+    pub open: u32,
+    /// Sidecars letting a probe through to see whether it recovered.
+    pub half_open: u32,
 }

@@ -99,10 +99,18 @@ pub struct TokenQuotaStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Tokens used in the current minute, as reported by the sidecars.
+    /// Tokens of `tokensPerMinute` in use, from the live sidecars' reports: the limit minus
+    /// the tokens left. For a default quota (no `appId`): summed over the apps that use it.
+    /// Refreshed every few seconds, not per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_used: Option<u64>,
-    /// Tokens left in the current minute.
+    /// Tokens of `tokensPerMinute` left: the sum of the live sidecars' shares. For a default
+    /// quota: the lowest of its apps'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_remaining: Option<u64>,
+    /// Where `tokensUsed`/`tokensRemaining` come from, or why they are not shown (no
+    /// `tokensPerMinute`, no sidecar reporting yet, or `Redis` rate limiting, whose shared
+    /// counters live in Redis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_note: Option<String>,
 }

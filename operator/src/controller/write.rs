@@ -1,10 +1,16 @@
 //! Writing status and Events for the objects of one scope.
 //!
-//! Input: the scope's objects, the findings against them, the published version and the
-//! sidecar counts. Output: `PATCH …/status` (merge) for each object whose status differs from
-//! what it has — or from what this replica last wrote, as the store may lag behind our own
-//! writes — spaced by a [`WriteLimiter`], and an Event for each `Ready` transition. Event and
-//! status texts come from `Problem` messages, which name Secrets and keys but never values.
+//! Input: the scope's objects, the findings against them, the published version, the sidecar
+//! counts and the live state of the scope's sidecars across all replicas. Output: `PATCH
+//! …/status` (merge) for each object whose status differs from what it has — or from what
+//! this replica last wrote, as the store may lag behind our own writes — spaced by a
+//! [`WriteLimiter`], an Event for each `Ready` transition, and for pools a `BreakerOpen` /
+//! `BreakerClosed` Event when a backend trips or recovers. Event and status texts come from
+//! `Problem` messages, which name Secrets and keys but never values.
+//!
+//! Live fields change with every sidecar report; the registry spaces the signals that lead
+//! here (see `crate::sidecars`), so they are written every few seconds at most, not per
+//! report.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -23,7 +29,8 @@ use tokio::time::Instant;
 
 use super::{Context, Error, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, ScopeObjects};
 use crate::sidecars::SyncCounts;
-use crate::status::{self, Finding, Observed};
+use crate::status::live::{self, LiveSidecar};
+use crate::status::{self, Finding, Observed, Transition};
 
 /// Spaces status writes so a burst (a busy namespace, many sidecars reporting) does not flood
 /// the API server.
@@ -100,6 +107,7 @@ pub(super) async fn scope_status(
 ) -> Result<(), Error> {
     let now = Timestamp::now().to_string();
     let counts: SyncCounts = ctx.sidecars.counts(scope, version, Instant::now());
+    let sidecars: Vec<LiveSidecar> = ctx.sidecars.live_sidecars(scope, Instant::now());
     let observed = |kind: &'static str, generation: Option<i64>, name: String| Observed {
         generation,
         findings: findings.get(&(kind, name)).map_or(&[][..], Vec::as_slice),
@@ -108,13 +116,22 @@ pub(super) async fn scope_status(
     };
     for pool in &objects.pools {
         let observed = observed(KIND_POOL, pool.meta().generation, pool.name_any());
-        let desired =
-            |previous: Option<&_>| status::pool_status(&pool.spec, &observed, counts, previous);
+        let backends: Vec<&str> = pool.spec.backends.iter().map(|b| b.name.as_str()).collect();
+        let breakers = live::pool_breakers(&pool.name_any(), &backends, &sidecars);
+        let desired = |previous: Option<&_>| {
+            status::pool_status(&pool.spec, &observed, counts, breakers, previous)
+        };
         write_object(ctx, KIND_POOL, &**pool, pool.status.as_ref(), desired).await?;
     }
     for quota in &objects.quotas {
         let observed = observed(KIND_QUOTA, quota.meta().generation, quota.name_any());
-        let desired = |previous: Option<&_>| status::quota_status(&observed, previous);
+        let tokens = live::quota_tokens(
+            &quota.name_any(),
+            quota.spec.app_id.as_deref(),
+            quota.spec.tokens_per_minute,
+            &sidecars,
+        );
+        let desired = |previous: Option<&_>| status::quota_status(&observed, tokens, previous);
         write_object(ctx, KIND_QUOTA, &**quota, quota.status.as_ref(), desired).await?;
     }
     for gateway in &objects.gateways {
@@ -221,34 +238,62 @@ where
         (before, patch["status"].clone()),
     );
     let before = previous.map_or(&[][..], HasConditions::conditions);
-    if let Some(transition) = status::transition(before, desired.conditions()) {
-        let event = Event {
-            type_: if transition.normal {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: transition.reason,
-            note: Some(transition.note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        let reference = object.object_ref(&());
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(kind, namespace, name, %error, "cannot publish an Event");
-        }
+    let transitions = status::transition(before, desired.conditions())
+        .into_iter()
+        .map(|t| (t, "Reconcile"))
+        .chain(
+            desired
+                .live_transitions(previous)
+                .into_iter()
+                .map(|t| (t, "Observe")),
+        );
+    for (transition, action) in transitions {
+        publish_event(ctx, object, transition, action).await;
     }
     Ok(())
 }
 
+/// Publishes one Event about `object`; a failure is logged, not returned.
+async fn publish_event<K>(ctx: &Context, object: &K, transition: Transition, action: &str)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let event = Event {
+        type_: if transition.normal {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: transition.reason,
+        note: Some(transition.note),
+        action: action.into(),
+        secondary: None,
+    };
+    let reference = object.object_ref(&());
+    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        let meta = object.meta();
+        tracing::warn!(namespace = meta.namespace, name = meta.name, %error, "cannot publish an Event");
+    }
+}
+
 /// Status types with conditions.
-pub(super) trait HasConditions {
+pub(super) trait HasConditions: Sized {
     fn conditions(&self) -> &[Condition];
+
+    /// Events for changes of live state since `previous`.
+    fn live_transitions(&self, _previous: Option<&Self>) -> Vec<Transition> {
+        Vec::new()
+    }
 }
 
 impl HasConditions for spillway_crds::v1alpha1::AiBackendPoolStatus {
     fn conditions(&self) -> &[Condition] {
         &self.conditions
+    }
+
+    fn live_transitions(&self, previous: Option<&Self>) -> Vec<Transition> {
+        let before = previous.map_or(&[][..], |p| &p.backend_states[..]);
+        live::breaker_transitions(before, &self.backend_states)
     }
 }
 

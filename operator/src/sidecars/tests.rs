@@ -130,3 +130,94 @@ async fn a_report_alone_makes_a_sidecar_known() {
     let _b = registry.connect("team", "b", Instant::now());
     assert!((share(&publisher) - 0.5).abs() < f64::EPSILON);
 }
+
+fn live(id: &str, version: u64) -> LiveSidecar {
+    LiveSidecar {
+        id: id.into(),
+        version: Some(version),
+        ..LiveSidecar::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_replicas_sidecars_count_once_until_their_lease_expires() {
+    let publisher = Publisher::new();
+    publisher.publish("team", with_quota());
+    let registry = Registry::new(publisher.clone(), GRACE);
+    let mut changes = registry.changes();
+    let now = Instant::now();
+    let _a = registry.connect("team", "a", now);
+    registry.report("team", report("a", 1), now);
+    while changes.try_recv().is_ok() {}
+    // Replica r2 serves b, and still lists a (a moved over during a failover).
+    let remote = RemoteReplica {
+        until: now + Duration::from_secs(15),
+        scopes: [("team".to_owned(), vec![live("b", 1), live("a", 1)])].into(),
+    };
+    registry.set_remotes([("r2".to_owned(), remote.clone())].into(), now);
+    assert_eq!(changes.try_recv().ok().as_deref(), Some("team"));
+    assert_eq!(registry.counts("team", 1, now).to_string(), "2/2");
+    assert!((share(&publisher) - 0.5).abs() < f64::EPSILON);
+    assert_eq!(
+        registry.local_sidecars(now)["team"].len(),
+        1,
+        "only its own are announced"
+    );
+    // The same picture again is no signal.
+    registry.set_remotes([("r2".to_owned(), remote)].into(), now);
+    assert!(changes.try_recv().is_err());
+
+    tokio::time::advance(Duration::from_secs(16)).await;
+    registry.sweep(Instant::now());
+    assert_eq!(changes.try_recv().ok().as_deref(), Some("team"));
+    assert_eq!(registry.counts("team", 1, Instant::now()).total, 1);
+    assert!(
+        (share(&publisher) - 1.0).abs() < f64::EPSILON,
+        "re-divided once r2's Lease expired"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn live_changes_are_signalled_spaced_not_per_report() {
+    let publisher = Publisher::new();
+    publisher.publish("team", with_quota());
+    let registry =
+        Registry::new(publisher.clone(), GRACE).with_live_interval(Duration::from_secs(10));
+    let mut changes = registry.changes();
+    registry.report("team", report("a", 1), Instant::now());
+    assert!(changes.try_recv().is_ok(), "a new sidecar: at once");
+    let with_level = |left: u64| SidecarReport {
+        quotas: vec![crate::wire::QuotaLevelReport {
+            quota: "q".into(),
+            app_id: "app".into(),
+            window: "minute".into(),
+            remaining_tokens: left,
+        }],
+        ..report("a", 1)
+    };
+    for left in 0..20 {
+        tokio::time::advance(Duration::from_millis(400)).await;
+        registry.report("team", with_level(left), Instant::now());
+        registry.sweep(Instant::now());
+    }
+    // 8 s of level changes: the first signal comes 10 s after the last one.
+    assert!(changes.try_recv().is_err());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    registry.sweep(Instant::now());
+    assert!(changes.try_recv().is_ok(), "levels after the live interval");
+    assert!(changes.try_recv().is_err(), "once");
+    let tripped = SidecarReport {
+        breakers: [("chat/east".to_owned(), "open".to_owned())].into(),
+        ..with_level(19)
+    };
+    registry.report("team", tripped, Instant::now());
+    registry.sweep(Instant::now());
+    assert!(changes.try_recv().is_err(), "spaced from the last signal");
+    tokio::time::advance(BREAKER_SIGNAL_SPACING).await;
+    registry.sweep(Instant::now());
+    assert!(changes.try_recv().is_ok(), "a breaker within a second");
+    assert_eq!(
+        registry.live_sidecars("team", Instant::now())[0].breakers["chat/east"],
+        crate::status::live::Breaker::Open
+    );
+}

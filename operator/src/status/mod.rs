@@ -7,17 +7,22 @@
 //! `observedGeneration` and a `lastTransitionTime` that only moves when the condition's status
 //! does — and the Event worth emitting for the change, if any.
 //!
+//! Live fields (breaker states per backend, tokens used and left per quota) are aggregated
+//! from the sidecars' reports by [`live`] and passed in.
+//!
 //! Mapping: `InvalidSpec`, `ModelConflict`, `GatewayConflict` → `Accepted=False`;
 //! `SecretNotResolved` → `ResolvedRefs=False`; `Ready=True` exactly when the object is served
 //! (nothing was found against it), else `Ready=False` with the first finding's reason.
 
 use spillway_crds::v1alpha1::{
-    AiBackendPoolSpec, AiBackendPoolStatus, AiGatewayStatus, Condition, TokenQuotaStatus,
+    AiBackendPoolSpec, AiBackendPoolStatus, AiGatewayStatus, BackendBreakerStatus, Condition,
+    TokenQuotaStatus,
 };
 use spillway_crds::{Problem, ProblemReason};
 
 use crate::sidecars::SyncCounts;
 
+pub mod live;
 #[cfg(test)]
 mod tests;
 
@@ -225,11 +230,12 @@ fn describe(findings: &[&Finding]) -> String {
     text
 }
 
-/// The status an `AIBackendPool` should have.
+/// The status an `AIBackendPool` should have; `breakers` as [`live::pool_breakers`] gives.
 pub fn pool_status(
     spec: &AiBackendPoolSpec,
     observed: &Observed<'_>,
     sidecars: SyncCounts,
+    breakers: (Vec<BackendBreakerStatus>, Option<u32>),
     previous: Option<&AiBackendPoolStatus>,
 ) -> AiBackendPoolStatus {
     let previous_conditions = previous.map_or(&[][..], |s| &s.conditions[..]);
@@ -239,20 +245,24 @@ pub fn pool_status(
         models: Some(spec.models.join(",")),
         backends: Some(u32::try_from(spec.backends.len()).unwrap_or(u32::MAX)),
         sidecars: Some(sidecars.to_string()),
+        open_breakers: breakers.1,
+        backend_states: breakers.0,
     }
 }
 
-/// The status a `TokenQuota` should have; usage fields are kept as they are.
+/// The status a `TokenQuota` should have; `tokens` as [`live::quota_tokens`] gives.
 pub fn quota_status(
     observed: &Observed<'_>,
+    tokens: live::QuotaTokens,
     previous: Option<&TokenQuotaStatus>,
 ) -> TokenQuotaStatus {
     let previous_conditions = previous.map_or(&[][..], |s| &s.conditions[..]);
     TokenQuotaStatus {
         conditions: conditions(Kind::Quota, observed, previous_conditions),
         observed_generation: observed.generation,
-        tokens_used: previous.and_then(|s| s.tokens_used),
-        tokens_remaining: previous.and_then(|s| s.tokens_remaining),
+        tokens_used: tokens.used,
+        tokens_remaining: tokens.remaining,
+        tokens_note: Some(tokens.note),
     }
 }
 

@@ -236,9 +236,11 @@ fn pool_status_fills_the_printer_columns() {
             synced: 1,
             total: 2,
         },
+        (Vec::new(), Some(1)),
         None,
     );
     assert_eq!(status.models.as_deref(), Some("gpt-4o,gpt-4o-mini"));
+    assert_eq!(status.open_breakers, Some(1));
     assert_eq!(status.backends, Some(2));
     assert_eq!(status.sidecars.as_deref(), Some("1/2"));
     assert_eq!(status.observed_generation, Some(3));
@@ -249,23 +251,30 @@ fn pool_status_fills_the_printer_columns() {
             synced: 1,
             total: 2,
         },
+        (Vec::new(), Some(1)),
         Some(&status),
     );
     assert_eq!(again, status);
 }
 
 #[test]
-fn quota_status_keeps_usage_fields() {
+fn quota_status_carries_the_live_tokens() {
     let previous = TokenQuotaStatus {
         tokens_used: Some(10),
         tokens_remaining: Some(90),
         ..TokenQuotaStatus::default()
     };
-    let status = quota_status(&observed(&[], T0), Some(&previous));
+    let tokens = live::QuotaTokens {
+        used: Some(30),
+        remaining: Some(70),
+        note: "sum".into(),
+    };
+    let status = quota_status(&observed(&[], T0), tokens, Some(&previous));
     assert_eq!(
         (status.tokens_used, status.tokens_remaining),
-        (Some(10), Some(90))
+        (Some(30), Some(70))
     );
+    assert_eq!(status.tokens_note.as_deref(), Some("sum"));
     assert_eq!(get(&status.conditions, "Ready").status, "True");
 }
 

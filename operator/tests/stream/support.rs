@@ -118,9 +118,21 @@ impl Operator {
 
     /// As [`Operator::start`], serving only `only_namespace` when given.
     pub async fn start_serving(dir: &Path, port: u16, only_namespace: Option<&str>) -> Self {
-        let tls = tls::self_signed(dir, &["127.0.0.1".into()]).expect("tls");
         let publisher = Publisher::new();
         let sidecars = Registry::new(publisher.clone(), Duration::from_secs(1));
+        Self::serve_with(dir, port, only_namespace, publisher, sidecars).await
+    }
+
+    /// As [`Operator::start_serving`], with a given publisher and registry (those of a
+    /// reconcile context).
+    pub async fn serve_with(
+        dir: &Path,
+        port: u16,
+        only_namespace: Option<&str>,
+        publisher: Publisher,
+        sidecars: Registry,
+    ) -> Self {
+        let tls = tls::self_signed(dir, &["127.0.0.1".into()]).expect("tls");
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = StreamServer {
@@ -192,6 +204,7 @@ pub fn spillway_binary() -> PathBuf {
 /// A running `spillway run --operator …` process.
 pub struct Sidecar {
     pub admin: String,
+    pub listen: String,
     child: Child,
 }
 
@@ -224,7 +237,15 @@ impl Sidecar {
         .expect("read");
         let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line");
         let admin = ready["admin"].as_str().expect("admin address").to_owned();
-        Self { admin, child }
+        let listen = ready["listening"]
+            .as_str()
+            .expect("listen address")
+            .to_owned();
+        Self {
+            admin,
+            listen,
+            child,
+        }
     }
 
     /// `/admin/config` of the sidecar.
@@ -245,10 +266,19 @@ impl Sidecar {
 
 /// A plain HTTP/1.0 GET on loopback: `(status, body)`.
 pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, "").await
+}
+
+/// A plain HTTP/1.0 request with a JSON body on loopback: `(status, body)`.
+pub async fn http_request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect(addr).await else {
         return (0, String::new());
     };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
     if stream.write_all(request.as_bytes()).await.is_err() {
         return (0, String::new());
     }

@@ -1,5 +1,6 @@
 //! The limiter as telemetry's [`QuotaSource`]: tokens left per app, quota and window, for
-//! `spillway.quota.remaining_tokens`.
+//! `spillway.quota.remaining_tokens` and for the report to the operator (which sums the
+//! sidecars' `minute` levels into `TokenQuota` `status.tokensUsed/tokensRemaining`).
 //!
 //! Input: the local counters and the applied plan, read when metrics are collected (a
 //! `/metrics` scrape or an OTLP export), never on the request path; each shard is locked
@@ -18,7 +19,10 @@
 //! give the app's total). In `Redis` mode the shared counters live in Redis and are not read
 //! here: the levels are the local store's — the `LocalShare` fallback's counters, which stay
 //! full while Redis answers — so dashboards of a Redis-mode gateway should not read this
-//! gauge as the shared remainder.
+//! gauge as the shared remainder. The operator report marks them (`quotaCounters: redis`) and
+//! the operator then leaves the `TokenQuota`'s token fields unset and says why: reading the
+//! shared buckets would need a Redis round trip per quota and app on every report, and Redis'
+//! own counters are already the authoritative place to look.
 
 use std::collections::HashSet;
 

@@ -4,7 +4,9 @@
 //! CA file (both re-read on every request, as the kubelet updates mounted files in place), and
 //! the gateway whose state is reported. Outputs: snapshots on the `watch` channel that [`Gateway::follow`] applies,
 //! and a report every few seconds (`POST /v1/sidecars/report`: sidecar id, applied version,
-//! breaker state per backend, tokens per app).
+//! breaker state per backend, tokens per app, and tokens left per quota window — at most
+//! [`MAX_REPORTED_LEVELS`] of them, marked as Redis-mode local views when the shared counters
+//! live in Redis).
 //!
 //! The stream (`GET /v1/snapshots/watch`, NDJSON) delivers the full snapshot at once and each
 //! new version after; [`apply`] decides what is applied. When the stream breaks, is refused, or
@@ -34,10 +36,16 @@ use rustls::pki_types::pem::PemObject;
 
 use self::apply::{Applier, Outcome};
 use self::wire::{
-    AppUsage, REPORT_PATH, SIDECAR_HEADER, SidecarReport, VERSION_HEADER, WATCH_PATH,
+    AppUsage, QuotaCounters, QuotaLevelReport, REPORT_PATH, SIDECAR_HEADER, SidecarReport,
+    VERSION_HEADER, WATCH_PATH,
 };
 use crate::proxy::Gateway;
+use crate::telemetry::{QuotaLevel, QuotaSource as _};
 use crate::usage::totals::UsageTotals;
+
+/// Most quota levels in one report (a default quota has one per app); the rest are left out
+/// so a report stays far below the operator's 1 MiB limit.
+pub const MAX_REPORTED_LEVELS: usize = 2000;
 
 /// Options for operator mode, part of `spillway run`.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -364,6 +372,30 @@ pub fn build_report(
         usage.prompt_tokens += row.totals.prompt_tokens;
         usage.completion_tokens += row.totals.completion_tokens;
     }
+    let limiter = gateway.limiter();
+    let mut levels: Vec<QuotaLevel> = Vec::new();
+    limiter.quota_levels(&mut levels);
+    if levels.len() > MAX_REPORTED_LEVELS {
+        tracing::debug!(
+            levels = levels.len(),
+            "more quota levels than a report carries; the rest are left out"
+        );
+    }
+    report.quotas = levels
+        .into_iter()
+        .take(MAX_REPORTED_LEVELS)
+        .map(|level| QuotaLevelReport {
+            quota: level.quota,
+            app_id: level.app_id,
+            window: level.window.to_owned(),
+            remaining_tokens: level.remaining_tokens,
+        })
+        .collect();
+    report.quota_counters = if limiter.redis_available().is_some() {
+        QuotaCounters::Redis
+    } else {
+        QuotaCounters::Share
+    };
     report
 }
 

@@ -188,3 +188,46 @@ fn backoff_doubles_with_jitter_caps_and_resets() {
     backoff.reset();
     assert!(backoff.next_delay() <= Duration::from_millis(100));
 }
+
+#[tokio::test]
+async fn reports_carry_breakers_and_quota_levels_of_local_shares() {
+    use crate::proxy::Gateway;
+    use crate::usage::UsageSink;
+    use crate::usage::totals::UsageTotals;
+
+    let gateway = Gateway::new(UsageSink::new(16));
+    let mut with_quota = snapshot(4);
+    with_quota.quotas = vec![QuotaConfig {
+        id: "team/app".into(),
+        name: "app-quota".into(),
+        app_id: Some("app".into()),
+        pools: Vec::new(),
+        models: Vec::new(),
+        tokens_per_minute: Some(6000),
+        requests_per_minute: None,
+        calendar: Vec::new(),
+        default_max_tokens: 100,
+        share: 0.5,
+    }];
+    gateway.apply(std::sync::Arc::new(with_quota));
+    let report = super::build_report("pod-a", None, &gateway, &UsageTotals::new(4));
+    assert_eq!(report.version, Some(4));
+    assert_eq!(
+        report.breakers.get("chat/east").map(String::as_str),
+        Some("closed")
+    );
+    assert_eq!(report.quota_counters, super::wire::QuotaCounters::Share);
+    assert_eq!(
+        report.quotas,
+        vec![super::wire::QuotaLevelReport {
+            quota: "app-quota".into(),
+            app_id: "app".into(),
+            window: "minute".into(),
+            remaining_tokens: 3000,
+        }],
+        "a full window of this sidecar's half share"
+    );
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(json["quotas"][0]["remainingTokens"], 3000);
+    assert_eq!(json["quotaCounters"], "share");
+}

@@ -1,0 +1,219 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::wire::QuotaLevelReport;
+
+fn sidecar(id: &str, breakers: &[(&str, Breaker)], levels: &[(&str, &str, u64)]) -> LiveSidecar {
+    let mut minute_left: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (quota, app, left) in levels {
+        minute_left
+            .entry((*quota).to_owned())
+            .or_default()
+            .insert((*app).to_owned(), *left);
+    }
+    LiveSidecar {
+        id: id.into(),
+        version: Some(3),
+        breakers: breakers
+            .iter()
+            .map(|(k, b)| ((*k).to_owned(), *b))
+            .collect(),
+        minute_left,
+        redis: false,
+    }
+}
+
+fn state(name: &str, closed: u32, open: u32, half_open: u32) -> BackendBreakerStatus {
+    BackendBreakerStatus {
+        name: name.into(),
+        closed,
+        open,
+        half_open,
+    }
+}
+
+#[test]
+fn a_report_becomes_a_compact_summary_of_minute_windows() {
+    let report = SidecarReport {
+        sidecar: "pod-a".into(),
+        version: Some(7),
+        breakers: [
+            ("chat/east".to_owned(), "open".to_owned()),
+            ("chat/west".to_owned(), "half-open".to_owned()),
+            ("chat/odd".to_owned(), "sideways".to_owned()),
+        ]
+        .into(),
+        quotas: vec![
+            QuotaLevelReport {
+                quota: "web".into(),
+                app_id: "web".into(),
+                window: "minute".into(),
+                remaining_tokens: 400,
+            },
+            QuotaLevelReport {
+                quota: "web".into(),
+                app_id: "web".into(),
+                window: "day".into(),
+                remaining_tokens: 9_000,
+            },
+        ],
+        ..SidecarReport::default()
+    };
+    let live = LiveSidecar::from_report(&report);
+    assert_eq!(
+        live,
+        sidecar(
+            "pod-a",
+            &[
+                ("chat/east", Breaker::Open),
+                ("chat/west", Breaker::HalfOpen)
+            ],
+            &[("web", "web", 400)]
+        )
+        .with_version(7)
+    );
+    let json = serde_json::to_string(&live).expect("json");
+    assert_eq!(
+        json,
+        r#"{"id":"pod-a","v":7,"b":{"chat/east":"o","chat/west":"h"},"q":{"web":{"web":400}}}"#
+    );
+    let redis = SidecarReport {
+        quota_counters: QuotaCounters::Redis,
+        ..report
+    };
+    assert!(LiveSidecar::from_report(&redis).redis);
+}
+
+impl LiveSidecar {
+    fn with_version(mut self, version: u64) -> Self {
+        self.version = Some(version);
+        self
+    }
+}
+
+#[test]
+fn breakers_are_counted_per_backend_in_spec_order() {
+    let sidecars = [
+        sidecar(
+            "a",
+            &[("chat/east", Breaker::Open), ("chat/west", Breaker::Closed)],
+            &[],
+        ),
+        sidecar(
+            "b",
+            &[
+                ("chat/east", Breaker::HalfOpen),
+                ("chat/west", Breaker::Closed),
+            ],
+            &[],
+        ),
+        sidecar("c", &[("chat/east", Breaker::Closed)], &[]),
+        // Another pool's backend of the same name does not count.
+        sidecar("d", &[("other/east", Breaker::Open)], &[]),
+    ];
+    let (states, open) = pool_breakers("chat", &["west", "east", "north"], &sidecars);
+    assert_eq!(
+        states,
+        vec![
+            state("west", 2, 0, 0),
+            state("east", 1, 1, 1),
+            state("north", 0, 0, 0)
+        ]
+    );
+    assert_eq!(open, Some(1));
+    assert_eq!(pool_breakers("chat", &["east"], &[]), (Vec::new(), None));
+}
+
+#[test]
+fn only_trips_and_recoveries_are_events() {
+    let closed = [state("east", 2, 0, 0), state("west", 2, 0, 0)];
+    let tripped = [state("east", 1, 1, 0), state("west", 2, 0, 0)];
+    let events = breaker_transitions(&closed, &tripped);
+    assert_eq!(events.len(), 1);
+    assert!(!events[0].normal);
+    assert_eq!(events[0].reason, "BreakerOpen");
+    assert!(
+        events[0]
+            .note
+            .starts_with("backend east: circuit breaker open on 1"),
+        "{}",
+        events[0].note
+    );
+    // Still tripped (open → half-open on another sidecar): no new Event.
+    let probing = [state("east", 1, 0, 1), state("west", 2, 0, 0)];
+    assert!(breaker_transitions(&tripped, &probing).is_empty());
+    let events = breaker_transitions(&probing, &closed);
+    assert_eq!(events.len(), 1);
+    assert!(events[0].normal);
+    assert_eq!(events[0].reason, "BreakerClosed");
+    // A first status with an open breaker is an Event; no sidecar seeing it is not a recovery.
+    assert_eq!(breaker_transitions(&[], &tripped).len(), 1);
+    assert!(breaker_transitions(&tripped, &[state("east", 0, 0, 0)]).is_empty());
+}
+
+#[test]
+fn an_apps_quota_sums_the_sidecars_shares() {
+    let sidecars = [
+        sidecar("a", &[], &[("web", "web", 1_000)]),
+        sidecar("b", &[], &[("web", "web", 2_500)]),
+        sidecar("c", &[], &[]),
+    ];
+    let tokens = quota_tokens("web", Some("web"), Some(6_000), &sidecars);
+    assert_eq!((tokens.used, tokens.remaining), (Some(2_500), Some(3_500)));
+    assert!(
+        tokens.note.contains("2 of 3 live sidecars"),
+        "{}",
+        tokens.note
+    );
+    // Shares that add up to more than the limit (during a re-division) are capped.
+    let over = [
+        sidecar("a", &[], &[("web", "web", 4_000)]),
+        sidecar("b", &[], &[("web", "web", 4_000)]),
+    ];
+    let tokens = quota_tokens("web", Some("web"), Some(6_000), &over);
+    assert_eq!((tokens.used, tokens.remaining), (Some(0), Some(6_000)));
+}
+
+#[test]
+fn a_default_quota_sums_use_over_apps_and_shows_the_lowest_remainder() {
+    // Two sidecars with a 1 000 share each of 2 000 per app.
+    let sidecars = [
+        sidecar("a", &[], &[("std", "x", 400), ("std", "y", 1_000)]),
+        sidecar("b", &[], &[("std", "x", 600)]),
+    ];
+    let tokens = quota_tokens("std", None, Some(2_000), &sidecars);
+    // x: 400 + 600 left, 1 000 used; y: 1 000 + b's untouched 1 000 left, 0 used.
+    assert_eq!((tokens.used, tokens.remaining), (Some(1_000), Some(1_000)));
+    assert!(tokens.note.contains("2 apps"), "{}", tokens.note);
+    let idle = [sidecar("a", &[], &[])];
+    let tokens = quota_tokens("std", None, Some(2_000), &idle);
+    assert_eq!((tokens.used, tokens.remaining), (Some(0), Some(2_000)));
+}
+
+#[test]
+fn unknown_tokens_say_why() {
+    let one = [sidecar("a", &[], &[("web", "web", 10)])];
+    let cases = [
+        (
+            quota_tokens("web", Some("web"), None, &one),
+            "no tokensPerMinute",
+        ),
+        (
+            quota_tokens("web", Some("web"), Some(60), &[]),
+            "no live sidecar",
+        ),
+        (
+            quota_tokens("other", Some("other"), Some(60), &one),
+            "no sidecar has reported",
+        ),
+    ];
+    for (tokens, why) in cases {
+        assert_eq!((tokens.used, tokens.remaining), (None, None));
+        assert!(tokens.note.contains(why), "{} lacks {why}", tokens.note);
+    }
+    let mut redis = sidecar("a", &[], &[("web", "web", 10)]);
+    redis.redis = true;
+    let tokens = quota_tokens("web", Some("web"), Some(60), &[redis]);
+    assert_eq!((tokens.used, tokens.remaining), (None, None));
+    assert!(tokens.note.contains("Redis"), "{}", tokens.note);
+}

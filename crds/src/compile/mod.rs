@@ -23,6 +23,8 @@ mod tests_access;
 #[cfg(test)]
 mod tests_cors;
 #[cfg(test)]
+mod tests_entra;
+#[cfg(test)]
 mod tests_support;
 mod validate;
 

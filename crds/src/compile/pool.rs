@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 use super::validate::Checker;
 use super::{Object, SecretResolver};
 use crate::snapshot::{
-    BackendConfig, BreakerConfig, BreakerRuleConfig, PoolConfig, RetryConfig, SecretString,
-    StatusRange, TripThreshold,
+    BackendConfig, BreakerConfig, BreakerRuleConfig, COGNITIVE_SERVICES_SCOPE, EntraGrant,
+    EntraIdConfig, PoolConfig, RetryConfig, SecretString, StatusRange, TripThreshold,
 };
 use crate::v1alpha1::{
-    AiBackendPoolSpec, Backend, BackendType, BreakerRule, CircuitBreaker, ErrorReason, RetryPolicy,
-    StatusCodeRange,
+    AiBackendPoolSpec, Backend, BackendType, BreakerRule, CircuitBreaker, EntraIdAuth,
+    ErrorReason, RetryPolicy, StatusCodeRange,
 };
 
 pub(super) fn compile_pool(
@@ -72,7 +72,18 @@ pub(super) fn compile_pool(
                 secrets,
             )
         });
-        backends.push(compile_backend(backend, &path, breaker, api_key, check));
+        let entra_id = backend.entra_id.as_ref().and_then(|auth| {
+            compile_entra_id(auth, &format!("{path}.entraId"), object, secrets, check)
+        });
+        if backend.api_key.is_some() && backend.entra_id.is_some() {
+            check.invalid(
+                format!("{path}.entraId"),
+                "set at most one of apiKey or entraId",
+            );
+        }
+        let mut compiled = compile_backend(backend, &path, breaker, api_key, check);
+        compiled.entra_id = entra_id;
+        backends.push(compiled);
     }
     let retry = compile_retry(spec.retry.as_ref(), check);
     Some(PoolConfig {
@@ -120,10 +131,74 @@ fn compile_backend(
         priority: backend.priority,
         weight: backend.weight,
         api_key,
+        entra_id: None,
         breaker,
         stream_usage: backend.stream_usage,
         timeout_ms,
     }
+}
+
+fn compile_entra_id(
+    auth: &EntraIdAuth,
+    path: &str,
+    object: &Object<AiBackendPoolSpec>,
+    secrets: &dyn SecretResolver,
+    check: &mut Checker,
+) -> Option<EntraIdConfig> {
+    if let Some(host) = &auth.authority_host {
+        let ok = host
+            .strip_prefix("https://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#', ' ']));
+        if !ok {
+            check.invalid(
+                format!("{path}.authorityHost"),
+                format!("`{host}` is not an https URL, e.g. https://login.microsoftonline.com"),
+            );
+        }
+    }
+    for (field, value) in [("tenantId", &auth.tenant_id), ("clientId", &auth.client_id)] {
+        if let Some(value) = value {
+            let ok = !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            if !ok {
+                check.invalid(
+                    format!("{path}.{field}"),
+                    format!("`{value}` is not a GUID or domain name"),
+                );
+            }
+        }
+    }
+    let grant = match (&auth.client_secret, &auth.workload_identity) {
+        (Some(source), None) => {
+            if auth.tenant_id.is_none() || auth.client_id.is_none() {
+                check.invalid(path, "clientSecret needs tenantId and clientId");
+            }
+            let field = format!("{path}.clientSecret");
+            EntraGrant::ClientSecret(check.secret(&field, &object.namespace, source, secrets)?)
+        }
+        (None, Some(workload)) => EntraGrant::WorkloadIdentity {
+            federated_token_file: workload.federated_token_file.clone(),
+        },
+        _ => {
+            check.invalid(path, "set exactly one of clientSecret or workloadIdentity");
+            return None;
+        }
+    };
+    Some(EntraIdConfig {
+        tenant_id: auth.tenant_id.clone(),
+        client_id: auth.client_id.clone(),
+        authority_host: auth
+            .authority_host
+            .as_ref()
+            .map(|h| h.trim_end_matches('/').to_owned()),
+        scope: auth
+            .scope
+            .clone()
+            .unwrap_or_else(|| COGNITIVE_SERVICES_SCOPE.to_owned()),
+        grant,
+    })
 }
 
 /// Spillway's breaker when a pool configures none: trip on the first 429 for as long as the

@@ -23,6 +23,7 @@ fn backend(name: &str, priority: u32, weight: u32) -> BackendConfig {
         priority,
         weight,
         api_key: None,
+        entra_id: None,
         breaker: default_breaker(),
         stream_usage: StreamUsage::Auto,
         timeout_ms: 30_000,

@@ -19,6 +19,7 @@ fn backend(kind: BackendType) -> BackendConfig {
         priority: 1,
         weight: 1,
         api_key: Some(SecretString::new("backend-key")),
+        entra_id: None,
         breaker: default_breaker(),
         stream_usage: StreamUsage::Auto,
         timeout_ms: 1_000,

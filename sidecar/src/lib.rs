@@ -25,6 +25,7 @@
 
 pub mod breaker;
 pub mod clock;
+pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod identity;

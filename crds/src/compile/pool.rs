@@ -9,8 +9,8 @@ use crate::snapshot::{
     EntraIdConfig, PoolConfig, RetryConfig, SecretString, StatusRange, TripThreshold,
 };
 use crate::v1alpha1::{
-    AiBackendPoolSpec, Backend, BackendType, BreakerRule, CircuitBreaker, EntraIdAuth,
-    ErrorReason, RetryPolicy, StatusCodeRange,
+    AiBackendPoolSpec, Backend, BackendType, BreakerRule, CircuitBreaker, EntraIdAuth, ErrorReason,
+    RetryPolicy, StatusCodeRange,
 };
 
 pub(super) fn compile_pool(

@@ -105,7 +105,10 @@ fn every_entra_mistake_is_a_problem_on_its_field() {
     ];
     for (auth, field, message) in cases {
         let (snapshot, problems) = compile_text(&pool(auth));
-        assert!(snapshot.pools.is_empty(), "{auth}: the pool must be refused");
+        assert!(
+            snapshot.pools.is_empty(),
+            "{auth}: the pool must be refused"
+        );
         assert!(
             problems
                 .iter()

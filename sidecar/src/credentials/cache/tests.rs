@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The cache state machine with a manual clock and a scripted source.
 
 use std::collections::VecDeque;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Settings resolution, the form body and token response parsing.
 
 use std::collections::HashMap;

@@ -170,19 +170,37 @@ fn compile_entra_id(
             }
         }
     }
-    let grant = match (&auth.client_secret, &auth.workload_identity) {
-        (Some(source), None) => {
-            if auth.tenant_id.is_none() || auth.client_id.is_none() {
-                check.invalid(path, "clientSecret needs tenantId and clientId");
-            }
+    let grant = match (
+        &auth.client_secret,
+        &auth.certificate,
+        &auth.workload_identity,
+    ) {
+        (Some(source), None, None) => {
+            needs_ids(auth, path, "clientSecret", check);
             let field = format!("{path}.clientSecret");
             EntraGrant::ClientSecret(check.secret(&field, &object.namespace, source, secrets)?)
         }
-        (None, Some(workload)) => EntraGrant::WorkloadIdentity {
+        (None, Some(source), None) => {
+            needs_ids(auth, path, "certificate", check);
+            let field = format!("{path}.certificate");
+            let pem = check.secret(&field, &object.namespace, source, secrets)?;
+            let text = pem.expose();
+            if !text.contains("-----BEGIN CERTIFICATE-----") || !text.contains("PRIVATE KEY-----") {
+                check.invalid(
+                    field,
+                    "the value must be PEM with a CERTIFICATE and its (RSA) PRIVATE KEY",
+                );
+            }
+            EntraGrant::Certificate(pem)
+        }
+        (None, None, Some(workload)) => EntraGrant::WorkloadIdentity {
             federated_token_file: workload.federated_token_file.clone(),
         },
         _ => {
-            check.invalid(path, "set exactly one of clientSecret or workloadIdentity");
+            check.invalid(
+                path,
+                "set exactly one of clientSecret, certificate or workloadIdentity",
+            );
             return None;
         }
     };
@@ -199,6 +217,12 @@ fn compile_entra_id(
             .unwrap_or_else(|| COGNITIVE_SERVICES_SCOPE.to_owned()),
         grant,
     })
+}
+
+fn needs_ids(auth: &EntraIdAuth, path: &str, grant: &str, check: &mut Checker) {
+    if auth.tenant_id.is_none() || auth.client_id.is_none() {
+        check.invalid(path, format!("{grant} needs tenantId and clientId"));
+    }
 }
 
 /// Spillway's breaker when a pool configures none: trip on the first 429 for as long as the

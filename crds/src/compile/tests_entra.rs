@@ -80,7 +80,17 @@ fn every_entra_mistake_is_a_problem_on_its_field() {
         (
             "      entraId:\n        tenantId: t\n        clientId: c\n",
             "spec.backends[0].entraId",
-            "exactly one of clientSecret or workloadIdentity",
+            "exactly one of clientSecret, certificate or workloadIdentity",
+        ),
+        (
+            "      entraId:\n        tenantId: t\n        clientId: c\n        certificate: {env: PTU_KEY}\n",
+            "spec.backends[0].entraId.certificate",
+            "PEM with a CERTIFICATE",
+        ),
+        (
+            "      entraId:\n        certificate: {env: CERT_PEM}\n",
+            "spec.backends[0].entraId",
+            "certificate needs tenantId and clientId",
         ),
         (
             "      entraId:\n        clientSecret: {env: PTU_KEY}\n",
@@ -116,4 +126,20 @@ fn every_entra_mistake_is_a_problem_on_its_field() {
             "{auth}: expected `{message}` on {field}, got {problems:#?}"
         );
     }
+}
+
+#[test]
+fn certificate_compiles_to_its_pem() {
+    let (snapshot, problems) = compile_text(&pool(
+        "      entraId:\n        tenantId: t\n        clientId: c\n        certificate: {env: CERT_PEM}\n",
+    ));
+    assert!(problems.is_empty(), "{problems:#?}");
+    let entra = snapshot.pools[0].backends[0]
+        .entra_id
+        .clone()
+        .expect("entraId compiled");
+    let EntraGrant::Certificate(pem) = entra.grant else {
+        panic!("a certificate grant")
+    };
+    assert!(pem.expose().contains("BEGIN CERTIFICATE"));
 }

@@ -180,6 +180,8 @@ pub struct EntraIdConfig {
 pub enum EntraGrant {
     /// A client secret.
     ClientSecret(SecretString),
+    /// A PEM certificate and its RSA private key, for a signed client assertion.
+    Certificate(SecretString),
     /// A federated token read from a file (Azure workload identity).
     #[serde(rename_all = "camelCase")]
     WorkloadIdentity {

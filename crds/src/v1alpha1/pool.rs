@@ -130,14 +130,14 @@ fn one() -> u32 {
 }
 
 /// Microsoft Entra ID credentials for a backend: an OAuth 2.0 client-credentials grant at
-/// `{authorityHost}/{tenantId}/oauth2/v2.0/token`, proven by a client secret or by an Azure
-/// workload identity (federated service-account token). Set exactly one of `clientSecret` or
-/// `workloadIdentity`.
+/// `{authorityHost}/{tenantId}/oauth2/v2.0/token`, proven by a client secret, a client
+/// certificate, or an Azure workload identity (federated service-account token). Set exactly
+/// one of `clientSecret`, `certificate` or `workloadIdentity`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.clientSecret) != has(self.workloadIdentity)", "message": "set exactly one of clientSecret or workloadIdentity"},
-    {"rule": "!has(self.clientSecret) || (has(self.tenantId) && has(self.clientId))", "message": "clientSecret needs tenantId and clientId"}
+    {"rule": "(has(self.clientSecret) ? 1 : 0) + (has(self.certificate) ? 1 : 0) + (has(self.workloadIdentity) ? 1 : 0) == 1", "message": "set exactly one of clientSecret, certificate or workloadIdentity"},
+    {"rule": "!(has(self.clientSecret) || has(self.certificate)) || (has(self.tenantId) && has(self.clientId))", "message": "clientSecret and certificate need tenantId and clientId"}
 ]))]
 pub struct EntraIdAuth {
     /// Directory (tenant) ID of the app registration. With `workloadIdentity`, defaults to
@@ -151,6 +151,11 @@ pub struct EntraIdAuth {
     /// The client secret of the app registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<SecretSource>,
+    /// A client certificate registered with the app: PEM with the certificate and its RSA
+    /// private key (PKCS#8 or PKCS#1), e.g. the `tls.crt` and `tls.key` of a Secret joined,
+    /// or one key holding both. Spillway signs a client assertion (RS256, `x5t#S256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SecretSource>,
     /// Azure workload identity: the federated token file is exchanged for an access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_identity: Option<WorkloadIdentity>,

@@ -4,12 +4,13 @@
 //! `AZURE_AUTHORITY_HOST` and `AZURE_FEDERATED_TOKEN_FILE` as defaults (the variables the
 //! Azure workload identity webhook sets). Output: [`EntraTokenSource`], whose fetch POSTs
 //! `grant_type=client_credentials`, `client_id`, `scope` and either `client_secret` or a
-//! `client_assertion` (the federated token file, re-read on every fetch) to
+//! `client_assertion` (the federated token file, re-read on every fetch, or a JWT signed with
+//! a client certificate's key) to
 //! `{authorityHost}/{tenantId}/oauth2/v2.0/token` and parses `access_token` / `expires_in`,
 //! or the AAD error JSON (`error`, `error_description`) into a [`CredentialError`].
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, header};
@@ -17,6 +18,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 use spillway_crds::snapshot::{EntraGrant, EntraIdConfig, SecretString};
 
+use super::assertion::client_assertion;
 use super::{AccessToken, CredentialError, FetchFuture, IssuedToken, TokenSource, client};
 
 /// The default authority host (Azure public cloud).
@@ -45,6 +47,8 @@ pub struct TokenEndpointSettings {
 pub enum Proof {
     /// `client_secret`.
     Secret(SecretString),
+    /// A `client_assertion` signed with this PEM certificate's private key.
+    Certificate(SecretString),
     /// `client_assertion` read from this file at each fetch.
     FederatedTokenFile(PathBuf),
 }
@@ -85,6 +89,7 @@ impl TokenEndpointSettings {
             .ok_or_else(|| missing("clientId", "AZURE_CLIENT_ID"))?;
         let proof = match &config.grant {
             EntraGrant::ClientSecret(secret) => Proof::Secret(secret.clone()),
+            EntraGrant::Certificate(pem) => Proof::Certificate(pem.clone()),
             EntraGrant::WorkloadIdentity {
                 federated_token_file,
             } => Proof::FederatedTokenFile(
@@ -103,10 +108,11 @@ impl TokenEndpointSettings {
         })
     }
 
-    /// The form body of one token request. Reads the federated token file.
+    /// The form body of one token request. Reads the federated token file, or signs a
+    /// client assertion with the certificate.
     ///
     /// # Errors
-    /// The federated token file cannot be read or is empty.
+    /// The federated token file cannot be read or is empty; the certificate PEM is unusable.
     pub async fn form(&self) -> Result<String, CredentialError> {
         let mut fields = vec![
             ("grant_type", "client_credentials".to_owned()),
@@ -115,6 +121,17 @@ impl TokenEndpointSettings {
         ];
         match &self.proof {
             Proof::Secret(secret) => fields.push(("client_secret", secret.expose().to_owned())),
+            Proof::Certificate(pem) => {
+                let assertion = client_assertion(
+                    pem.expose(),
+                    &self.client_id,
+                    &self.endpoint,
+                    SystemTime::now(),
+                )
+                .map_err(|e| CredentialError::Config(format!("certificate: {e}")))?;
+                fields.push(("client_assertion_type", ASSERTION_TYPE.to_owned()));
+                fields.push(("client_assertion", assertion));
+            }
             Proof::FederatedTokenFile(path) => {
                 let file_error = |message: String| CredentialError::FederatedTokenFile {
                     path: path.display().to_string(),

@@ -7,13 +7,15 @@
 //! - `cache`: the token cache — refresh ahead of expiry with jitter, single-flight fetches,
 //!   the cached token kept through refresh failures until it expires, backoff after failures.
 //! - `entra`: the OAuth 2.0 client-credentials exchange at
-//!   `{authorityHost}/{tenantId}/oauth2/v2.0/token` (client secret, or a federated token file
-//!   as client assertion), the production [`TokenSource`].
+//!   `{authorityHost}/{tenantId}/oauth2/v2.0/token` (client secret, or a client assertion: the
+//!   federated token file or a JWT signed by `assertion`), the production [`TokenSource`].
+//! - `assertion`: client assertions signed with a certificate's RSA key (`x5t#S256`).
 //! - `client`: the HTTPS client for token endpoints (webpki roots plus an optional extra CA
 //!   bundle from `SPILLWAY_TOKEN_CA_FILE`).
 //!
 //! Tokens, secrets and assertions never appear in `Debug` output, logs, errors or status.
 
+mod assertion;
 mod cache;
 mod client;
 mod entra;
@@ -28,6 +30,7 @@ use spillway_crds::snapshot::EntraIdConfig;
 
 use crate::clock::SystemClock;
 
+pub use assertion::client_assertion;
 pub use cache::{TokenCache, refresh_delay};
 pub use client::TOKEN_CA_FILE_ENV;
 pub use entra::{

@@ -1,208 +1,63 @@
 //! Backends authenticated with Microsoft Entra ID: a real `spillway run` gets access tokens
 //! from a local HTTPS token endpoint (test CA trusted via `SPILLWAY_TOKEN_CA_FILE`) and sends
 //! them as `Authorization: Bearer` to `spillway simulate` backends that accept only the tokens
-//! issued. Client secret and workload identity (federated token file) grants; caching,
-//! refresh before expiry, the outage behaviour (cached token until expiry, then the backend
-//! fails with `credential_unavailable` and traffic spills over), recovery, and that no secret
-//! or token appears in the gateway's logs or reaches a backend from the client.
+//! issued. Client secret, certificate and workload identity (federated token file) grants;
+//! caching, refresh before expiry, the outage behaviour (cached token until expiry, then the
+//! backend fails with `credential_unavailable` and traffic spills over), recovery, and that no
+//! secret or token appears in the gateway's logs or reaches a backend from the client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "backend_entra/gateway.rs"]
+mod gateway;
 #[path = "backend_entra/token_server.rs"]
 mod token_server;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Reply, Sim, chat_body, http, pool_yaml};
-use http::Method;
+use common::{Sim, pool_yaml};
+use gateway::{
+    LoggedGateway, accepted_tokens, assert_clean_logs, assert_no_client_credential,
+    assert_served_by, authorizations, entra_backend,
+};
 use serde_json::Value;
 use token_server::{Mode, TokenServer};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const SECRET: &str = "client-secret-value-9f3a";
-const CLIENT_BEARER: &str = "Bearer client-own-credential";
-const CLIENT_KEY: &str = "client-own-api-key";
 
-/// Tokens the simulated Entra backend accepts: every one the token server may issue here.
-fn accepted_tokens() -> String {
-    (1..=80)
-        .map(|n| format!("entra-tok-{n}"))
-        .collect::<Vec<_>>()
-        .join("|")
-}
-
-/// A gateway whose stderr (logs at debug) goes to a file the test reads.
-struct LoggedGateway {
-    _child: Child,
-    _dir: tempfile::TempDir,
-    url: String,
-    admin: String,
-    log: PathBuf,
-}
-
-impl LoggedGateway {
-    async fn start(manifests: &str, env: &[(&str, &str)]) -> LoggedGateway {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("gateway.yaml");
-        std::fs::write(&config, manifests).unwrap();
-        let log = dir.path().join("stderr.log");
-        let mut command = Command::new(BIN);
-        command
-            .args(["run", "--config", config.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let line = lines.next_line().await.unwrap().expect("gateway exited");
-                let value: Value = serde_json::from_str(&line).unwrap();
-                if value.get("listening").is_some() {
-                    return value;
-                }
-            }
-        })
-        .await
-        .expect("gateway ready within 30 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        LoggedGateway {
-            _child: child,
-            _dir: dir,
-            url: format!("http://{}", ready["listening"].as_str().unwrap()),
-            admin: format!("http://{}", ready["admin"].as_str().unwrap()),
-            log,
-        }
-    }
-
-    /// A chat call carrying the client's own credentials, which must never be forwarded.
-    async fn chat(&self, request_id: &str) -> Reply {
-        http(
-            Method::POST,
-            &format!("{}/v1/chat/completions", self.url),
-            &[
-                ("x-request-id", request_id),
-                ("authorization", CLIENT_BEARER),
-                ("api-key", CLIENT_KEY),
-            ],
-            chat_body("gpt-4o", false).to_string(),
-        )
-        .await
-    }
-
-    /// The gateway's usage record of `request_id` (bounded wait).
-    async fn record(&self, request_id: &str) -> Value {
-        for _ in 0..200 {
-            let usage = http(Method::GET, &format!("{}/admin/usage", self.admin), &[], "")
-                .await
-                .json();
-            if let Some(found) = usage["recent"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["request_id"] == request_id)
-            {
-                return found.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("no usage record for {request_id}");
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-/// The Entra backend `aoai`; its breaker opens for 1 s after `trip_after` failures
-/// (credential failures count as connection failures).
-fn entra_backend(url: &str, auth: &str, trip_after: u32) -> String {
-    format!(
-        "    - name: aoai\n      url: {url}\n      priority: 1\n      entraId:\n{auth}      circuitBreaker:\n        rules:\n          - name: no-token\n            failureCondition: {{count: {trip_after}, interval: 10s, errorReasons: [ConnectionFailure]}}\n            tripDuration: 1s\n"
-    )
-}
-
-/// The `authorization` headers the simulated backend received, in order.
-async fn authorizations(sim: &Sim, backend: &str) -> Vec<String> {
-    sim.entries(backend)
-        .await
-        .iter()
-        .map(|e| e["authorization"].as_str().unwrap_or("").to_owned())
-        .collect()
-}
-
-async fn assert_no_client_credential(sim: &Sim, backend: &str) {
-    for entry in sim.entries(backend).await {
-        let text = entry.to_string();
-        assert!(
-            !text.contains("client-own"),
-            "the client's credential reached {backend}: {text}"
-        );
-    }
-}
-
-fn assert_served_by(reply: &Reply, backend: &str, attempts: &str) {
-    assert_eq!(
-        (
-            reply.status.as_u16(),
-            reply.header("x-spillway-backend"),
-            reply.header("x-spillway-attempts")
-        ),
-        (200, backend, attempts),
-        "{}",
-        reply.text()
+/// A pool of `aoai` (Entra ID with `auth`, priority 1) and `paygo` (API key, priority 2).
+fn spillover_pool(sim: &Sim, auth: &str) -> String {
+    let backends = format!(
+        "{}    - name: paygo\n      url: {}\n      priority: 2\n      apiKey: {{env: PAYGO_KEY}}\n",
+        entra_backend(sim.url("aoai"), auth, 1),
+        sim.url("paygo")
     );
+    pool_yaml("chat", &["gpt-4o"], &backends, "")
 }
 
-fn assert_clean_logs(logs: &str, secrets: &[&str]) {
-    for secret in secrets {
-        assert!(
-            !logs.contains(secret),
-            "`{secret}` appears in the gateway's logs"
-        );
-    }
-    assert!(
-        !logs.contains("entra-tok-"),
-        "an access token appears in the gateway's logs"
-    );
-    assert!(
-        !logs.contains("client-own"),
-        "a client credential was logged"
-    );
+async fn aoai_and_paygo() -> Sim {
+    Sim::start(&format!(
+        "backends:\n  - name: aoai\n    apiKey: \"{}\"\n  - name: paygo\n    apiKey: paygo-key\n",
+        accepted_tokens()
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_secret_tokens_are_cached_refreshed_kept_through_an_outage_then_spill_over() {
     let tokens = TokenServer::start(6).await;
-    let sim = Sim::start(&format!(
-        "backends:\n  - name: aoai\n    apiKey: \"{}\"\n  - name: paygo\n    apiKey: paygo-key\n",
-        accepted_tokens()
-    ))
-    .await;
+    let sim = aoai_and_paygo().await;
     let auth = format!(
         "        tenantId: tenant-a\n        clientId: client-a\n        clientSecret: {{env: ENTRA_SECRET}}\n        authorityHost: {}\n",
         tokens.authority()
     );
-    let backends = format!(
-        "{}    - name: paygo\n      url: {}\n      priority: 2\n      apiKey: {{env: PAYGO_KEY}}\n",
-        entra_backend(sim.url("aoai"), &auth, 1),
-        sim.url("paygo")
-    );
-    let ca = tokens.ca_file.to_str().unwrap();
     let gw = LoggedGateway::start(
-        &pool_yaml("chat", &["gpt-4o"], &backends, ""),
+        &spillover_pool(&sim, &auth),
         &[
             ("ENTRA_SECRET", SECRET),
             ("PAYGO_KEY", "paygo-key"),
-            ("SPILLWAY_TOKEN_CA_FILE", ca),
+            ("SPILLWAY_TOKEN_CA_FILE", tokens.ca_file.to_str().unwrap()),
         ],
     )
     .await;
@@ -228,10 +83,25 @@ async fn client_secret_tokens_are_cached_refreshed_kept_through_an_outage_then_s
         vec!["Bearer entra-tok-1"; 10]
     );
 
-    // Refreshed before expiry (6 s lifetime: refresh at 2.4–3 s), without a failed call.
+    refreshed_before_expiry(&gw, &sim, &tokens).await;
+    outage_keeps_the_cached_token_then_spills_over(&gw, &tokens).await;
+    recovers_with_a_new_token(&gw, &sim, &tokens).await;
+
+    assert_no_client_credential(&sim, "aoai").await;
+    assert_no_client_credential(&sim, "paygo").await;
+    let logs = gw.logs();
+    assert!(
+        logs.contains("Entra ID token fetch failed"),
+        "the outage must be logged"
+    );
+    assert_clean_logs(&logs, &[SECRET, "paygo-key"]);
+}
+
+/// 6 s lifetime: the refresh comes at 2.4–3 s; every call meanwhile succeeds at `aoai`.
+async fn refreshed_before_expiry(gw: &LoggedGateway, sim: &Sim, tokens: &TokenServer) {
     let started = Instant::now();
     let mut i = 0;
-    while !authorizations(&sim, "aoai")
+    while !authorizations(sim, "aoai")
         .await
         .contains(&"Bearer entra-tok-2".to_owned())
     {
@@ -250,11 +120,15 @@ async fn client_secret_tokens_are_cached_refreshed_kept_through_an_outage_then_s
         refreshed_after < Duration::from_secs(6),
         "refreshed {refreshed_after:?} after the first token: not before its expiry"
     );
+}
 
-    // Outage: the endpoint is unreachable. The cached token keeps serving until it expires.
+/// The endpoint becomes unreachable: `aoai` keeps serving with the cached token after the
+/// refresh failed, then fails with `credential_unavailable` and `paygo` takes over.
+async fn outage_keeps_the_cached_token_then_spills_over(gw: &LoggedGateway, tokens: &TokenServer) {
     tokens.set_mode(Mode::Down);
     let outage = Instant::now();
     let mut served_after_failed_refresh = 0;
+    let mut i = 0;
     let spilled = loop {
         assert!(
             outage.elapsed() < Duration::from_secs(20),
@@ -303,11 +177,14 @@ async fn client_secret_tokens_are_cached_refreshed_kept_through_an_outage_then_s
     );
     // The breaker is open now: calls go straight to paygo.
     assert_served_by(&gw.chat("while-open").await, "paygo", "1");
+}
 
-    // Recovery: the endpoint is back; after the backoff and the breaker's 1 s, aoai serves
-    // again with a new token.
+/// The endpoint is back: after the fetch backoff and the breaker's 1 s, `aoai` serves again
+/// with the newest token.
+async fn recovers_with_a_new_token(gw: &LoggedGateway, sim: &Sim, tokens: &TokenServer) {
     tokens.set_mode(Mode::Serve);
     let recovery = Instant::now();
+    let mut i = 0;
     loop {
         assert!(
             recovery.elapsed() < Duration::from_secs(30),
@@ -321,7 +198,7 @@ async fn client_secret_tokens_are_cached_refreshed_kept_through_an_outage_then_s
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let last = authorizations(&sim, "aoai").await.pop().unwrap();
+    let last = authorizations(sim, "aoai").await.pop().unwrap();
     let issued: Vec<String> = tokens
         .seen()
         .iter()
@@ -329,15 +206,6 @@ async fn client_secret_tokens_are_cached_refreshed_kept_through_an_outage_then_s
         .collect();
     assert!(issued.len() >= 3, "{issued:?}");
     assert_eq!(last, format!("Bearer {}", issued.last().unwrap()));
-
-    assert_no_client_credential(&sim, "aoai").await;
-    assert_no_client_credential(&sim, "paygo").await;
-    let logs = gw.logs();
-    assert!(
-        logs.contains("Entra ID token fetch failed"),
-        "the outage must be logged"
-    );
-    assert_clean_logs(&logs, &[SECRET, "paygo-key"]);
 }
 
 fn write(path: &Path, text: &str) {
@@ -428,4 +296,85 @@ async fn workload_identity_exchanges_the_federated_token_file_rereading_it() {
 
     assert_no_client_credential(&sim, "aoai").await;
     assert_clean_logs(&gw.logs(), &["federated-jwt-one", "federated-jwt-two"]);
+}
+
+/// A client certificate (PEM: certificate, then PKCS#8 key) and the key's JWT decoding key.
+fn client_certificate() -> (String, jsonwebtoken::DecodingKey, String) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    use rsa::traits::PublicKeyParts;
+    use sha2::Digest;
+
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+    let pkcs8 = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let signer = rcgen::KeyPair::from_pem_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["spillway-client".into()]).unwrap();
+    let cert = params.self_signed(&signer).unwrap();
+    let thumbprint = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cert.der()));
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_components(
+        &URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+        &URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+    )
+    .unwrap();
+    (format!("{}{pkcs8}", cert.pem()), decoding, thumbprint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_credentials_send_a_signed_assertion() {
+    let tokens = TokenServer::start(3600).await;
+    let sim = aoai_and_paygo().await;
+    let (pem, decoding, thumbprint) = client_certificate();
+    let dir = tempfile::tempdir().unwrap();
+    let pem_file = dir.path().join("client.pem");
+    write(&pem_file, &pem);
+    let auth = format!(
+        "        tenantId: tenant-c\n        clientId: client-c\n        certificate: {{file: {}}}\n        authorityHost: {}\n",
+        pem_file.display(),
+        tokens.authority()
+    );
+    let gw = LoggedGateway::start(
+        &spillover_pool(&sim, &auth),
+        &[
+            ("PAYGO_KEY", "paygo-key"),
+            ("SPILLWAY_TOKEN_CA_FILE", tokens.ca_file.to_str().unwrap()),
+        ],
+    )
+    .await;
+    for i in 0..3 {
+        assert_served_by(&gw.chat(&format!("cert-{i}")).await, "aoai", "1");
+    }
+    assert_eq!(
+        authorizations(&sim, "aoai").await,
+        vec!["Bearer entra-tok-1"; 3]
+    );
+    let seen = tokens.seen();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    let form = &seen[0].form;
+    assert_eq!(
+        form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    assert!(!form.contains_key("client_secret"));
+    let endpoint = format!("{}/tenant-c/oauth2/v2.0/token", tokens.authority());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[&endpoint]);
+    validation.set_issuer(&["client-c"]);
+    let assertion =
+        jsonwebtoken::decode::<Value>(&form["client_assertion"], &decoding, &validation)
+            .expect("an assertion signed with the certificate's key, for this endpoint");
+    assert_eq!(
+        assertion.header.x5t_s256.as_deref(),
+        Some(thumbprint.as_str())
+    );
+    assert_eq!(assertion.claims["sub"], "client-c");
+
+    assert_no_client_credential(&sim, "aoai").await;
+    let logs = gw.logs();
+    let key_line = pem
+        .lines()
+        .skip_while(|l| !l.contains("PRIVATE KEY"))
+        .nth(1)
+        .unwrap();
+    assert_clean_logs(&logs, &[key_line, &form["client_assertion"], "paygo-key"]);
 }

@@ -13,6 +13,7 @@ use crate::duration;
 use crate::snapshot::{GatewayConfig, Snapshot};
 use crate::v1alpha1::{AiBackendPoolSpec, AiGatewaySpec, SecretSource, TokenQuotaSpec};
 
+mod entra;
 mod gateway;
 mod pool;
 mod quota;

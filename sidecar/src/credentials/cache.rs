@@ -26,6 +26,8 @@ use crate::clock::Clock;
 pub const BACKOFF_START: Duration = Duration::from_millis(250);
 /// Longest retry delay after failed fetches.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest lifetime believed; a longer `expires_in` is treated as this.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// The cache of one credential. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -72,6 +74,8 @@ enum Decision {
 /// and 5 min before expiry, but not before half the lifetime; minus `jitter` (0–1) times a
 /// tenth of the lifetime.
 pub fn refresh_delay(lifetime: Duration, jitter: f64) -> Duration {
+    let lifetime = lifetime.min(MAX_LIFETIME);
+    let jitter = if jitter.is_finite() { jitter } else { 0.0 };
     let two_thirds = lifetime.mul_f64(2.0 / 3.0);
     let ahead = two_thirds
         .min(lifetime.saturating_sub(Duration::from_secs(300)))
@@ -211,6 +215,7 @@ impl Inner {
         let mut state = self.lock();
         match result {
             Ok(IssuedToken { token, lifetime }) => {
+                let lifetime = lifetime.min(MAX_LIFETIME);
                 let refresh_at = now + refresh_delay(lifetime, fastrand::f64());
                 let usable_until = now + lifetime.saturating_sub(expiry_margin(lifetime));
                 state.cached = Some(Cached {

@@ -115,6 +115,9 @@ fn refresh_delay_is_two_thirds_or_five_minutes_ahead_never_before_half() {
     let jittered = refresh_delay(short, 0.5);
     assert_eq!(jittered, Duration::from_millis(2700));
     assert_eq!(refresh_delay(short, 7.0), Duration::from_millis(2400));
+    assert_eq!(refresh_delay(short, f64::NAN), Duration::from_secs(3));
+    let absurd = refresh_delay(Duration::from_secs(u64::MAX), 0.5);
+    assert_eq!(absurd, refresh_delay(MAX_LIFETIME, 0.5), "capped at 24 h");
 }
 
 #[test]
@@ -232,6 +235,23 @@ async fn concurrent_callers_share_one_fetch() {
         assert_eq!(caller.await.unwrap().unwrap().expose(), "t1");
     }
     assert_eq!(cache.fetches(), 1, "no thundering herd");
+}
+
+#[tokio::test]
+async fn an_absurd_lifetime_is_capped_not_a_panic() {
+    let clock = ManualClock::new();
+    let script = Script::new(vec![Ok(IssuedToken {
+        token: AccessToken::new("t1"),
+        lifetime: Duration::from_secs(u64::MAX),
+    })]);
+    let cache = cache(&script, &clock);
+    assert_eq!(cache.token().await.unwrap().expose(), "t1");
+    clock.set_secs(80_000.0);
+    assert_eq!(
+        cache.token().await.unwrap().expose(),
+        "t1",
+        "refresh due, kept"
+    );
 }
 
 #[test]

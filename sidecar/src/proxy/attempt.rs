@@ -267,9 +267,9 @@ async fn with_token(
     request: &mut Request<Full<Bytes>>,
 ) -> Result<(), Sent> {
     let error = match tokio::time::timeout_at(until.into(), credential.token()).await {
-        Ok(Ok(token)) => {
-            upstream::set_bearer(request.headers_mut(), &token);
-            return Ok(());
+        Ok(Ok(token)) if upstream::set_bearer(request.headers_mut(), &token) => return Ok(()),
+        Ok(Ok(_)) => {
+            "the token endpoint issued a token that is not a valid header value".to_owned()
         }
         Ok(Err(error)) => error.to_string(),
         Err(_) => "no Entra ID token within the attempt's time".to_owned(),

@@ -186,12 +186,15 @@ pub fn request_headers(
 }
 
 /// Sets `Authorization: Bearer <token>` (an Entra ID access token) and removes any `api-key`.
-pub fn set_bearer(headers: &mut HeaderMap, token: &AccessToken) {
-    if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
-        value.set_sensitive(true);
-        headers.remove("api-key");
-        headers.insert(header::AUTHORIZATION, value);
-    }
+/// Returns `false`, changing nothing, when the token cannot be a header value.
+pub fn set_bearer(headers: &mut HeaderMap, token: &AccessToken) -> bool {
+    let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) else {
+        return false;
+    };
+    value.set_sensitive(true);
+    headers.remove("api-key");
+    headers.insert(header::AUTHORIZATION, value);
+    true
 }
 
 /// Whether a response header is passed back to the client.

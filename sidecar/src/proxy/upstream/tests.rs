@@ -179,7 +179,9 @@ fn client_credentials_never_reach_the_backend() {
 fn entra_token_replaces_any_key_as_a_sensitive_bearer() {
     let mut headers = HeaderMap::new();
     headers.insert("api-key", HeaderValue::from_static("backend-key"));
-    set_bearer(&mut headers, &AccessToken::new("eyJ-token"));
+    assert!(!set_bearer(&mut headers, &AccessToken::new("bad\ntoken")));
+    assert_eq!(headers["api-key"], "backend-key", "unchanged");
+    assert!(set_bearer(&mut headers, &AccessToken::new("eyJ-token")));
     assert!(headers.get("api-key").is_none());
     assert_eq!(headers["authorization"], "Bearer eyJ-token");
     assert!(headers["authorization"].is_sensitive());

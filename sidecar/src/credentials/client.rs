@@ -84,3 +84,21 @@ pub fn build(extra_pem: &[u8]) -> Result<TokenClient, String> {
         .pool_idle_timeout(Duration::from_secs(60))
         .build(https))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn extra_ca_must_hold_a_certificate() {
+        assert!(build(b"").is_ok(), "no extra CA: the webpki roots only");
+        let error = build(b"not a certificate").unwrap_err();
+        assert!(error.contains("no certificate found"), "{error}");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        assert!(build(ca.pem().as_bytes()).is_ok());
+    }
+}

@@ -12,6 +12,8 @@
 //! - [`routing`]: pool runtime state and candidate ordering (priority groups, weights,
 //!   breakers).
 //! - [`breaker`]: the circuit-breaker state machine and retry-after header parsing.
+//! - [`credentials`]: Entra ID access tokens for backends (client secret, certificate,
+//!   workload identity), cached and refreshed ahead of expiry.
 //! - [`identity`]: which app sent a request (JWT, API key, trusted header).
 //! - [`limiter`]: token quotas — token buckets, calendar windows, local and Redis counters.
 //! - [`usage`]: token usage from JSON and SSE, stream rewriting, tokenizer fallback, and the
@@ -26,6 +28,7 @@
 pub mod audit;
 pub mod breaker;
 pub mod clock;
+pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod identity;

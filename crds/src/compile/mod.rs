@@ -13,6 +13,7 @@ use crate::duration;
 use crate::snapshot::{GatewayConfig, Snapshot};
 use crate::v1alpha1::{AiBackendPoolSpec, AiGatewaySpec, SecretSource, TokenQuotaSpec};
 
+mod entra;
 mod gateway;
 mod pool;
 mod quota;
@@ -24,6 +25,8 @@ mod tests_access;
 mod tests_audit;
 #[cfg(test)]
 mod tests_cors;
+#[cfg(test)]
+mod tests_entra;
 #[cfg(test)]
 mod tests_support;
 mod validate;

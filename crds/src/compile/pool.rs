@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use super::entra::compile_entra_id;
 use super::validate::Checker;
 use super::{Object, SecretResolver};
 use crate::snapshot::{
@@ -72,7 +73,18 @@ pub(super) fn compile_pool(
                 secrets,
             )
         });
-        backends.push(compile_backend(backend, &path, breaker, api_key, check));
+        let entra_id = backend.entra_id.as_ref().and_then(|auth| {
+            compile_entra_id(auth, &format!("{path}.entraId"), object, secrets, check)
+        });
+        if backend.api_key.is_some() && backend.entra_id.is_some() {
+            check.invalid(
+                format!("{path}.entraId"),
+                "set at most one of apiKey or entraId",
+            );
+        }
+        let mut compiled = compile_backend(backend, &path, breaker, api_key, check);
+        compiled.entra_id = entra_id;
+        backends.push(compiled);
     }
     let retry = compile_retry(spec.retry.as_ref(), check);
     Some(PoolConfig {
@@ -120,6 +132,7 @@ fn compile_backend(
         priority: backend.priority,
         weight: backend.weight,
         api_key,
+        entra_id: None,
         breaker,
         stream_usage: backend.stream_usage,
         timeout_ms,

@@ -29,6 +29,10 @@ pub(super) fn secrets() -> Secrets {
         ("paygo", "k-paygo"),
         ("EMPTY", " "),
         ("BATCH_KEY", "k-batch"),
+        (
+            "CERT_PEM",
+            "-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nMII=\n-----END PRIVATE KEY-----\n",
+        ),
     ]))
 }
 

@@ -147,6 +147,9 @@ pub struct BackendConfig {
     pub weight: u32,
     /// Key sent to the backend.
     pub api_key: Option<SecretString>,
+    /// Entra ID credentials: the backend gets `Authorization: Bearer <access token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_id: Option<EntraIdConfig>,
     /// Breaker rules.
     pub breaker: BreakerConfig,
     /// Whether to ask for usage on streams.
@@ -163,6 +166,46 @@ impl BackendConfig {
             .or(self.model.as_ref())
             .map_or(requested, String::as_str)
     }
+}
+
+/// The OAuth scope of Azure OpenAI / Cognitive Services tokens.
+pub const COGNITIVE_SERVICES_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
+
+/// Entra ID client credentials of one backend, secrets resolved. Empty `tenant_id`,
+/// `client_id` or `authority_host` are taken from the sidecar's environment (`AZURE_*`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EntraIdConfig {
+    /// Directory (tenant) ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Application (client) ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Token endpoint host, e.g. `https://login.microsoftonline.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
+    /// OAuth scope.
+    pub scope: String,
+    /// How the client proves its identity.
+    pub grant: EntraGrant,
+}
+
+/// How a backend's Entra ID client proves its identity.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum EntraGrant {
+    /// A client secret.
+    ClientSecret(SecretString),
+    /// A PEM certificate and its RSA private key, for a signed client assertion.
+    Certificate(SecretString),
+    /// A federated token read from a file (Azure workload identity).
+    #[serde(rename_all = "camelCase")]
+    WorkloadIdentity {
+        /// The file; `None`: `AZURE_FEDERATED_TOKEN_FILE`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        federated_token_file: Option<String>,
+    },
 }
 
 /// Breaker rules of one backend.

@@ -69,6 +69,9 @@ pub enum BackendType {
 /// OpenAI-compatible server.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.apiKey) && has(self.entraId))", "message": "set at most one of apiKey or entraId"}
+]))]
 pub struct Backend {
     /// Name of the backend, unique within the pool; it appears in metrics, response headers
     /// and status.
@@ -103,6 +106,11 @@ pub struct Backend {
     /// backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretSource>,
+    /// Authenticate to this backend with a Microsoft Entra ID access token
+    /// (`Authorization: Bearer`) instead of an API key. Tokens are cached and refreshed before
+    /// they expire. At most one of `apiKey` or `entraId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra_id: Option<EntraIdAuth>,
     /// Circuit-breaker rules for this backend, replacing the pool's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
@@ -120,6 +128,55 @@ pub struct Backend {
 
 fn one() -> u32 {
     1
+}
+
+/// Microsoft Entra ID credentials for a backend: an OAuth 2.0 client-credentials grant at
+/// `{authorityHost}/{tenantId}/oauth2/v2.0/token`, proven by a client secret, a client
+/// certificate, or an Azure workload identity (federated service-account token). Set exactly
+/// one of `clientSecret`, `certificate` or `workloadIdentity`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.clientSecret) ? 1 : 0) + (has(self.certificate) ? 1 : 0) + (has(self.workloadIdentity) ? 1 : 0) == 1", "message": "set exactly one of clientSecret, certificate or workloadIdentity"},
+    {"rule": "!(has(self.clientSecret) || has(self.certificate)) || (has(self.tenantId) && has(self.clientId))", "message": "clientSecret and certificate need tenantId and clientId"}
+]))]
+pub struct EntraIdAuth {
+    /// Directory (tenant) ID of the app registration. With `workloadIdentity`, defaults to
+    /// the gateway's `AZURE_TENANT_ID` (set by the Azure workload identity webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Application (client) ID. With `workloadIdentity`, defaults to the gateway's
+    /// `AZURE_CLIENT_ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The client secret of the app registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretSource>,
+    /// A client certificate registered with the app: PEM with the certificate and its RSA
+    /// private key (PKCS#8 or PKCS#1), e.g. the `tls.crt` and `tls.key` of a Secret joined,
+    /// or one key holding both. Spillway signs a client assertion (RS256, `x5t#S256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SecretSource>,
+    /// Azure workload identity: the federated token file is exchanged for an access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
+    /// Token endpoint host. Default: the gateway's `AZURE_AUTHORITY_HOST`, else
+    /// `https://login.microsoftonline.com`. Must be https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
+    /// OAuth scope. Default `https://cognitiveservices.azure.com/.default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// Azure workload identity settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentity {
+    /// Path of the projected service-account token, re-read at every exchange. Default: the
+    /// gateway's `AZURE_FEDERATED_TOKEN_FILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated_token_file: Option<String>,
 }
 
 /// Whether a backend is asked to report usage on streams.

@@ -69,6 +69,7 @@ pub fn snapshot(pool: &str, weight: u32) -> Snapshot {
                 priority: 1,
                 weight,
                 api_key: Some(SecretString::new(TEAM_KEY)),
+                entra_id: None,
                 breaker: BreakerConfig {
                     rules: Vec::new(),
                     probe_successes: 1,

@@ -45,6 +45,9 @@ pub enum Outcome {
     ConnectionFailure,
     /// No response headers within the attempt timeout.
     Timeout,
+    /// No request was sent: the backend's credential (an Entra ID token) is unavailable.
+    /// Rules count it like a connection failure.
+    CredentialUnavailable,
 }
 
 impl Outcome {

@@ -20,7 +20,7 @@ pub(super) fn is_failure(rule: &BreakerRuleConfig, outcome: &Outcome) -> bool {
     match outcome {
         Outcome::Success => false,
         Outcome::Status { code, .. } => rule.status_ranges.iter().any(|r| r.contains(*code)),
-        Outcome::ConnectionFailure => rule.on_connection_failure,
+        Outcome::ConnectionFailure | Outcome::CredentialUnavailable => rule.on_connection_failure,
         Outcome::Timeout => rule.on_timeout,
     }
 }

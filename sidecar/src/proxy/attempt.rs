@@ -18,6 +18,7 @@ use super::inbound::InboundRoute;
 use super::upstream::{self, CallShape};
 use super::{Applied, Shared};
 use crate::breaker::{Outcome, Transition};
+use crate::credentials::TokenCache;
 use crate::error::{ProxyError, error_chain};
 use crate::limiter::Reservation;
 use crate::protocol::request::{self, Edits, RequestInfo};
@@ -86,8 +87,14 @@ impl Attempt<'_> {
                 duration: Duration::ZERO,
             };
             let traceparent = attempt_traceparent(&call.trace, span.span_id);
+            let credential = attempt.runtime().credential().cloned();
             let sent = self
-                .send(backend, &call.request_id, &traceparent, deadline)
+                .send(
+                    (backend, credential.as_deref()),
+                    &call.request_id,
+                    &traceparent,
+                    deadline,
+                )
                 .await;
             let span = AttemptTrace {
                 duration: call.started.elapsed().saturating_sub(started),
@@ -123,6 +130,7 @@ impl Attempt<'_> {
                     let transition = attempt.record(Instant::now(), &outcome);
                     let failure = match outcome {
                         Outcome::Timeout => "timeout",
+                        Outcome::CredentialUnavailable => "credential_unavailable",
                         _ => "connection_failure",
                     };
                     call.upstream.push(upstream_attempt(
@@ -150,7 +158,7 @@ impl Attempt<'_> {
 
     async fn send(
         &self,
-        backend: &BackendConfig,
+        (backend, credential): (&BackendConfig, Option<&TokenCache>),
         request_id: &HeaderValue,
         traceparent: &HeaderValue,
         deadline: Instant,
@@ -176,13 +184,18 @@ impl Attempt<'_> {
             *headers =
                 upstream::request_headers(self.headers, backend, strip, request_id, traceparent);
         }
-        let Ok(request) = builder.body(Full::new(body)) else {
+        let Ok(mut request) = builder.body(Full::new(body)) else {
             return Sent::Refused(ProxyError::UpstreamUnreachable(format!(
                 "backend {} has an invalid URL {}",
                 backend.name, target.url
             )));
         };
         let until = deadline.min(Instant::now() + Duration::from_millis(backend.timeout_ms));
+        if let Some(credential) = credential
+            && let Err(failed) = with_token(credential, backend, until, &mut request).await
+        {
+            return failed;
+        }
         match tokio::time::timeout_at(until.into(), self.shared.client.request(request)).await {
             Ok(Ok(response)) => {
                 let whole = response.status().is_success() && !self.info.stream;
@@ -273,6 +286,29 @@ impl Attempt<'_> {
             client_include_usage: self.info.include_usage,
         }
     }
+}
+
+/// Adds the backend's Entra ID token to `request`, or says why the attempt fails without
+/// being sent.
+async fn with_token(
+    credential: &TokenCache,
+    backend: &BackendConfig,
+    until: Instant,
+    request: &mut Request<Full<Bytes>>,
+) -> Result<(), Sent> {
+    let error = match tokio::time::timeout_at(until.into(), credential.token()).await {
+        Ok(Ok(token)) if upstream::set_bearer(request.headers_mut(), &token) => return Ok(()),
+        Ok(Ok(_)) => {
+            "the token endpoint issued a token that is not a valid header value".to_owned()
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "no Entra ID token within the attempt's time".to_owned(),
+    };
+    tracing::warn!(backend = %backend.name, %error, "no Entra ID token for the backend");
+    Err(Sent::Failed(
+        Outcome::CredentialUnavailable,
+        ProxyError::UpstreamUnreachable(format!("{}: {error}", backend.name)),
+    ))
 }
 
 fn retain_passing_back(headers: &mut HeaderMap) {

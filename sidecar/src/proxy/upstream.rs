@@ -2,7 +2,8 @@
 //!
 //! Pure functions decide the target URL, whether the body's `model` must change and whether
 //! to ask the backend for stream usage; [`client`] builds the pooled HTTP(S) client. The
-//! client's own credential and hop-by-hop headers never reach a backend.
+//! client's own credential and hop-by-hop headers never reach a backend; the backend's API key
+//! or Entra ID token ([`set_bearer`]) is added instead.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use spillway_crds::snapshot::{BackendConfig, BackendType, StreamUsage};
 
 use super::inbound::{Flavor, InboundRoute};
+use crate::credentials::AccessToken;
 use crate::usage::Operation;
 
 /// The pooled client used for every backend.
@@ -181,6 +183,18 @@ pub fn request_headers(
         HeaderValue::from_static("application/json"),
     );
     out
+}
+
+/// Sets `Authorization: Bearer <token>` (an Entra ID access token) and removes any `api-key`.
+/// Returns `false`, changing nothing, when the token cannot be a header value.
+pub fn set_bearer(headers: &mut HeaderMap, token: &AccessToken) -> bool {
+    let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) else {
+        return false;
+    };
+    value.set_sensitive(true);
+    headers.remove("api-key");
+    headers.insert(header::AUTHORIZATION, value);
+    true
 }
 
 /// Whether a response header is passed back to the client.

@@ -10,7 +10,9 @@
 //! — is unchanged keeps its [`BackendRuntime`] (breaker state and counters) across
 //! [`Routes::build`]; a changed backend starts fresh, a removed one is dropped (attempts still
 //! in flight keep their own `Arc` and finish normally). Priority, weight, keys and timeouts may
-//! change without resetting anything.
+//! change without resetting anything. A backend's Entra ID token cache is carried over while
+//! its `entraId` settings are unchanged; changed settings get a fresh cache (the breaker and
+//! counters are kept).
 
 mod pick;
 
@@ -20,9 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use spillway_crds::Snapshot;
-use spillway_crds::snapshot::{BackendConfig, PoolConfig};
+use spillway_crds::snapshot::{BackendConfig, EntraIdConfig, PoolConfig};
 
 use crate::breaker::Breaker;
+use crate::credentials::{self, TokenCache};
 
 pub use pick::{Attempt, PROBE_BUSY_RETRY, Pick, retry_after_ms, retry_after_secs};
 
@@ -57,6 +60,10 @@ pub struct BackendRuntime {
     breaker: Arc<Breaker>,
     /// Part of the identity checked for carry-over.
     base_url: String,
+    /// The Entra ID settings `credential` was built from.
+    entra_id: Option<EntraIdConfig>,
+    /// The backend's Entra ID token cache, when it authenticates with Entra ID.
+    credential: Option<Arc<TokenCache>>,
     in_flight: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
@@ -120,7 +127,13 @@ impl PoolRoutes {
             .map(|backend| {
                 // `remove`: a duplicated name never shares one runtime between two backends.
                 match carried.remove(&(config.id.clone(), backend.name.clone())) {
-                    Some(runtime) if runtime.matches(backend) => Arc::clone(runtime),
+                    Some(runtime) if runtime.matches(backend) => {
+                        if runtime.entra_id == backend.entra_id {
+                            Arc::clone(runtime)
+                        } else {
+                            Arc::new(runtime.with_new_credential(backend))
+                        }
+                    }
                     _ => Arc::new(BackendRuntime::new(backend)),
                 }
             })
@@ -166,10 +179,32 @@ impl BackendRuntime {
         Self {
             breaker: Arc::new(Breaker::new(&backend.breaker)),
             base_url: backend.base_url.clone(),
+            entra_id: backend.entra_id.clone(),
+            credential: backend.entra_id.as_ref().map(credentials::for_backend),
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
+    }
+
+    /// This runtime's breaker and counters with a token cache for `backend`'s (changed)
+    /// Entra ID settings.
+    fn with_new_credential(&self, backend: &BackendConfig) -> Self {
+        Self {
+            breaker: Arc::clone(&self.breaker),
+            base_url: self.base_url.clone(),
+            entra_id: backend.entra_id.clone(),
+            credential: backend.entra_id.as_ref().map(credentials::for_backend),
+            // In-flight attempts decrement the runtime they started on.
+            in_flight: AtomicU64::new(0),
+            requests: AtomicU64::new(self.requests()),
+            failures: AtomicU64::new(self.failures()),
+        }
+    }
+
+    /// The backend's Entra ID token cache, if it authenticates with Entra ID.
+    pub fn credential(&self) -> Option<&Arc<TokenCache>> {
+        self.credential.as_ref()
     }
 
     /// Whether this runtime may serve `backend` after a reload (same URL and breaker rules;

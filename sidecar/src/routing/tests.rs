@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 use spillway_crds::Snapshot;
 use spillway_crds::compile::default_breaker;
 use spillway_crds::snapshot::{
-    BackendConfig, BackendType, PoolConfig, RetryConfig, StatusRange, StreamUsage,
+    BackendConfig, BackendType, COGNITIVE_SERVICES_SCOPE, EntraGrant, EntraIdConfig, PoolConfig,
+    RetryConfig, SecretString, StatusRange, StreamUsage,
 };
 
 use super::{
@@ -23,6 +24,7 @@ fn backend(name: &str, priority: u32, weight: u32) -> BackendConfig {
         priority,
         weight,
         api_key: None,
+        entra_id: None,
         breaker: default_breaker(),
         stream_usage: StreamUsage::Auto,
         timeout_ms: 30_000,
@@ -350,4 +352,94 @@ fn retry_after_header_rendering() {
         assert_eq!(retry_after_ms(delay), ms, "{delay:?}");
     }
     assert_eq!(retry_after_secs(Duration::MAX), u64::MAX);
+}
+
+fn with_entra(mut backend: BackendConfig, client_id: &str) -> BackendConfig {
+    backend.entra_id = Some(EntraIdConfig {
+        tenant_id: Some("t".into()),
+        client_id: Some(client_id.into()),
+        authority_host: None,
+        scope: COGNITIVE_SERVICES_SCOPE.into(),
+        grant: EntraGrant::ClientSecret(SecretString::new("s")),
+    });
+    backend
+}
+
+#[test]
+fn reload_keeps_the_token_cache_while_entra_settings_are_unchanged() {
+    let t0 = Instant::now();
+    let first = single_pool(vec![
+        with_entra(backend("a", 1, 1), "c1"),
+        backend("k", 1, 1),
+    ]);
+    let old = the_pool(&first).runtime(0).expect("a");
+    assert!(
+        the_pool(&first)
+            .runtime(1)
+            .expect("k")
+            .credential()
+            .is_none()
+    );
+    let cache = Arc::clone(
+        old.credential()
+            .expect("an Entra backend has a token cache"),
+    );
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..64 {
+        if pick_attempt(the_pool(&first), t0, &mut rng).0 == 0 {
+            break;
+        }
+    }
+    assert_eq!(old.requests(), 1);
+    trip(the_pool(&first), 0, t0, Duration::from_secs(30));
+
+    let same = single_pool_from(&first, vec![with_entra(backend("a", 2, 5), "c1")]);
+    let carried = the_pool(&same).runtime(0).expect("a");
+    assert!(
+        Arc::ptr_eq(carried, old),
+        "unchanged: the whole runtime is kept"
+    );
+
+    let changed = single_pool_from(&same, vec![with_entra(backend("a", 1, 1), "c2")]);
+    let fresh = the_pool(&changed).runtime(0).expect("a");
+    let new_cache = fresh.credential().expect("still an Entra backend");
+    assert!(
+        !Arc::ptr_eq(new_cache, &cache),
+        "changed settings: a new cache"
+    );
+    assert!(
+        Arc::ptr_eq(fresh.breaker(), old.breaker()),
+        "the breaker is kept"
+    );
+    assert!(matches!(
+        fresh.breaker().state(t0),
+        BreakerState::Open { .. }
+    ));
+    assert_eq!((fresh.requests(), fresh.in_flight()), (1, 0));
+
+    let keyed = single_pool_from(&changed, vec![backend("a", 1, 1)]);
+    assert!(
+        the_pool(&keyed)
+            .runtime(0)
+            .expect("a")
+            .credential()
+            .is_none()
+    );
+}
+
+#[test]
+fn credential_failures_count_as_connection_failures() {
+    let routes = single_pool(vec![backend("a", 1, 1)]);
+    let pool = the_pool(&routes);
+    let t0 = Instant::now();
+    for i in 0..5u64 {
+        let (_, mut attempt) = pick_attempt(pool, t0, &mut fastrand::Rng::with_seed(i));
+        attempt.record(t0, &Outcome::CredentialUnavailable);
+    }
+    let runtime = pool.runtime(0).expect("a");
+    assert_eq!(runtime.failures(), 5);
+    assert!(
+        matches!(runtime.breaker().state(t0), BreakerState::Open { .. }),
+        "the default `failing` rule trips on 5 connection-class failures"
+    );
 }

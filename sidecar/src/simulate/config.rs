@@ -36,7 +36,8 @@ pub struct BackendConfig {
     /// Listen address; port 0 picks a free port.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// When set, requests must carry it as `api-key` or `Authorization: Bearer`.
+    /// When set, requests must carry it as `api-key` or `Authorization: Bearer`; several
+    /// accepted values are separated by `|`.
     #[serde(default)]
     pub api_key: Option<String>,
     /// Tokens per minute (prompt + max_tokens per request, sliding 60 s window).

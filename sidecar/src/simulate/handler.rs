@@ -260,7 +260,9 @@ fn authorize(backend: &Backend, headers: &HeaderMap, flavour: Flavour) -> Result
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if api_key == Some(key) || bearer == Some(key) {
+    // Several accepted keys (rotating tokens, say) are separated by `|`.
+    let accepted = |given: Option<&str>| given.is_some_and(|g| key.split('|').any(|k| k == g));
+    if accepted(api_key) || accepted(bearer) {
         Ok(())
     } else {
         Err(Reply::unauthorized(flavour))

@@ -111,6 +111,8 @@ pub enum AttemptResult {
     ConnectionFailure,
     /// No response headers within the attempt timeout.
     Timeout,
+    /// The backend's credential (Entra ID token) was unavailable; nothing was sent.
+    CredentialUnavailable,
 }
 
 impl AttemptResult {
@@ -123,6 +125,7 @@ impl AttemptResult {
             Self::ClientError => "client_error",
             Self::ConnectionFailure => "connection_failure",
             Self::Timeout => "timeout",
+            Self::CredentialUnavailable => "credential_unavailable",
         }
     }
 
@@ -134,6 +137,7 @@ impl AttemptResult {
             (Some(400..), _) => Self::ClientError,
             (Some(_), _) => Self::Success,
             (None, Some("timeout")) => Self::Timeout,
+            (None, Some("credential_unavailable")) => Self::CredentialUnavailable,
             (None, _) => Self::ConnectionFailure,
         }
     }

@@ -98,7 +98,8 @@ pub struct UpstreamAttempt {
     pub started: Duration,
     /// The status the backend answered with; `None` when no response headers came.
     pub status: Option<u16>,
-    /// Why no response came: `connection_failure` or `timeout`.
+    /// Why no response came: `connection_failure`, `timeout` or `credential_unavailable`
+    /// (the backend's Entra ID token could not be had; nothing was sent).
     pub failure: Option<&'static str>,
     /// The breaker transition this attempt's outcome caused, as `[from, to]` state names
     /// (`closed`, `open`, `half_open`).

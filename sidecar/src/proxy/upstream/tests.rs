@@ -19,6 +19,7 @@ fn backend(kind: BackendType) -> BackendConfig {
         priority: 1,
         weight: 1,
         api_key: Some(SecretString::new("backend-key")),
+        entra_id: None,
         breaker: default_breaker(),
         stream_usage: StreamUsage::Auto,
         timeout_ms: 1_000,
@@ -172,4 +173,16 @@ fn client_credentials_never_reach_the_backend() {
     assert_eq!(openai["authorization"], "Bearer backend-key");
     assert!(openai.get("api-key").is_none());
     assert_eq!(openai["x-app"], "app-1");
+}
+
+#[test]
+fn entra_token_replaces_any_key_as_a_sensitive_bearer() {
+    let mut headers = HeaderMap::new();
+    headers.insert("api-key", HeaderValue::from_static("backend-key"));
+    assert!(!set_bearer(&mut headers, &AccessToken::new("bad\ntoken")));
+    assert_eq!(headers["api-key"], "backend-key", "unchanged");
+    assert!(set_bearer(&mut headers, &AccessToken::new("eyJ-token")));
+    assert!(headers.get("api-key").is_none());
+    assert_eq!(headers["authorization"], "Bearer eyJ-token");
+    assert!(headers["authorization"].is_sensitive());
 }

@@ -29,6 +29,8 @@ echo "==> building"
 cargo build --workspace --all-features --bins
 
 echo "==> Rust tests"
+# The operator's tests start real sidecars: this binary, built above with every feature.
+export SPILLWAY_BIN="$PWD/target/debug/spillway"
 cargo test --workspace --all-features --no-fail-fast
 
 echo "==> OpenAI SDK tests"
@@ -37,7 +39,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
-SPILLWAY_BIN="$PWD/target/debug/spillway" "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
+"$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
 
 echo "==> Kubernetes: the Helm chart on a real API server"
 bash tests/k8s/chart.sh

@@ -177,8 +177,13 @@ impl Operator {
     }
 }
 
-/// Builds `spillway` once per test run and returns its path.
+/// The `spillway` binary: `$SPILLWAY_BIN` when set (the all-tests command builds the
+/// workspace first and sets it, so no second build with other features replaces it), else
+/// built once per test run.
 pub fn spillway_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SPILLWAY_BIN") {
+        return PathBuf::from(bin);
+    }
     static BUILD: Once = Once::new();
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = std::env::var_os("CARGO_TARGET_DIR")

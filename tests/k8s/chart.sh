@@ -210,6 +210,10 @@ check "the operator ServiceAccount may not write AIBackendPools" bash -c \
   "! kubectl auth can-i update aibackendpools.spillway.dev -A --as=system:serviceaccount:$NS:spillway-operator"
 check "the operator ServiceAccount may not delete Secrets" bash -c \
   "! kubectl auth can-i delete secrets -A --as=system:serviceaccount:$NS:spillway-operator"
+check "the operator ServiceAccount may list and apply presence Leases in its namespace" bash -c \
+  "kubectl auth can-i list leases.coordination.k8s.io -n $NS --as=system:serviceaccount:$NS:spillway-operator && kubectl auth can-i patch leases.coordination.k8s.io -n $NS --as=system:serviceaccount:$NS:spillway-operator"
+check "the operator ServiceAccount may not touch Leases elsewhere" bash -c \
+  "! kubectl auth can-i patch leases.coordination.k8s.io -n kube-system --as=system:serviceaccount:$NS:spillway-operator"
 
 echo "==> helm upgrade"
 CA_BEFORE=$(get secret spillway-operator-tls -o 'jsonpath={.data.ca\.crt}')

@@ -28,27 +28,41 @@ fi
 echo "==> building"
 cargo build --workspace --all-features --bins
 
-echo "==> Rust tests"
+# Every stage runs even when an earlier one failed, so one run shows every failure; the
+# command fails at the end if any stage did.
+failed=()
+stage() {
+  local name=$1
+  shift
+  echo "==> $name"
+  if ! "$@"; then
+    echo "==> FAILED: $name"
+    failed+=("$name")
+  fi
+}
+
+sdk_tests() {
+  local venv=${SPILLWAY_VENV:-.venv}
+  if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv" || return 1
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt || return 1
+  "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
+}
+
 # The operator's tests start real sidecars: this binary, built above with every feature.
 export SPILLWAY_BIN="$PWD/target/debug/spillway"
-cargo test --workspace --all-features --no-fail-fast
+stage "Rust tests" cargo test --workspace --all-features --no-fail-fast
+stage "OpenAI SDK tests" sdk_tests
+stage "Kubernetes: the Helm chart on a real API server" bash tests/k8s/chart.sh
+stage "Kubernetes: CRDs (schema, CEL rules, explain) on a real API server" bash tests/k8s/smoke.sh
+stage "Kubernetes: sidecar injection webhook on a real API server" bash tests/k8s/inject.sh
+stage "Kubernetes: end to end (operator, two sidecars, the examples) on a real API server" \
+  bash tests/k8s/e2e.sh
 
-echo "==> OpenAI SDK tests"
-venv=${SPILLWAY_VENV:-.venv}
-if [[ ! -x "$venv/bin/python" ]]; then
-  python3 -m venv "$venv"
+if ((${#failed[@]})); then
+  echo "==> ${#failed[@]} stage(s) failed:"
+  printf '    %s\n' "${failed[@]}"
+  exit 1
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
-"$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
-
-echo "==> Kubernetes: the Helm chart on a real API server"
-bash tests/k8s/chart.sh
-
-echo "==> Kubernetes: CRDs (schema, CEL rules, explain) on a real API server"
-bash tests/k8s/smoke.sh
-
-echo "==> Kubernetes: sidecar injection webhook on a real API server"
-bash tests/k8s/inject.sh
-
-echo "==> Kubernetes: end to end (operator, two sidecars, the examples) on a real API server"
-bash tests/k8s/e2e.sh
+echo "==> all tests passed"

@@ -21,8 +21,10 @@
 //! - [`simulate`]: the backend simulator.
 //! - [`loadtest`]: the load generator (also the demo's traffic).
 //! - [`demo`]: the self-contained demo.
+//! - [`bench`]: `spillway bench`, direct vs through-the-gateway benchmarks.
 //! - [`error`]: one error type mapped to OpenAI-shaped JSON responses.
 
+pub mod bench;
 pub mod breaker;
 pub mod clock;
 pub mod demo;

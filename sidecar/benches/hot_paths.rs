@@ -36,7 +36,8 @@ fn chat_body() -> Bytes {
             })
         })
         .collect();
-    let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a concise analyst."})];
+    let mut messages =
+        vec![serde_json::json!({"role": "system", "content": "You are a concise analyst."})];
     messages.extend(turns);
     let body = serde_json::json!({
         "model": "gpt-4o",
@@ -172,7 +173,9 @@ fn bucket_admit(c: &mut Criterion) {
         .unwrap();
     let snapshot = load_text(QUOTAS, &LocalSecrets::default()).unwrap();
     let limiter = Limiter::new(Arc::new(SystemClock));
-    runtime.block_on(async { limiter.apply(&snapshot) }).unwrap();
+    runtime
+        .block_on(async { limiter.apply(&snapshot) })
+        .unwrap();
     let request = AdmitRequest {
         app_id: "app",
         pool: "p",

@@ -75,7 +75,9 @@ fn number(cell: &str) -> f64 {
         .chars()
         .filter(|c| c.is_ascii_digit() || *c == '.')
         .collect();
-    digits.parse().unwrap_or_else(|_| panic!("not a number: {cell}"))
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {cell}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,9 +123,17 @@ async fn quick_bench_prints_every_scenario_with_sane_numbers() {
     };
 
     // (a) durations on both sides.
-    for metric in ["latency p50", "latency p99", "stream TTFT p50", "stream TTFT p99"] {
+    for metric in [
+        "latency p50",
+        "latency p99",
+        "stream TTFT p50",
+        "stream TTFT p99",
+    ] {
         let r = row("a. one at a time", metric);
-        assert!(micros(r.direct()) > 0.0 && micros(r.gateway()) > 0.0, "{metric}: {r:?}");
+        assert!(
+            micros(r.direct()) > 0.0 && micros(r.gateway()) > 0.0,
+            "{metric}: {r:?}"
+        );
     }
     // (b) every rate of the ladder, every request answered at these low rates.
     for rate in ["100", "200"] {
@@ -131,13 +141,19 @@ async fn quick_bench_prints_every_scenario_with_sane_numbers() {
         assert_eq!((success.direct(), success.gateway()), ("100.0%", "100.0%"));
         let p99 = row("b. fixed rate (open loop)", &format!("{rate} QPS p99"));
         assert!(micros(p99.gateway()) > 0.0);
-        let cpu = row("b. fixed rate (open loop)", &format!("{rate} QPS CPU-s / 1k req"));
+        let cpu = row(
+            "b. fixed rate (open loop)",
+            &format!("{rate} QPS CPU-s / 1k req"),
+        );
         assert!(cpu.gateway().ends_with(" s"), "{cpu:?}");
     }
     // (c) throughput on both sides, CPU per request on the gateway.
     for conns in ["2", "4"] {
         let r = row("c. closed loop", &format!("{conns} conns RPS"));
-        assert!(number(r.direct()) > 0.0 && number(r.gateway()) > 0.0, "{r:?}");
+        assert!(
+            number(r.direct()) > 0.0 && number(r.gateway()) > 0.0,
+            "{r:?}"
+        );
     }
     row("c. closed loop", "max RPS with p99 ≤ 5ms");
     assert!(number(row("c. closed loop", "gateway CPU-s / 1k req").gateway()) > 0.0);
@@ -146,9 +162,17 @@ async fn quick_bench_prints_every_scenario_with_sane_numbers() {
     assert_eq!((completed.direct(), completed.gateway()), ("10", "10"));
     let deltas = row("d. paced streams", "deltas per stream");
     assert_eq!((deltas.direct(), deltas.gateway()), ("4", "4"));
-    for metric in ["TTFT p50", "inter-chunk p50", "inter-chunk p99", "first→last delta p50"] {
+    for metric in [
+        "TTFT p50",
+        "inter-chunk p50",
+        "inter-chunk p99",
+        "first→last delta p50",
+    ] {
         let r = row("d. paced streams", metric);
-        assert!(micros(r.direct()) > 0.0 && micros(r.gateway()) > 0.0, "{metric}: {r:?}");
+        assert!(
+            micros(r.direct()) > 0.0 && micros(r.gateway()) > 0.0,
+            "{metric}: {r:?}"
+        );
     }
     row("d. paced streams", "gaps ≥ half the pacing");
     // Resources of the gateway process.

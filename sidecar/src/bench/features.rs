@@ -44,11 +44,7 @@ pub async fn wait_until_serving(url: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn measure(
-    bench: &Bench,
-    url: &str,
-    gateway: Option<&Gateway>,
-) -> anyhow::Result<Figures> {
+async fn measure(bench: &Bench, url: &str, gateway: Option<&Gateway>) -> anyhow::Result<Figures> {
     let sizes = &bench.sizes;
     let mut warm = plan(url, FAST_MODEL, false);
     warm.workers = 16;

@@ -168,7 +168,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     write!(out, "{}", header.render())?;
     write!(out, "{}", results.render())?;
     let (met, missed, unknown) = results.targets();
-    writeln!(out, "\ntargets: {met} met, {missed} not met, {unknown} not measured")?;
+    writeln!(
+        out,
+        "\ntargets: {met} met, {missed} not met, {unknown} not measured"
+    )?;
     out.flush()?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -212,8 +215,8 @@ async fn measure(
     };
     let mut gateway = setup.start(Variant::AllOn).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = Metric::plain(R, "RSS idle (after start)", Unit::MiB)
-        .with_target(Target::AtMost(20.0));
+    let idle =
+        Metric::plain(R, "RSS idle (after start)", Unit::MiB).with_target(Target::AtMost(20.0));
     bench.resources.push((idle, gateway.child.rss_mib()?));
     features::wait_until_serving(&gateway.url).await?;
     progress(&format!("warming up {:?} per side", sizes.warmup));
@@ -228,7 +231,9 @@ async fn measure(
         ("OTLP trace exports received", Signal::Traces),
     ] {
         let count = sink.exports(signal) as f64;
-        bench.resources.push((Metric::plain(R, name, Unit::Count), count));
+        bench
+            .resources
+            .push((Metric::plain(R, name, Unit::Count), count));
     }
     bench.flush_resources();
     gateway.child.stop().await;

@@ -106,9 +106,7 @@ pub async fn load(plan: Plan) -> anyhow::Result<Report> {
 
 /// Gateway CPU-seconds so far; 0 on the direct side.
 fn cpu(endpoint: Endpoint<'_>) -> anyhow::Result<f64> {
-    endpoint
-        .gateway
-        .map_or(Ok(0.0), |g| g.child.cpu_seconds())
+    endpoint.gateway.map_or(Ok(0.0), |g| g.child.cpu_seconds())
 }
 
 /// The direct side (`url`) then the gateway side.
@@ -169,10 +167,10 @@ impl Bench {
 
     async fn one_at_a_time(&mut self, gateway: &Gateway) -> anyhow::Result<()> {
         let fast = self.fast_direct.clone();
-        let p50 = Metric::added(A, "latency p50", Unit::Micros)
-            .with_target(Target::AddedAtMost(100.0));
-        let p99 = Metric::added(A, "latency p99", Unit::Micros)
-            .with_target(Target::AddedAtMost(300.0));
+        let p50 =
+            Metric::added(A, "latency p50", Unit::Micros).with_target(Target::AddedAtMost(100.0));
+        let p99 =
+            Metric::added(A, "latency p99", Unit::Micros).with_target(Target::AddedAtMost(300.0));
         let ttft50 = Metric::added(A, "stream TTFT p50", Unit::Micros)
             .with_target(Target::AddedAtMost(200.0));
         let ttft99 = Metric::added(A, "stream TTFT p99", Unit::Micros);
@@ -222,7 +220,8 @@ impl Bench {
                 let success = Metric::plain(B, &format!("{label} success"), Unit::Percent);
                 self.record(&success, side, 100.0 * report.ok() as f64 / planned as f64);
                 if endpoint.gateway.is_some() {
-                    let per_1k = Metric::plain(B, &format!("{label} CPU-s / 1k req"), Unit::CpuPer1k);
+                    let per_1k =
+                        Metric::plain(B, &format!("{label} CPU-s / 1k req"), Unit::CpuPer1k);
                     self.record(&per_1k, side, 1000.0 * cpu_used / report.ok() as f64);
                 }
             }
@@ -293,14 +292,54 @@ impl Bench {
             }
             let side = endpoint.side;
             let rows: [(&str, Unit, bool, f64); 8] = [
-                ("streams completed", Unit::Count, false, stats.completed as f64),
-                ("TTFT p50", Unit::Micros, true, micros(stats.ttft.quantile(0.5))),
-                ("TTFT p99", Unit::Micros, true, micros(stats.ttft.quantile(0.99))),
-                ("inter-chunk p50", Unit::Micros, true, micros(stats.gaps.quantile(0.5))),
-                ("inter-chunk p99", Unit::Micros, true, micros(stats.gaps.quantile(0.99))),
-                ("deltas per stream", Unit::Count, false, stats.deltas_per_stream()),
-                ("gaps ≥ half the pacing", Unit::Percent, false, stats.paced_percent()),
-                ("first→last delta p50", Unit::Micros, false, spread(&stats.spread)),
+                (
+                    "streams completed",
+                    Unit::Count,
+                    false,
+                    stats.completed as f64,
+                ),
+                (
+                    "TTFT p50",
+                    Unit::Micros,
+                    true,
+                    micros(stats.ttft.quantile(0.5)),
+                ),
+                (
+                    "TTFT p99",
+                    Unit::Micros,
+                    true,
+                    micros(stats.ttft.quantile(0.99)),
+                ),
+                (
+                    "inter-chunk p50",
+                    Unit::Micros,
+                    true,
+                    micros(stats.gaps.quantile(0.5)),
+                ),
+                (
+                    "inter-chunk p99",
+                    Unit::Micros,
+                    true,
+                    micros(stats.gaps.quantile(0.99)),
+                ),
+                (
+                    "deltas per stream",
+                    Unit::Count,
+                    false,
+                    stats.deltas_per_stream(),
+                ),
+                (
+                    "gaps ≥ half the pacing",
+                    Unit::Percent,
+                    false,
+                    stats.paced_percent(),
+                ),
+                (
+                    "first→last delta p50",
+                    Unit::Micros,
+                    false,
+                    spread(&stats.spread),
+                ),
             ];
             for (name, unit, added, value) in rows {
                 let metric = if added {

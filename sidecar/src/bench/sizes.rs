@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(quick.validate(), Ok(()));
         assert!(quick.rounds < full.rounds && quick.streams < full.streams);
         assert_eq!(full.ladder, vec![500.0, 1000.0, 2000.0, 3000.0, 5000.0]);
-        assert_eq!(full.stream_timeout(), Duration::from_millis(64 * 20 + 30_000));
+        assert_eq!(
+            full.stream_timeout(),
+            Duration::from_millis(64 * 20 + 30_000)
+        );
     }
 
     #[test]
@@ -131,7 +134,10 @@ mod tests {
         assert_eq!(bad(|s| s.rounds = 0), "--rounds");
         assert_eq!(bad(|s| s.ladder.clear()), "--ladder");
         assert_eq!(bad(|s| s.ladder = vec![f64::NAN]), "every --ladder rate");
-        assert_eq!(bad(|s| s.connections = vec![16, 0]), "every --connections count");
+        assert_eq!(
+            bad(|s| s.connections = vec![16, 0]),
+            "every --connections count"
+        );
         assert_eq!(bad(|s| s.step = Duration::ZERO), "--step");
         assert_eq!(bad(|s| s.deltas = 1), "--deltas (at least 2)");
     }

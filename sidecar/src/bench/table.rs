@@ -259,7 +259,8 @@ impl Results {
         let mut last_scenario = "";
         for row in &self.rows {
             let metric = &row.metric;
-            let value = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format_value(v, metric.unit));
+            let value =
+                |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format_value(v, metric.unit));
             let scenario = if metric.scenario == last_scenario {
                 ""
             } else {

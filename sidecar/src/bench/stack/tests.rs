@@ -5,7 +5,12 @@ fn urls() -> BTreeMap<String, String> {
     ["fast-1", "fast-2", "paced-1", "paced-2"]
         .iter()
         .enumerate()
-        .map(|(i, name)| ((*name).to_owned(), format!("http://127.0.0.1:{}", 18100 + i)))
+        .map(|(i, name)| {
+            (
+                (*name).to_owned(),
+                format!("http://127.0.0.1:{}", 18100 + i),
+            )
+        })
         .collect()
 }
 
@@ -43,6 +48,10 @@ fn a_missing_backend_is_an_error() {
 fn the_simulator_paces_one_delta_per_interval() {
     let yaml = simulator_yaml(Duration::from_millis(20));
     let config = crate::simulate::SimConfig::from_yaml(&yaml).expect("valid");
-    let paced: Vec<u32> = config.backends.iter().map(|b| b.tokens_per_second).collect();
+    let paced: Vec<u32> = config
+        .backends
+        .iter()
+        .map(|b| b.tokens_per_second)
+        .collect();
     assert_eq!(paced, vec![0, 0, 50, 50]);
 }

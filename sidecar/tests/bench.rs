@@ -160,6 +160,8 @@ async fn quick_bench_prints_every_scenario_with_sane_numbers() {
     // (d) every stream complete with every delta, on both sides.
     let completed = row("d. paced streams", "streams completed");
     assert_eq!((completed.direct(), completed.gateway()), ("10", "10"));
+    let failed = row("d. paced streams", "streams failed");
+    assert_eq!((failed.direct(), failed.gateway()), ("0", "0"));
     let deltas = row("d. paced streams", "deltas per stream");
     assert_eq!((deltas.direct(), deltas.gateway()), ("4", "4"));
     for metric in [
@@ -183,6 +185,12 @@ async fn quick_bench_prints_every_scenario_with_sane_numbers() {
     ] {
         let mib = number(row("gateway resources", metric).gateway());
         assert!(mib > 1.0 && mib < 4096.0, "{metric}: {mib} MiB");
+    }
+    for metric in [
+        "CPU busy under closed-loop load",
+        "CPU busy with 10 open streams",
+    ] {
+        assert!(row("gateway resources", metric).gateway().ends_with('%'));
     }
     row("gateway resources", "OTLP metric exports received");
     row("gateway resources", "OTLP trace exports received");

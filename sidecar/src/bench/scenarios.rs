@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::procs::rss_mib_of;
 use super::sizes::Sizes;
 use super::stack::{APPS, FAST_MODEL, Gateway, PACED_MODEL};
-use super::streams::run_streams;
+use super::streams::{StreamStats, run_streams};
 use super::table::{Metric, Results, Side, Target, Unit};
 use crate::loadtest::{Api, Histogram, Plan, Report, run_load};
 
@@ -235,6 +235,7 @@ impl Bench {
     async fn closed_loop(&mut self, gateway: &Gateway) -> anyhow::Result<()> {
         let fast = self.fast_direct.clone();
         let (mut cpu_used, mut served, mut peak_rss) = (0.0, 0u64, 0.0f64);
+        let mut busy_time = Duration::ZERO;
         for endpoint in sides(&fast, gateway) {
             let mut best_sustained = 0.0f64;
             for conns in self.sizes.connections.clone() {
@@ -251,6 +252,7 @@ impl Bench {
                 cpu_used += cpu(endpoint)? - cpu_before;
                 if endpoint.gateway.is_some() {
                     served += report.ok();
+                    busy_time += report.elapsed;
                 }
                 let rps = report.ok() as f64 / report.elapsed.as_secs_f64().max(1e-3);
                 let p99 = report.latency.quantile(0.99).unwrap_or_default();
@@ -274,6 +276,9 @@ impl Bench {
         }
         let rss = Metric::plain(R, "RSS under closed-loop load", Unit::MiB);
         self.resources.push((rss, peak_rss));
+        let busy = Metric::plain(R, "CPU busy under closed-loop load", Unit::Percent);
+        self.resources
+            .push((busy, busy_percent(cpu_used, busy_time)));
         Ok(())
     }
 
@@ -286,81 +291,60 @@ impl Bench {
             plan.max_tokens = sizes.deltas;
             plan.request_timeout = sizes.stream_timeout();
             let rss = endpoint.gateway.map(|g| RssPeak::start(g.child.pid()));
+            let (cpu_before, started) = (cpu(endpoint)?, tokio::time::Instant::now());
             let stats = run_streams(&plan, n, sizes.interval, sizes.stream_timeout()).await?;
+            let cpu_used = cpu(endpoint)? - cpu_before;
             if stats.completed == 0 {
                 anyhow::bail!("no stream completed through {}", endpoint.url);
             }
-            let side = endpoint.side;
-            let rows: [(&str, Unit, bool, f64); 8] = [
-                (
-                    "streams completed",
-                    Unit::Count,
-                    false,
-                    stats.completed as f64,
-                ),
-                (
-                    "TTFT p50",
-                    Unit::Micros,
-                    true,
-                    micros(stats.ttft.quantile(0.5)),
-                ),
-                (
-                    "TTFT p99",
-                    Unit::Micros,
-                    true,
-                    micros(stats.ttft.quantile(0.99)),
-                ),
-                (
-                    "inter-chunk p50",
-                    Unit::Micros,
-                    true,
-                    micros(stats.gaps.quantile(0.5)),
-                ),
-                (
-                    "inter-chunk p99",
-                    Unit::Micros,
-                    true,
-                    micros(stats.gaps.quantile(0.99)),
-                ),
-                (
-                    "deltas per stream",
-                    Unit::Count,
-                    false,
-                    stats.deltas_per_stream(),
-                ),
-                (
-                    "gaps ≥ half the pacing",
-                    Unit::Percent,
-                    false,
-                    stats.paced_percent(),
-                ),
-                (
-                    "first→last delta p50",
-                    Unit::Micros,
-                    false,
-                    spread(&stats.spread),
-                ),
-            ];
-            for (name, unit, added, value) in rows {
-                let metric = if added {
-                    Metric::added(D, name, unit)
-                } else {
-                    Metric::plain(D, name, unit)
-                };
-                self.record(&metric, side, value);
-            }
+            self.record_streams(endpoint.side, &stats);
             if let Some(rss) = rss {
                 let metric = Metric::plain(R, &format!("RSS with {n} open streams"), Unit::MiB)
                     .with_target(Target::AtMost(50.0));
                 self.resources.push((metric, rss.finish().await));
+                let busy =
+                    Metric::plain(R, &format!("CPU busy with {n} open streams"), Unit::Percent);
+                self.resources
+                    .push((busy, busy_percent(cpu_used, started.elapsed())));
             }
         }
         Ok(())
     }
 }
 
-fn spread(histogram: &Histogram) -> f64 {
-    micros(histogram.quantile(0.5))
+/// CPU-seconds `used` over `wall` time, as a share of one CPU (0–100+).
+fn busy_percent(used: f64, wall: Duration) -> f64 {
+    100.0 * used / wall.as_secs_f64().max(1e-3)
+}
+
+impl Bench {
+    fn record_streams(&mut self, side: Side, stats: &StreamStats) {
+        let p = |h: &Histogram, q: f64| micros(h.quantile(q));
+        let added: [(&str, f64); 4] = [
+            ("TTFT p50", p(&stats.ttft, 0.5)),
+            ("TTFT p99", p(&stats.ttft, 0.99)),
+            ("inter-chunk p50", p(&stats.gaps, 0.5)),
+            ("inter-chunk p99", p(&stats.gaps, 0.99)),
+        ];
+        let plain: [(&str, Unit, f64); 4] = [
+            ("deltas per stream", Unit::Count, stats.deltas_per_stream()),
+            (
+                "gaps ≥ half the pacing",
+                Unit::Percent,
+                stats.paced_percent(),
+            ),
+            ("first→last delta p50", Unit::Micros, p(&stats.spread, 0.5)),
+            ("streams failed", Unit::Count, stats.failed as f64),
+        ];
+        let completed = Metric::plain(D, "streams completed", Unit::Count);
+        self.record(&completed, side, stats.completed as f64);
+        for (name, value) in added {
+            self.record(&Metric::added(D, name, Unit::Micros), side, value);
+        }
+        for (name, unit, value) in plain {
+            self.record(&Metric::plain(D, name, unit), side, value);
+        }
+    }
 }
 
 /// The peak resident memory of a process while it runs, sampled every 50 ms.

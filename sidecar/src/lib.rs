@@ -2,8 +2,8 @@
 //!
 //! One binary, `spillway`, with subcommands: `run` (the gateway), `simulate` (an OpenAI /
 //! Azure OpenAI compatible backend simulator for tests, benchmarks and the demo), `demo`
-//! (simulated backends + gateway + traffic, with a live view) and `loadtest` (a bounded load
-//! generator).
+//! (simulated backends + gateway + traffic, with a live view), `loadtest` (a bounded load
+//! generator) and `bench` (the same load direct and through the gateway, as a table).
 //!
 //! Modules, each a pure core plus a thin edge:
 //! - [`protocol`]: request body inspection and the gateway's targeted request edits.

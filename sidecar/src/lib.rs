@@ -2,8 +2,8 @@
 //!
 //! One binary, `spillway`, with subcommands: `run` (the gateway), `simulate` (an OpenAI /
 //! Azure OpenAI compatible backend simulator for tests, benchmarks and the demo), `demo`
-//! (simulated backends + gateway + traffic, with a live view) and `loadtest` (a bounded load
-//! generator).
+//! (simulated backends + gateway + traffic, with a live view), `loadtest` (a bounded load
+//! generator) and `bench` (the same load direct and through the gateway, as a table).
 //!
 //! Modules, each a pure core plus a thin edge:
 //! - [`protocol`]: request body inspection and the gateway's targeted request edits.
@@ -23,9 +23,11 @@
 //! - [`simulate`]: the backend simulator.
 //! - [`loadtest`]: the load generator (also the demo's traffic).
 //! - [`demo`]: the self-contained demo.
+//! - [`bench`]: `spillway bench`, direct vs through-the-gateway benchmarks.
 //! - [`error`]: one error type mapped to OpenAI-shaped JSON responses.
 
 pub mod audit;
+pub mod bench;
 pub mod breaker;
 pub mod clock;
 pub mod credentials;

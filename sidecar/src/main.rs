@@ -3,6 +3,7 @@
 //! machine-readable lines.
 
 use clap::{Parser, Subcommand};
+use spillway_sidecar::bench::{self, BenchArgs};
 use spillway_sidecar::demo::{self, DemoArgs};
 use spillway_sidecar::loadtest::{self, LoadtestArgs};
 use spillway_sidecar::run::{self, RunArgs};
@@ -32,13 +33,23 @@ enum Command {
     /// Reports status codes, latency and time-to-first-token percentiles, responses per
     /// backend (`x-spillway-backend`), retries and tokens.
     Loadtest(LoadtestArgs),
+    /// Benchmark the gateway against the simulator alone and print a table.
+    ///
+    /// Starts a simulator and `spillway run` (everything on), pins the gateway to one CPU and
+    /// the load to another, and interleaves direct and gateway rounds of: one request at a
+    /// time, a fixed-rate ladder, closed loops, 1,000 paced streams, and each feature off.
+    Bench(BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // The load generator pins itself before the runtime starts its threads.
+    if let Command::Bench(args) = &mut cli.command {
+        bench::pin_load_generator(args);
+    }
     // The demo and the load generator own the terminal: only warnings unless RUST_LOG says.
     let default_filter = match cli.command {
-        Command::Demo(_) | Command::Loadtest(_) => "warn",
+        Command::Demo(_) | Command::Loadtest(_) | Command::Bench(_) => "warn",
         Command::Run(_) | Command::Simulate(_) => "info",
     };
     tracing_subscriber::fmt()
@@ -57,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Command::Simulate(args) => simulate::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Loadtest(args) => loadtest::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }

@@ -33,6 +33,10 @@ pub struct Meta {
     pub app: String,
     /// The body asked for a stream.
     pub stream: bool,
+    /// Where latency and time to first token are measured from: the send time in a closed
+    /// loop; in an open loop the scheduled slot (plus the timer's resolution), so a request
+    /// that waited for a free worker counts its wait (no coordinated omission).
+    pub origin: Option<Instant>,
 }
 
 /// Runs `fut` until `deadline` or until `abort` turns true.
@@ -61,8 +65,9 @@ pub async fn exchange(
     timeout: Duration,
     mut abort: watch::Receiver<bool>,
 ) -> RequestResult {
-    let started = Instant::now();
-    let deadline = started + timeout;
+    let sent = Instant::now();
+    let deadline = sent + timeout;
+    let started = meta.origin.map_or(sent, |origin| origin.min(sent));
     let mut result = RequestResult {
         seq: meta.seq,
         request_id: meta.request_id,

@@ -2,6 +2,11 @@
 //! slot when a rate is set (open loop: slot `n` starts at `n / rate` seconds), send, and add
 //! each [`RequestResult`] to a shared [`Report`] and to the caller's hook.
 //!
+//! Open-loop latency is measured from each request's slot, not from when a worker got to
+//! send it: a request that waited for a busy worker counts its wait, so a slow endpoint
+//! cannot hide its queueing (coordinated omission). Lateness within the timer's resolution
+//! ([`TIMER_RESOLUTION`]) is the generator's own and is not counted.
+//!
 //! Bounds: no request starts after `total_requests` or after `duration` (or after
 //! [`LoadHandle::stop`]); requests still in flight then get `grace`, after which they are
 //! cancelled and counted as `cancelled`. So a run always ends by itself, within
@@ -210,6 +215,17 @@ async fn coordinate(shared: Arc<Shared>) -> Finished {
     Finished { report, stopped_by }
 }
 
+/// Tokio's timers fire on a millisecond grid: a worker may wake up to this late for its slot
+/// without any queueing.
+pub const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// Where the latency of a request due at `at` and sent at `now` is measured from: `None`
+/// (the send) in a closed loop; in an open loop its slot, forgiving lateness within
+/// [`TIMER_RESOLUTION`].
+pub fn latency_origin(open_loop: bool, at: Instant, now: Instant) -> Option<Instant> {
+    open_loop.then(|| now.min(at + TIMER_RESOLUTION))
+}
+
 /// When request `seq` may start: now for a closed loop, its slot for an open loop.
 fn slot(shared: &Shared, seq: u64) -> Instant {
     match shared.plan.rate {
@@ -239,7 +255,8 @@ async fn worker(shared: Arc<Shared>) {
         if Instant::now() >= shared.deadline {
             return;
         }
-        let result = send(&shared, seq).await;
+        let origin = latency_origin(shared.plan.rate.is_some(), at, Instant::now());
+        let result = send(&shared, seq, origin).await;
         shared.lock_report().add(&result);
         if let Some(hook) = &shared.hook {
             hook(&result);
@@ -247,13 +264,14 @@ async fn worker(shared: Arc<Shared>) {
     }
 }
 
-async fn send(shared: &Shared, seq: u64) -> RequestResult {
+async fn send(shared: &Shared, seq: u64, origin: Option<Instant>) -> RequestResult {
     let plan = &shared.plan;
     let meta = Meta {
         seq,
         request_id: format!("{}{seq}", plan.request_id_prefix),
         app: plan.app(seq).to_owned(),
         stream: plan.streams(seq),
+        origin,
     };
     match plan.request(&shared.endpoint, &shared.prompt, seq) {
         Ok(request) => {
@@ -274,5 +292,23 @@ async fn send(shared: &Shared, seq: u64) -> RequestResult {
             attempts: None,
             usage: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_loop_latency_counts_the_wait_for_a_worker() {
+        let at = Instant::now();
+        let ms = Duration::from_millis;
+        // Closed loop: from the send.
+        assert_eq!(latency_origin(false, at, at + ms(30)), None);
+        // On time, or late within the timer's resolution: from the send.
+        assert_eq!(latency_origin(true, at, at), Some(at));
+        assert_eq!(latency_origin(true, at, at + ms(1)), Some(at + ms(1)));
+        // 30 ms late (every worker was busy): 29 ms of the wait count.
+        assert_eq!(latency_origin(true, at, at + ms(30)), Some(at + ms(1)));
     }
 }

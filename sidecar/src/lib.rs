@@ -18,8 +18,11 @@
 //! - [`limiter`]: token quotas — token buckets, calendar windows, local and Redis counters.
 //! - [`usage`]: token usage from JSON and SSE, stream rewriting, tokenizer fallback, and the
 //!   per-request usage record.
-//! - [`subscribe`]: where snapshots come from (a watched manifest file today).
-//! - [`telemetry`]: OTLP metrics (GenAI conventions + Spillway's own) and `/metrics`.
+//! - [`audit`]: the audit log of prompts and completions (redaction, caps, bounded queue).
+//! - [`subscribe`]: where snapshots come from (a watched manifest file, or the operator's
+//!   stream).
+//! - [`telemetry`]: OTLP metrics (GenAI conventions + Spillway's own), traces and logs, and
+//!   `/metrics`.
 //! - [`simulate`]: the backend simulator.
 //! - [`loadtest`]: the load generator (also the demo's traffic).
 //! - [`demo`]: the self-contained demo.

@@ -10,7 +10,9 @@
 //!   `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf` (`grpc` with the `otlp-grpc` feature).
 //! - timeout: `OTEL_EXPORTER_OTLP_{SIGNAL}_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` (ms), 10 s.
 //! - queue and batch: `OTEL_BSP_MAX_QUEUE_SIZE` / `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (spans),
-//!   `OTEL_BLRP_MAX_QUEUE_SIZE` / `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` (log records); 2048 / 512.
+//!   `OTEL_BLRP_MAX_QUEUE_SIZE` / `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` (log records); 2048 / 512;
+//!   `OTEL_BSP_SCHEDULE_DELAY` / `OTEL_BLRP_SCHEDULE_DELAY` (ms): how long a batch may wait to
+//!   fill; 5000 / 1000, as the OpenTelemetry specification says.
 //!
 //! `OTEL_{SIGNAL}_EXPORTER=none` or `OTEL_SDK_DISABLED=true` turns the signal off.
 //! Input: [`TelemetryArgs`] and a variable lookup. Output: `Option<ExportSettings>`.
@@ -55,6 +57,14 @@ impl Signal {
             Self::Logs => "OTEL_BLRP",
         }
     }
+
+    /// The specification's default `*_SCHEDULE_DELAY`, in milliseconds.
+    fn default_schedule_delay_ms(self) -> u64 {
+        match self {
+            Self::Traces => 5_000,
+            Self::Logs => 1_000,
+        }
+    }
 }
 
 /// Where and how one signal is exported.
@@ -70,6 +80,8 @@ pub struct ExportSettings {
     pub max_queue: usize,
     /// Items per export request at most.
     pub max_batch: usize,
+    /// Longest an item waits for its batch to fill before the batch is sent anyway.
+    pub schedule_delay: Duration,
 }
 
 /// Span export settings.
@@ -162,6 +174,10 @@ impl ExportSettings {
             timeout: Duration::from_millis(timeout_ms.max(10)),
             max_queue: size(number(&format!("{prefix}_MAX_QUEUE_SIZE"), 2048)?),
             max_batch: size(number(&format!("{prefix}_MAX_EXPORT_BATCH_SIZE"), 512)?),
+            schedule_delay: Duration::from_millis(number(
+                &format!("{prefix}_SCHEDULE_DELAY"),
+                signal.default_schedule_delay_ms(),
+            )?),
         }))
     }
 }

@@ -107,6 +107,7 @@ impl Telemetry {
             Records { exporter, scope },
             settings.max_queue,
             settings.max_batch,
+            settings.schedule_delay,
             &counts,
         );
         pipeline::register(self, counter, "{record}", &counts);

@@ -69,11 +69,14 @@ impl<T> Queue<T> {
 }
 
 /// Spawns the export task of `exporter` on the current runtime: batches of at most
-/// `max_batch` items from a queue of `max_queue`, until the queue's sender is gone.
+/// `max_batch` items from a queue of `max_queue`, each sent once it is full or its first item
+/// has waited `delay` (so a busy gateway sends few, large exports), until the queue's sender
+/// is gone — then what is left is sent at once.
 pub(super) fn spawn_export<E: BatchExport>(
     exporter: E,
     max_queue: usize,
     max_batch: usize,
+    delay: Duration,
     counts: &Arc<Counts>,
 ) -> (Queue<E::Item>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel(max_queue.max(1));
@@ -82,6 +85,7 @@ pub(super) fn spawn_export<E: BatchExport>(
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(max_batch);
         while rx.recv_many(&mut batch, max_batch).await > 0 {
+            fill(&mut rx, &mut batch, max_batch, delay).await;
             let n = count(batch.len());
             let items = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
             match exporter.export(items).await {
@@ -98,6 +102,23 @@ pub(super) fn spawn_export<E: BatchExport>(
         counts: Arc::clone(counts),
     };
     (queue, task)
+}
+
+/// Adds to `batch` until it holds `max_batch` items, `delay` has passed, or the queue closed.
+async fn fill<T>(
+    rx: &mut mpsc::Receiver<T>,
+    batch: &mut Vec<T>,
+    max_batch: usize,
+    delay: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + delay;
+    while batch.len() < max_batch {
+        let room = max_batch - batch.len();
+        match tokio::time::timeout_at(deadline, rx.recv_many(batch, room)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// A running signal: its follower and its export task.
@@ -196,4 +217,57 @@ pub(super) fn register(
             }
         })
         .build();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records the size of every batch it is given.
+    #[derive(Default)]
+    struct Sizes(Arc<Mutex<Vec<usize>>>);
+
+    impl BatchExport for Sizes {
+        type Item = u32;
+
+        async fn export(&self, batch: Vec<u32>) -> OTelSdkResult {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(batch.len());
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn items_wait_for_their_batch_to_fill_or_the_delay() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let counts = Arc::new(Counts::default());
+        let (queue, task) = spawn_export(
+            Sizes(Arc::clone(&sizes)),
+            100,
+            4,
+            Duration::from_secs(5),
+            &counts,
+        );
+        // Three items trickle in: one export after the delay, not three.
+        for item in 0..3 {
+            queue.push_all(vec![item]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(*sizes.lock().unwrap(), [3]);
+        // A full batch goes at once.
+        queue.push_all((0..4).collect());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(*sizes.lock().unwrap(), [3, 4]);
+        // Closing sends what is left without waiting for the delay.
+        queue.push_all(vec![9]);
+        drop(queue);
+        tokio::time::timeout(Duration::from_millis(100), task)
+            .await
+            .expect("ends at once")
+            .expect("no panic");
+        assert_eq!(*sizes.lock().unwrap(), [3, 4, 1]);
+        assert_eq!(counts.exported.load(Ordering::Relaxed), 8);
+    }
 }

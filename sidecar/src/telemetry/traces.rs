@@ -57,6 +57,7 @@ impl Telemetry {
             Spans(exporter),
             settings.max_queue,
             settings.max_batch,
+            settings.schedule_delay,
             &counts,
         );
         pipeline::register(self, semconv::SPANS, "{span}", &counts);

@@ -42,6 +42,11 @@ impl RunningGateway {
                 Stdio::null()
             })
             .kill_on_drop(true);
+        // Batches wait at most this long to fill (the defaults, 5 s and 1 s, would slow
+        // every test that waits for spans or log records); a test may set its own.
+        command
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+            .env("OTEL_BLRP_SCHEDULE_DELAY", "50");
         for (k, v) in env {
             command.env(k, v);
         }

@@ -233,7 +233,10 @@ mod tests {
         type Item = u32;
 
         async fn export(&self, batch: Vec<u32>) -> OTelSdkResult {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(batch.len());
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(batch.len());
             Ok(())
         }
     }
@@ -255,11 +258,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tokio::time::sleep(Duration::from_secs(6)).await;
-        assert_eq!(*sizes.lock().unwrap(), [3]);
+        assert_eq!(*sizes.lock().expect("sizes"), [3]);
         // A full batch goes at once.
         queue.push_all((0..4).collect());
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(*sizes.lock().unwrap(), [3, 4]);
+        assert_eq!(*sizes.lock().expect("sizes"), [3, 4]);
         // Closing sends what is left without waiting for the delay.
         queue.push_all(vec![9]);
         drop(queue);
@@ -267,7 +270,7 @@ mod tests {
             .await
             .expect("ends at once")
             .expect("no panic");
-        assert_eq!(*sizes.lock().unwrap(), [3, 4, 1]);
+        assert_eq!(*sizes.lock().expect("sizes"), [3, 4, 1]);
         assert_eq!(counts.exported.load(Ordering::Relaxed), 8);
     }
 }

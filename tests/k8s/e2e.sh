@@ -73,7 +73,7 @@ check "RBAC: create TokenReviews" can create tokenreviews.authentication.k8s.io
 check "RBAC: update its Lease" can update leases.coordination.k8s.io/spillway-operator -n "$OPERATOR_NS"
 check "RBAC: no writes to specs" cannot update aibackendpools.spillway.dev -n "$APPS_NS"
 check "RBAC: no deleting Secrets" cannot delete secrets -n "$APPS_NS"
-check "RBAC: no other Lease" cannot update leases.coordination.k8s.io/other -n "$OPERATOR_NS"
+check "RBAC: no Leases outside its namespace" cannot update leases.coordination.k8s.io/spillway-operator -n "$APPS_NS"
 
 TOKEN=$(kubectl create token "$OPERATOR_SA" -n "$OPERATOR_NS" --duration=2h)
 SERVER=$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}')
@@ -98,7 +98,8 @@ export SPILLWAY_E2E_OPERATOR_KUBECONFIG=$OPERATOR_KUBECONFIG
 export SPILLWAY_E2E_OPERATOR_NAMESPACE=$OPERATOR_NS
 export SPILLWAY_E2E_OPERATOR_BIN=$PWD/target/debug/spillway-operator
 export SPILLWAY_E2E_LOG_DIR=$WORK/logs
-if cargo test -p spillway-sidecar --all-features --test e2e_kubernetes -- --ignored --nocapture \
+# --workspace: the same feature set as the build above, so nothing is compiled again.
+if cargo test --workspace --all-features --test e2e_kubernetes -- --ignored --nocapture \
   2>&1 | tee "$WORK/scenario.log" | sed 's/^/    /'; then
   pass "operator, two sidecars, two apps: spillover, quota, OTLP = ledger, pool deletion"
 else

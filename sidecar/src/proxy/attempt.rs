@@ -23,7 +23,6 @@ use crate::error::{ProxyError, error_chain};
 use crate::limiter::Reservation;
 use crate::protocol::request::{self, Edits, RequestInfo};
 use crate::routing::{Pick, PoolRoutes};
-use crate::usage::json::response_usage;
 use crate::usage::record::{AttemptTrace, UpstreamAttempt};
 
 pub(crate) struct Attempt<'a> {
@@ -242,14 +241,6 @@ impl Attempt<'_> {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         retain_passing_back(&mut parts.headers);
-        if kind == BodyKind::Json
-            && upstream_body.rest.is_none()
-            && let Some(usage) = response_usage(&upstream_body.read.concat()).and_then(|r| r.usage)
-        {
-            parts
-                .headers
-                .insert(TOKENS_CONSUMED, HeaderValue::from(usage.total()));
-        }
         if let Some(reservation) = &reservation {
             // The app's own quota view replaces the backend's capacity headers.
             reservation.headers().write_to(&mut parts.headers);
@@ -274,6 +265,11 @@ impl Attempt<'_> {
                 }),
         };
         let body = ProxyBody::accounted(upstream_body, kind, finish);
+        if let Some(total) = body.consumed_tokens() {
+            parts
+                .headers
+                .insert(TOKENS_CONSUMED, HeaderValue::from(total));
+        }
         with_common_headers(Response::from_parts(parts, body), call)
     }
 

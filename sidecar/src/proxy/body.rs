@@ -120,13 +120,30 @@ impl ProxyBody {
             first_byte: None,
             finish: Some(finish),
             upstream_error: false,
+            parsed: None,
         });
         // A body read whole is accounted once the client has taken its last chunk (or, if
-        // the client goes away first, when the body is dropped).
+        // the client goes away first, when the body is dropped); it is parsed once, now, so
+        // its usage can go into the response headers.
         for chunk in upstream.read {
             accounted.take(chunk);
         }
+        if accounted.upstream.is_none() && kind == BodyKind::Json {
+            accounted.parsed = Some(json::response_usage(&accounted.json.concat()));
+        }
         Self(Inner::Accounted(accounted))
+    }
+
+    /// Prompt + completion tokens of a non-streaming answer read whole, if it reports usage.
+    pub(crate) fn consumed_tokens(&self) -> Option<u64> {
+        match &self.0 {
+            Inner::Accounted(accounted) => accounted
+                .parsed
+                .as_ref()
+                .and_then(|parsed| parsed.as_ref()?.usage)
+                .map(|usage| usage.total()),
+            Inner::Full(_) => None,
+        }
     }
 }
 
@@ -142,6 +159,8 @@ struct Accounted {
     first_byte: Option<Instant>,
     finish: Option<Finish>,
     upstream_error: bool,
+    /// The JSON answer's usage, when it was parsed as soon as the body was read whole.
+    parsed: Option<Option<json::ResponseUsage>>,
 }
 
 impl Accounted {
@@ -193,16 +212,21 @@ impl Accounted {
             finish.send(Some(Usage::default()), None, None, self.first_byte, ending);
             return;
         }
-        let body: Vec<u8> = self.json.concat();
-        let parsed = json::response_usage(&body);
+        let parsed = self
+            .parsed
+            .take()
+            .unwrap_or_else(|| json::response_usage(&self.json.concat()));
         let model = parsed.as_ref().and_then(|p| p.model.clone());
         match parsed.and_then(|p| p.usage) {
             Some(usage) => {
-                let text = finish.audit.is_some().then(|| json::completion_text(&body));
+                let text = finish
+                    .audit
+                    .is_some()
+                    .then(|| json::completion_text(&self.json.concat()));
                 finish.send(Some(usage), text, model, None, ending);
             }
             None => {
-                let text = json::completion_text(&body);
+                let text = json::completion_text(&self.json.concat());
                 finish.send(None, Some(text), model, None, ending);
             }
         }
@@ -386,6 +410,7 @@ impl Drop for Accounted {
             first_byte: self.first_byte,
             finish: self.finish.take(),
             upstream_error: false,
+            parsed: self.parsed.take(),
         };
         handle.spawn(async move { rest.drain(upstream).await });
     }

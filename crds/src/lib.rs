@@ -20,7 +20,10 @@ pub mod snapshot;
 pub mod v1alpha1;
 pub mod wire;
 
-pub use compile::{CompileInput, Object, Problem, ProblemReason, SecretResolver, compile};
+pub use compile::{
+    Compilation, CompileInput, History, LastGood, Object, Problem, ProblemReason, SecretResolver,
+    Served, compile, compile_with_history,
+};
 pub use snapshot::Snapshot;
 
 /// API group of every Spillway kind.

@@ -114,6 +114,7 @@ fn read_document(value: &Value, out: &mut Manifests) -> Result<(), String> {
             namespace,
             name,
             creation_timestamp,
+            generation: None,
             spec: strict(spec).map_err(|e| format!("{label}: {e}"))?,
         });
     } else if kind == KIND_QUOTA {
@@ -121,6 +122,7 @@ fn read_document(value: &Value, out: &mut Manifests) -> Result<(), String> {
             namespace,
             name,
             creation_timestamp,
+            generation: None,
             spec: strict(spec).map_err(|e| format!("{label}: {e}"))?,
         });
     } else {
@@ -134,6 +136,7 @@ fn read_document(value: &Value, out: &mut Manifests) -> Result<(), String> {
             namespace,
             name,
             creation_timestamp,
+            generation: None,
             spec: strict(spec).map_err(|e| format!("{label}: {e}"))?,
         });
     }

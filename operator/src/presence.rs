@@ -87,9 +87,10 @@ pub fn encode(scopes: &Scopes) -> String {
         return full;
     }
     let mut lean = scopes.clone();
-    lean.values_mut()
-        .flatten()
-        .for_each(|s| s.minute_left.clear());
+    lean.values_mut().flatten().for_each(|s| {
+        s.minute_left.clear();
+        s.calendar_left.clear();
+    });
     let text = json(&lean);
     tracing::warn!(
         bytes = full.len(),

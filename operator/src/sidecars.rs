@@ -83,7 +83,11 @@ fn change(before: Option<&LiveSidecar>, after: Option<&LiveSidecar>) -> Change {
         (None, None) => Change::None,
         (Some(b), Some(a)) if b.version != a.version || b.redis != a.redis => Change::Now,
         (Some(b), Some(a)) if b.breakers != a.breakers => Change::Breakers,
-        (Some(b), Some(a)) if b.minute_left != a.minute_left => Change::Levels,
+        (Some(b), Some(a))
+            if b.minute_left != a.minute_left || b.calendar_left != a.calendar_left =>
+        {
+            Change::Levels
+        }
         (Some(_), Some(_)) => Change::None,
         _ => Change::Now,
     }

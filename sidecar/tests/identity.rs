@@ -270,6 +270,7 @@ fn identity(idp: &Idp, order: &[IdentityMethod], allow_anonymous: bool) -> Ident
             sha256: sha256_hex(KEY_A),
         }],
         trusted_header: Some("x-spillway-app".into()),
+        refuse_all: None,
     }
 }
 

@@ -355,6 +355,7 @@ fn compile_identity(
         jwt,
         api_keys,
         trusted_header: spec.trusted_header.as_ref().map(|h| h.to_ascii_lowercase()),
+        refuse_all: None,
     }
 }
 

@@ -6,15 +6,15 @@
 //! problem whose message says what to fix; an object with any problem is left out of the
 //! snapshot as a whole, so a half-valid pool never serves traffic.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::duration;
-use crate::snapshot::{GatewayConfig, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::v1alpha1::{AiBackendPoolSpec, AiGatewaySpec, SecretSource, TokenQuotaSpec};
 
 mod entra;
 mod gateway;
+mod history;
 mod pool;
 mod quota;
 #[cfg(test)]
@@ -28,12 +28,14 @@ mod tests_cors;
 #[cfg(test)]
 mod tests_entra;
 #[cfg(test)]
+mod tests_history;
+#[cfg(test)]
 mod tests_support;
 mod validate;
 
+pub use history::{Compilation, History, LastGood, Served, compile_with_history};
 pub use pool::default_breaker;
 pub(crate) use pool::normalise_base_url;
-use validate::Checker;
 
 /// A namespaced object as `compile()` sees it: identity plus spec, whatever its origin.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +46,8 @@ pub struct Object<S> {
     pub name: String,
     /// `metadata.creationTimestamp` (RFC 3339); the older object wins a conflict.
     pub creation_timestamp: Option<String>,
+    /// `metadata.generation`, when the object comes from an API server.
+    pub generation: Option<i64>,
     /// The spec.
     pub spec: S,
 }
@@ -129,82 +133,11 @@ pub(crate) const KIND_GATEWAY: &str = "AIGateway";
 pub(crate) const KIND_QUOTA: &str = "TokenQuota";
 
 /// Compiles `input` into a snapshot (with `version` 0; the caller numbers versions) and the
-/// problems of every object that was left out.
+/// problems of every object that was left out. Without memory: an object that does not
+/// compile serves nothing ([`compile_with_history`] keeps its last good version instead).
 pub fn compile(input: &CompileInput, secrets: &dyn SecretResolver) -> (Snapshot, Vec<Problem>) {
-    let mut problems = Vec::new();
-    let gateway = match &input.gateway {
-        Some(object) => {
-            let mut check = Checker::new(KIND_GATEWAY, object);
-            let config = gateway::compile_gateway(object, secrets, &mut check);
-            let found = check.finish();
-            let accepted = found.is_empty();
-            problems.extend(found);
-            if accepted {
-                config
-            } else {
-                GatewayConfig::default()
-            }
-        }
-        None => GatewayConfig::default(),
-    };
-
-    let mut ordered: Vec<&Object<AiBackendPoolSpec>> = input.pools.iter().collect();
-    ordered.sort_by(|a, b| {
-        (
-            a.creation_timestamp.as_deref().unwrap_or(""),
-            &a.namespace,
-            &a.name,
-        )
-            .cmp(&(
-                b.creation_timestamp.as_deref().unwrap_or(""),
-                &b.namespace,
-                &b.name,
-            ))
-    });
-
-    let mut owners: BTreeMap<&str, String> = BTreeMap::new();
-    let mut pools = Vec::new();
-    for object in ordered {
-        let mut check = Checker::new(KIND_POOL, object);
-        let pool = pool::compile_pool(object, secrets, &mut check);
-        for (i, model) in object.spec.models.iter().enumerate() {
-            if let Some(owner) = owners.get(model.as_str()) {
-                check.problem(
-                    format!("spec.models[{i}]"),
-                    ProblemReason::ModelConflict,
-                    format!(
-                        "model `{model}` is already served by AIBackendPool {owner}; \
-                         remove it from one of the pools"
-                    ),
-                );
-            }
-        }
-        let found = check.finish();
-        if let Some(pool) = pool.filter(|_| found.is_empty()) {
-            for model in &object.spec.models {
-                owners.insert(model, object.id());
-            }
-            pools.push(pool);
-        }
-        problems.extend(found);
-    }
-    let mut quotas = Vec::new();
-    for object in &input.quotas {
-        let mut check = Checker::new(KIND_QUOTA, object);
-        let quota = quota::compile_quota(object, &mut check);
-        let found = check.finish();
-        if found.is_empty() {
-            quotas.push(quota);
-        }
-        problems.extend(found);
-    }
-    let snapshot = Snapshot {
-        version: 0,
-        gateway,
-        pools,
-        quotas,
-    };
-    (snapshot, problems)
+    let compiled = compile_with_history(input, &History::default(), secrets);
+    (compiled.snapshot, compiled.problems)
 }
 
 pub(crate) use duration::parse as parse_duration;

@@ -19,6 +19,11 @@ pub struct IdentityConfig {
     pub api_keys: Vec<ApiKeyConfig>,
     /// Lower-case header trusted as the appId, if configured.
     pub trusted_header: Option<String>,
+    /// Every call is refused with this explanation: the scope's `AIGateway` has no version
+    /// that compiles, so who may call is unknown. Identity fails closed, never open (a
+    /// sidecar that predates this field still refuses: no methods and no anonymous access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuse_all: Option<String>,
 }
 
 impl Default for IdentityConfig {
@@ -29,6 +34,7 @@ impl Default for IdentityConfig {
             jwt: None,
             api_keys: Vec::new(),
             trusted_header: None,
+            refuse_all: None,
         }
     }
 }

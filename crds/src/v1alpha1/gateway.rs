@@ -22,7 +22,14 @@ use super::{Condition, SecretSource};
         shortname = "aigw",
         category = "spillway",
         namespaced,
-        status = "AiGatewayStatus"
+        status = "AiGatewayStatus",
+        doc = "Settings of the Spillway sidecars of one namespace: how apps are identified (Entra ID / OIDC tokens, API keys, a trusted header), request limits, how quotas are shared between replicas, CORS for browser apps, the audit log and stream accounting. At most one per namespace. If it cannot be applied and no earlier generation can, the sidecars refuse every call: identity fails closed, never open.",
+        printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Served","type":"integer","description":"The generation the sidecars run","jsonPath":".status.servedGeneration"}"#,
+        printcolumn = r#"{"name":"Identity","type":"string","description":"Identity methods in force, in order","jsonPath":".status.identity"}"#,
+        printcolumn = r#"{"name":"CORS","type":"string","jsonPath":".status.cors"}"#,
+        printcolumn = r#"{"name":"Audit","type":"string","jsonPath":".status.audit"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -312,4 +319,28 @@ pub struct AiGatewayStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The generation the sidecars run: `metadata.generation` when the current spec is
+    /// accepted, an earlier one while a newer generation is refused (see the conditions),
+    /// absent when no version of this object can be served.
+    #[serde(default)]
+    pub served_generation: Option<i64>,
+    /// The generation of `lastGoodSpec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_generation: Option<i64>,
+    /// The last spec that was accepted, as JSON, written by the operator: it keeps serving
+    /// while a newer generation is refused, also after an operator restart. It holds Secret
+    /// references, never Secret values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_spec: Option<String>,
+    /// The identity methods of the served generation, in the order they are tried
+    /// (`Jwt,ApiKey`), `+Anonymous` when calls without a credential are accepted,
+    /// `Anonymous` when no method is configured, `RefusingAll` when nothing can be served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// `On` when browser origins are allowed (CORS) in the served generation, else `Off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<String>,
+    /// `On` when the audit log is enabled in the served generation, else `Off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<String>,
 }

@@ -25,11 +25,14 @@ use super::{Condition, SecretSource};
         category = "spillway",
         namespaced,
         status = "AiBackendPoolStatus",
+        doc = "A pool of Azure OpenAI / OpenAI-compatible backends that serve the same models: calls for the pool's models go to the lowest priority group with a healthy backend, weighted inside the group, retried and spilled over within the same client request. Status says which generation the sidecars serve, whether every backend's breaker is open (Degraded) and each backend's breaker state.",
         printcolumn = r#"{"name":"Models","type":"string","jsonPath":".status.models"}"#,
         printcolumn = r#"{"name":"Backends","type":"integer","jsonPath":".status.backends"}"#,
         printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Served","type":"integer","description":"The generation the sidecars run","jsonPath":".status.servedGeneration"}"#,
         printcolumn = r#"{"name":"Sidecars","type":"string","jsonPath":".status.sidecars"}"#,
-        printcolumn = r#"{"name":"Open","type":"integer","jsonPath":".status.openBreakers"}"#,
+        printcolumn = r#"{"name":"Open","type":"integer","description":"Backends whose breaker is open or half-open on some sidecar","jsonPath":".status.openBreakers"}"#,
+        printcolumn = r#"{"name":"Degraded","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].status"}"#,
         printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
     )
 )]
@@ -312,6 +315,19 @@ pub struct AiBackendPoolStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The generation the sidecars run: `metadata.generation` when the current spec is
+    /// accepted, an earlier one while a newer generation is refused (see the conditions),
+    /// absent when no version of this object can be served.
+    #[serde(default)]
+    pub served_generation: Option<i64>,
+    /// The generation of `lastGoodSpec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_generation: Option<i64>,
+    /// The last spec that was accepted, as JSON, written by the operator: it keeps serving
+    /// while a newer generation is refused, also after an operator restart. It holds Secret
+    /// references, never Secret values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_spec: Option<String>,
     /// The served model names, comma separated (for `kubectl get`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<String>,

@@ -23,10 +23,15 @@ use super::Condition;
         category = "spillway",
         namespaced,
         status = "TokenQuotaStatus",
+        doc = "Token and request limits for one app (by appId), or the default limits of every app without a quota of its own: tokens and requests per minute (429 with an exact Retry-After) and calendar quotas per hour, day, week or month (403 naming the reset). A refused edit keeps the last good limits in force; status says which generation is served and how much of each limit is used.",
         printcolumn = r#"{"name":"App","type":"string","jsonPath":".spec.appId"}"#,
+        printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Served","type":"integer","description":"The generation the sidecars run","jsonPath":".status.servedGeneration"}"#,
         printcolumn = r#"{"name":"TPM","type":"integer","jsonPath":".spec.tokensPerMinute"}"#,
         printcolumn = r#"{"name":"Used","type":"integer","jsonPath":".status.tokensUsed"}"#,
         printcolumn = r#"{"name":"Remaining","type":"integer","jsonPath":".status.tokensRemaining"}"#,
+        printcolumn = r#"{"name":"Day","type":"string","description":"Daily quota: tokens used of the limit","jsonPath":".status.periods[?(@.period==\"Daily\")].usage"}"#,
+        printcolumn = r#"{"name":"Month","type":"string","description":"Monthly quota: tokens used of the limit","jsonPath":".status.periods[?(@.period==\"Monthly\")].usage"}"#,
         printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
     )
 )]
@@ -99,6 +104,19 @@ pub struct TokenQuotaStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The generation the sidecars run: `metadata.generation` when the current spec is
+    /// accepted, an earlier one while a newer generation is refused (see the conditions),
+    /// absent when no version of this object can be served.
+    #[serde(default)]
+    pub served_generation: Option<i64>,
+    /// The generation of `lastGoodSpec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_generation: Option<i64>,
+    /// The last spec that was accepted, as JSON, written by the operator: it keeps serving
+    /// while a newer generation is refused, also after an operator restart. It holds Secret
+    /// references, never Secret values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_spec: Option<String>,
     /// Tokens of `tokensPerMinute` in use, from the live sidecars' reports: the limit minus
     /// the tokens left. For a default quota (no `appId`): summed over the apps that use it.
     /// Refreshed every few seconds, not per request.
@@ -113,4 +131,26 @@ pub struct TokenQuotaStatus {
     /// counters live in Redis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_note: Option<String>,
+    /// Tokens used and left in each calendar quota's current period, from the live
+    /// sidecars' reports (not shown in `Redis` mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<QuotaPeriodStatus>,
+}
+
+/// Usage of one calendar quota in its current period.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaPeriodStatus {
+    /// `Hourly`, `Daily`, `Weekly` or `Monthly`.
+    pub period: String,
+    /// The period's limit in tokens.
+    pub tokens: u64,
+    /// Tokens used this period, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    /// Tokens left this period, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    /// `used/tokens` for `kubectl get`, or `?/tokens` while unknown.
+    pub usage: String,
 }

@@ -23,14 +23,16 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use spillway_crds::v1alpha1::{AiBackendPool, AiGateway, TokenQuota};
-use spillway_crds::{CompileInput, Object, Snapshot, compile};
+use spillway_crds::{
+    CompileInput, History, LastGood, Object, Served, Snapshot, compile_with_history,
+};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::secrets::StoreSecrets;
 use crate::sidecars::Registry;
-use crate::status::Finding;
+use crate::status::{Finding, GatewaySettings, Serving};
 
 pub use write::WriteLimiter;
 
@@ -86,6 +88,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     written: write::Written,
     failures: Mutex<BTreeMap<String, u32>>,
+    /// Per scope, the last good version of every object (what it compiled to in this
+    /// process, Secret values included).
+    history: Mutex<BTreeMap<String, History>>,
 }
 
 impl Context {
@@ -112,7 +117,20 @@ impl Context {
             metrics,
             written: write::Written::default(),
             failures: Mutex::default(),
+            history: Mutex::default(),
         }
+    }
+}
+
+impl Context {
+    fn history(&self, scope: &str) -> History {
+        let all = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        all.get(scope).cloned().unwrap_or_default()
+    }
+
+    fn remember(&self, scope: &str, history: History) {
+        let mut all = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        all.insert(scope.to_owned(), history);
     }
 }
 
@@ -153,8 +171,13 @@ pub struct ScopeObjects {
 pub struct Compiled {
     /// The snapshot content (version 0).
     pub snapshot: Snapshot,
-    /// Findings per object, keyed by `(kind, name)`; served objects have none.
+    /// Findings against each object's current generation, keyed by `(kind, name)`; objects
+    /// served as they are have none.
     pub findings: BTreeMap<(&'static str, String), Vec<Finding>>,
+    /// What is served of each object, keyed by `(kind, name)`.
+    pub serving: BTreeMap<(&'static str, String), Serving>,
+    /// The last good version of every object, for the next compile.
+    pub history: History,
 }
 
 impl ScopeObjects {
@@ -168,16 +191,19 @@ impl ScopeObjects {
         }
     }
 
-    /// Compiles the scope, resolving Secrets from `secrets`.
-    pub fn compile(&self, scope: &str, secrets: &Store<Secret>) -> Compiled {
+    /// Compiles the scope, resolving Secrets from `secrets`; an object whose current spec
+    /// does not compile keeps serving its last good version: from `memory` (this process's
+    /// previous compile), else from its status (`lastGoodSpec`, written before a restart).
+    pub fn compile(&self, scope: &str, secrets: &Store<Secret>, memory: &History) -> Compiled {
         let input = CompileInput {
             pools: self.pools.iter().map(|p| object(&**p, &p.spec)).collect(),
             quotas: self.quotas.iter().map(|q| object(&**q, &q.spec)).collect(),
             gateway: self.gateways.first().map(|g| object(&**g, &g.spec)),
         };
-        let (snapshot, problems) = compile(&input, &StoreSecrets::new(secrets));
+        let history = self.recall(scope, memory);
+        let compilation = compile_with_history(&input, &history, &StoreSecrets::new(secrets));
         let mut findings: BTreeMap<(&'static str, String), Vec<Finding>> = BTreeMap::new();
-        for problem in &problems {
+        for problem in &compilation.problems {
             findings
                 .entry((problem.kind, problem.name.clone()))
                 .or_default()
@@ -191,8 +217,112 @@ impl ScopeObjects {
                     .push(Finding::gateway_superseded(scope, &winner.name_any()));
             }
         }
-        Compiled { snapshot, findings }
+        let (served, h) = (&compilation.served, &compilation.history);
+        let mut serving = serving_of(scope, KIND_POOL, &self.pools, served, &h.pools);
+        serving.extend(serving_of(
+            scope,
+            KIND_QUOTA,
+            &self.quotas,
+            served,
+            &h.quotas,
+        ));
+        let gateways = serving_of(scope, KIND_GATEWAY, &self.gateways, served, &h.gateways);
+        for (i, (key, mut entry)) in gateways.into_iter().enumerate() {
+            if self.gateways.get(i).is_some_and(|g| g.name_any() == key.1) && i == 0 {
+                entry.refuses_calls = entry.generation.is_none();
+                entry.gateway = Some(GatewaySettings::of(&compilation.snapshot.gateway));
+            }
+            serving.insert(key, entry);
+        }
+        Compiled {
+            snapshot: compilation.snapshot,
+            findings,
+            serving,
+            history: compilation.history,
+        }
     }
+
+    /// The last good version of each object: this process's, else the one in its status.
+    fn recall(&self, scope: &str, memory: &History) -> History {
+        History {
+            pools: recall(scope, &self.pools, &memory.pools, |p| {
+                let s = p.status.as_ref()?;
+                Some((s.last_good_generation, s.last_good_spec.as_ref()))
+            }),
+            quotas: recall(scope, &self.quotas, &memory.quotas, |q| {
+                let s = q.status.as_ref()?;
+                Some((s.last_good_generation, s.last_good_spec.as_ref()))
+            }),
+            gateways: recall(scope, &self.gateways, &memory.gateways, |g| {
+                let s = g.status.as_ref()?;
+                Some((s.last_good_generation, s.last_good_spec.as_ref()))
+            }),
+        }
+    }
+}
+
+/// The last good version of each of `objects`: from `memory`, else from what `status` gives
+/// (`lastGoodGeneration`, `lastGoodSpec`); a spec that no longer parses is ignored.
+fn recall<K: Resource, S: serde::de::DeserializeOwned + Clone, C: Clone>(
+    scope: &str,
+    objects: &[Arc<K>],
+    memory: &BTreeMap<String, LastGood<S, C>>,
+    status: impl for<'k> Fn(&'k K) -> Option<(Option<i64>, Option<&'k String>)>,
+) -> BTreeMap<String, LastGood<S, C>> {
+    let mut out = BTreeMap::new();
+    for object in objects {
+        let id = id(scope, &**object);
+        let last = memory.get(&id).cloned().or_else(|| {
+            let (generation, spec) = status(object)?;
+            let spec = serde_json::from_str(spec?)
+                .inspect_err(|e| tracing::warn!(%id, error = %e, "ignoring a lastGoodSpec that does not parse"))
+                .ok()?;
+            Some(LastGood {
+                generation,
+                spec: Some(spec),
+                compiled: None,
+            })
+        });
+        out.extend(last.map(|l| (id, l)));
+    }
+    out
+}
+
+/// `namespace/name`, as `compile()` keys objects.
+fn id<K: Resource>(scope: &str, object: &K) -> String {
+    format!("{scope}/{}", object.meta().name.clone().unwrap_or_default())
+}
+
+/// What status says is served of each of `objects`, keyed by `(kind, name)`.
+fn serving_of<K: Resource, S: serde::Serialize, C>(
+    scope: &str,
+    kind: &'static str,
+    objects: &[Arc<K>],
+    served: &BTreeMap<(&'static str, String), Served>,
+    history: &BTreeMap<String, LastGood<S, C>>,
+) -> BTreeMap<(&'static str, String), Serving> {
+    let mut out = BTreeMap::new();
+    for object in objects {
+        let id = id(scope, &**object);
+        let served = served
+            .get(&(kind, id.clone()))
+            .copied()
+            .unwrap_or(Served::Nothing);
+        let last_good = history.get(&id).and_then(|l| {
+            let spec = serde_json::to_string(l.spec.as_ref()?).ok()?;
+            Some((l.generation, spec))
+        });
+        let entry = Serving {
+            generation: served.generation(object.meta().generation),
+            last_good,
+            ..Serving::default()
+        };
+        out.insert(
+            (kind, object.meta().name.clone().unwrap_or_default()),
+            entry,
+        );
+    }
+    out
 }
 
 /// Kind names as `compile()` reports them.
@@ -216,6 +346,7 @@ fn object<K: Resource, S: Clone>(resource: &K, spec: &S) -> Object<S> {
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
         creation_timestamp: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+        generation: meta.generation,
         spec: spec.clone(),
     }
 }
@@ -230,13 +361,18 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<A
     // 1. A full picture first: compiling from half-filled stores would take pools away.
     ctx.stores.ready().await?;
     // 2. Validate and resolve references.
+    //    An object whose new generation is refused keeps serving its last good one.
     let objects = ScopeObjects::gather(&ctx.stores, &scope);
-    let compiled = objects.compile(&scope, &ctx.stores.secrets);
+    let memory = ctx.history(&scope);
+    let mut compiled = objects.compile(&scope, &ctx.stores.secrets, &memory);
+    ctx.remember(&scope, std::mem::take(&mut compiled.history));
     // 3. Publish; a new version only when what sidecars run changes.
-    let version = ctx.publisher.publish(&scope, compiled.snapshot);
+    let version = ctx
+        .publisher
+        .publish(&scope, std::mem::take(&mut compiled.snapshot));
     // 4. and 5. Status and Events, by the leader only.
     if *ctx.leader.borrow() {
-        write::scope_status(&ctx, &scope, &objects, &compiled.findings, version).await?;
+        write::scope_status(&ctx, &scope, &objects, &compiled, version).await?;
     }
     ctx.failures
         .lock()

@@ -18,6 +18,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -27,10 +28,10 @@ use serde::de::DeserializeOwned;
 use spillway_crds::v1alpha1::Condition;
 use tokio::time::Instant;
 
-use super::{Context, Error, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, ScopeObjects};
+use super::{Compiled, Context, Error, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, ScopeObjects};
 use crate::sidecars::SyncCounts;
 use crate::status::live::{self, LiveSidecar};
-use crate::status::{self, Finding, Observed, Transition};
+use crate::status::{self, Observed, Serving, Transition};
 
 /// Spaces status writes so a burst (a busy namespace, many sidecars reporting) does not flood
 /// the API server.
@@ -102,15 +103,20 @@ pub(super) async fn scope_status(
     ctx: &Context,
     scope: &str,
     objects: &ScopeObjects,
-    findings: &BTreeMap<(&'static str, String), Vec<Finding>>,
+    compiled: &Compiled,
     version: u64,
 ) -> Result<(), Error> {
+    let (findings, serving) = (&compiled.findings, &compiled.serving);
+    let nothing = Serving::default();
     let now = Timestamp::now().to_string();
     let counts: SyncCounts = ctx.sidecars.counts(scope, version, Instant::now());
     let sidecars: Vec<LiveSidecar> = ctx.sidecars.live_sidecars(scope, Instant::now());
     let observed = |kind: &'static str, generation: Option<i64>, name: String| Observed {
         generation,
-        findings: findings.get(&(kind, name)).map_or(&[][..], Vec::as_slice),
+        findings: findings
+            .get(&(kind, name.clone()))
+            .map_or(&[][..], Vec::as_slice),
+        serving: serving.get(&(kind, name)).unwrap_or(&nothing),
         version,
         now: &now,
     };
@@ -131,7 +137,9 @@ pub(super) async fn scope_status(
             quota.spec.tokens_per_minute,
             &sidecars,
         );
-        let desired = |previous: Option<&_>| status::quota_status(&observed, tokens, previous);
+        let periods = status::quota_periods(&quota.name_any(), &quota.spec, &sidecars);
+        let desired =
+            |previous: Option<&_>| status::quota_status(&observed, tokens, periods, previous);
         write_object(ctx, KIND_QUOTA, &**quota, quota.status.as_ref(), desired).await?;
     }
     for gateway in &objects.gateways {
@@ -270,6 +278,15 @@ where
         secondary: None,
     };
     let reference = object.object_ref(&());
+    // A second reference to the same object, narrowed to the part the Event is about: the
+    // recorder folds Events by reason and references, so two backends' `BreakerOpen` stay two.
+    let event = Event {
+        secondary: transition.subject.map(|field_path| ObjectReference {
+            field_path: Some(field_path),
+            ..reference.clone()
+        }),
+        ..event
+    };
     if let Err(error) = ctx.recorder.publish(&event, &reference).await {
         let meta = object.meta();
         tracing::warn!(namespace = meta.namespace, name = meta.name, %error, "cannot publish an Event");

@@ -9,6 +9,11 @@ fn sidecar(id: &str, version: u64) -> LiveSidecar {
         version: Some(version),
         breakers: [("chat/east".to_owned(), Breaker::Open)].into(),
         minute_left: [("q".to_owned(), [("app".to_owned(), 500)].into())].into(),
+        calendar_left: [(
+            "q".to_owned(),
+            [("day".to_owned(), [("app".to_owned(), 9_000)].into())].into(),
+        )]
+        .into(),
         redis: false,
     }
 }
@@ -101,7 +106,7 @@ fn the_annotation_stays_bounded_dropping_details_first() {
     let small: Scopes = [("team".to_owned(), vec![sidecar("pod-a", 4)])].into();
     assert_eq!(
         encode(&small),
-        r#"{"team":[{"id":"pod-a","v":4,"b":{"chat/east":"o"},"q":{"q":{"app":500}}}]}"#
+        r#"{"team":[{"id":"pod-a","v":4,"b":{"chat/east":"o"},"q":{"q":{"app":500}},"c":{"q":{"day":{"app":9000}}}}]}"#
     );
 
     // 1 500 sidecars with levels of 20 apps each: too big with levels, fine without.
@@ -121,6 +126,7 @@ fn the_annotation_stays_bounded_dropping_details_first() {
     let decoded: Scopes = serde_json::from_str(&text).expect("json");
     assert_eq!(decoded["team"].len(), 1_500, "every sidecar still counts");
     assert!(decoded["team"].iter().all(|s| s.minute_left.is_empty()));
+    assert!(decoded["team"].iter().all(|s| s.calendar_left.is_empty()));
     assert!(decoded["team"].iter().all(|s| !s.breakers.is_empty()));
 
     // 6 000 sidecars do not fit even bare: as many as fit are kept.

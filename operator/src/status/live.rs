@@ -70,6 +70,10 @@ pub struct LiveSidecar {
     /// Tokens left in the `minute` window, per quota name, per app.
     #[serde(rename = "q", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub minute_left: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Tokens left in the calendar windows (`hour`, `day`, `week`, `month`), per quota name,
+    /// per window, per app.
+    #[serde(rename = "c", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calendar_left: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
     /// Whether the sidecar limits in `Redis` mode (its levels are not the app's).
     #[serde(rename = "r", default, skip_serializing_if = "std::ops::Not::not")]
     pub redis: bool,
@@ -84,17 +88,23 @@ impl LiveSidecar {
             .filter_map(|(key, state)| Some((key.clone(), Breaker::parse(state)?)))
             .collect();
         let mut minute_left: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for level in report.quotas.iter().filter(|l| l.window == "minute") {
-            minute_left
-                .entry(level.quota.clone())
-                .or_default()
-                .insert(level.app_id.clone(), level.remaining_tokens);
+        let mut calendar_left: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> =
+            BTreeMap::new();
+        for level in &report.quotas {
+            let apps = if level.window == MINUTE {
+                minute_left.entry(level.quota.clone()).or_default()
+            } else {
+                let windows = calendar_left.entry(level.quota.clone()).or_default();
+                windows.entry(level.window.clone()).or_default()
+            };
+            apps.insert(level.app_id.clone(), level.remaining_tokens);
         }
         Self {
             id: report.sidecar.clone(),
             version: report.version,
             breakers,
             minute_left,
+            calendar_left,
             redis: report.quota_counters == QuotaCounters::Redis,
         }
     }
@@ -157,6 +167,7 @@ pub fn breaker_transitions(
                      sidecars; traffic goes to the other backends",
                     after.name, after.open, after.half_open
                 ),
+                subject: Some(backend_path(&after.name)),
             });
         } else if was && !tripped(after) && seen > 0 {
             out.push(Transition {
@@ -166,10 +177,16 @@ pub fn breaker_transitions(
                     "backend {}: circuit breaker closed again on all {seen} sidecars",
                     after.name
                 ),
+                subject: Some(backend_path(&after.name)),
             });
         }
     }
     out
+}
+
+/// The `fieldPath` of one backend of a pool.
+fn backend_path(name: &str) -> String {
+    format!("spec.backends{{{name}}}")
 }
 
 /// Tokens used and left in the current minute of one `TokenQuota`, and where they come from.
@@ -193,6 +210,9 @@ impl QuotaTokens {
     }
 }
 
+/// The window name of per-minute levels in reports.
+const MINUTE: &str = "minute";
+
 /// The tokens of quota `name` (for `app_id`, or a default quota when `None`) with
 /// `tokens_per_minute`, from the live `sidecars`; see the module docs for the rules.
 pub fn quota_tokens(
@@ -204,6 +224,28 @@ pub fn quota_tokens(
     let Some(limit) = tokens_per_minute else {
         return QuotaTokens::unknown("no tokensPerMinute: only per-minute tokens are shown");
     };
+    window_tokens(name, app_id, MINUTE, limit, sidecars)
+}
+
+/// The tokens of quota `name` used and left in its calendar `window` (`hour`, `day`, `week`
+/// or `month`) of `limit` tokens, by the same rules as [`quota_tokens`].
+pub fn calendar_tokens(
+    name: &str,
+    app_id: Option<&str>,
+    window: &str,
+    limit: u64,
+    sidecars: &[LiveSidecar],
+) -> QuotaTokens {
+    window_tokens(name, app_id, window, limit, sidecars)
+}
+
+fn window_tokens(
+    name: &str,
+    app_id: Option<&str>,
+    window: &str,
+    limit: u64,
+    sidecars: &[LiveSidecar],
+) -> QuotaTokens {
     if sidecars.is_empty() {
         return QuotaTokens::unknown("no live sidecar serves this namespace");
     }
@@ -215,7 +257,13 @@ pub fn quota_tokens(
     }
     let reporting: Vec<&BTreeMap<String, u64>> = sidecars
         .iter()
-        .filter_map(|s| s.minute_left.get(name))
+        .filter_map(|s| {
+            if window == MINUTE {
+                s.minute_left.get(name)
+            } else {
+                s.calendar_left.get(name)?.get(window)
+            }
+        })
         .collect();
     match app_id {
         Some(app) => app_tokens(app, limit, &reporting, sidecars.len()),
@@ -247,7 +295,7 @@ fn app_tokens(
         used: Some(limit - remaining),
         remaining: Some(remaining),
         note: format!(
-            "sum of the per-minute shares of {} of {live} live sidecars",
+            "sum of the shares of {} of {live} live sidecars",
             shares.len()
         ),
     }

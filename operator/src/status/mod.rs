@@ -11,14 +11,23 @@
 //! from the sidecars' reports by [`live`] and passed in.
 //!
 //! Mapping: `InvalidSpec`, `ModelConflict`, `GatewayConflict` → `Accepted=False`;
-//! `SecretNotResolved` → `ResolvedRefs=False`; `Ready=True` exactly when the object is served
-//! (nothing was found against it), else `Ready=False` with the first finding's reason.
+//! `SecretNotResolved` → `ResolvedRefs=False`; `Ready=True` exactly when the current
+//! generation is served as written (nothing was found against it), else `Ready=False` with
+//! the first finding's reason and a message saying what is served instead: the last good
+//! generation, the same generation with the Secret values read before, nothing — or, for the
+//! `AIGateway` in effect, that every call is refused. `servedGeneration` says which
+//! generation the sidecars run; `lastGoodGeneration` / `lastGoodSpec` keep the last accepted
+//! spec so that it keeps serving after an operator restart. Pools also get `Degraded`
+//! (every backend's breaker open), quotas the usage of their calendar periods, and the
+//! `AIGateway` a summary of what it turns on.
 
 use spillway_crds::v1alpha1::{
     AiBackendPoolSpec, AiBackendPoolStatus, AiGatewayStatus, BackendBreakerStatus, Condition,
-    TokenQuotaStatus,
+    QuotaPeriod, QuotaPeriodStatus, TokenQuotaSpec, TokenQuotaStatus,
 };
 use spillway_crds::{Problem, ProblemReason};
+
+use spillway_crds::snapshot::{GatewayConfig, IdentityMethod};
 
 use crate::sidecars::SyncCounts;
 
@@ -34,6 +43,8 @@ pub mod condition {
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     /// The object is part of the configuration served to the sidecars.
     pub const READY: &str = "Ready";
+    /// Pools: every backend's circuit breaker is open.
+    pub const DEGRADED: &str = "Degraded";
 }
 
 /// Condition reasons (UpperCamelCase, as Kubernetes conventions ask).
@@ -52,12 +63,20 @@ pub mod reason {
     pub const SECRET_NOT_RESOLVED: &str = "SecretNotResolved";
     /// Another, older `AIGateway` configures the namespace.
     pub const GATEWAY_CONFLICT: &str = "GatewayConflict";
+    /// `Degraded=True`: every backend's breaker is open.
+    pub const ALL_BREAKERS_OPEN: &str = "AllBreakersOpen";
+    /// `Degraded=False`: some backend takes traffic.
+    pub const BACKENDS_AVAILABLE: &str = "BackendsAvailable";
+    /// `Degraded=Unknown`: no sidecar reports.
+    pub const NO_LIVE_SIDECARS: &str = "NoLiveSidecars";
 }
 
 /// `True`.
 pub const TRUE: &str = "True";
 /// `False`.
 pub const FALSE: &str = "False";
+/// `Unknown`.
+pub const UNKNOWN: &str = "Unknown";
 
 /// Longest condition message written; longer ones are cut with a note.
 const MAX_MESSAGE: usize = 2048;
@@ -118,13 +137,70 @@ impl Finding {
     }
 }
 
+/// What the sidecars run of one object, and its last good version (kept in status so that
+/// it survives an operator restart).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// The generation served; `None` when no version of the object is.
+    pub generation: Option<i64>,
+    /// The last spec that compiled: its generation and the spec as JSON.
+    pub last_good: Option<(Option<i64>, String)>,
+    /// This object serving nothing makes the sidecars refuse every call (the `AIGateway` in
+    /// effect for its namespace).
+    pub refuses_calls: bool,
+    /// For the `AIGateway` in effect: what its served generation turns on.
+    pub gateway: Option<GatewaySettings>,
+}
+
+/// What an `AIGateway` turns on, for `kubectl get aigw`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// Identity methods in order, `+Anonymous`, `Anonymous` or `RefusingAll`.
+    pub identity: String,
+    /// Browser origins allowed.
+    pub cors: bool,
+    /// Audit log enabled.
+    pub audit: bool,
+}
+
+impl GatewaySettings {
+    /// The settings `config` serves.
+    pub fn of(config: &GatewayConfig) -> Self {
+        let identity = &config.identity;
+        let mut methods: Vec<&str> = identity
+            .order
+            .iter()
+            .map(|m| match m {
+                IdentityMethod::Jwt => "Jwt",
+                IdentityMethod::ApiKey => "ApiKey",
+                IdentityMethod::TrustedHeader => "TrustedHeader",
+            })
+            .collect();
+        if identity.allow_anonymous {
+            methods.push("Anonymous");
+        }
+        let identity = if identity.refuse_all.is_some() {
+            "RefusingAll".to_owned()
+        } else {
+            methods.join(",").replacen(",Anonymous", ",+Anonymous", 1)
+        };
+        Self {
+            identity,
+            cors: config.cors.is_some(),
+            audit: config.audit.is_some(),
+        }
+    }
+}
+
 /// Where an object stands: what was found against it and the version it is served in.
 #[derive(Clone, Copy, Debug)]
 pub struct Observed<'a> {
     /// `metadata.generation`.
     pub generation: Option<i64>,
-    /// Findings against the object; empty when it is served.
+    /// Findings against the current generation; empty when it is served.
     pub findings: &'a [Finding],
+    /// What is served of the object.
+    pub serving: &'a Serving,
     /// The scope's snapshot version.
     pub version: u64,
     /// RFC 3339 time used for conditions that change now.
@@ -170,7 +246,7 @@ pub fn conditions(kind: Kind, observed: &Observed<'_>, previous: &[Condition]) -
             condition::READY,
             FALSE,
             first.reason,
-            format!("not served to sidecars: {}", describe(&failing)),
+            not_ready_message(observed, &failing),
             observed,
             previous,
         ),
@@ -185,6 +261,32 @@ pub fn conditions(kind: Kind, observed: &Observed<'_>, previous: &[Condition]) -
     };
     out.push(ready);
     out
+}
+
+/// What is served while the current generation has problems.
+fn not_ready_message(observed: &Observed<'_>, failing: &[&Finding]) -> String {
+    let problems = describe(failing);
+    let current = observed.generation.map_or_else(
+        || "the current spec".to_owned(),
+        |g| format!("generation {g}"),
+    );
+    match observed.serving.generation {
+        Some(served) if Some(served) == observed.generation => format!(
+            "{current} keeps serving with the values last read from its Secrets until they \
+             return or the object changes (configuration version {}): {problems}",
+            observed.version
+        ),
+        Some(served) => format!(
+            "{current} is refused: {problems}; generation {served}, the last good one, keeps \
+             serving (configuration version {})",
+            observed.version
+        ),
+        None if observed.serving.refuses_calls => format!(
+            "not served to sidecars: {problems}; no earlier version can be served either, so \
+             the sidecars refuse every call (503) until this is fixed"
+        ),
+        None => format!("not served to sidecars: {problems}"),
+    }
 }
 
 fn condition(
@@ -239,9 +341,22 @@ pub fn pool_status(
     previous: Option<&AiBackendPoolStatus>,
 ) -> AiBackendPoolStatus {
     let previous_conditions = previous.map_or(&[][..], |s| &s.conditions[..]);
+    let mut all = conditions(Kind::Pool, observed, previous_conditions);
+    all.push(degraded(
+        spec.backends.len(),
+        breakers.1,
+        observed,
+        previous_conditions,
+    ));
     AiBackendPoolStatus {
-        conditions: conditions(Kind::Pool, observed, previous_conditions),
+        conditions: all,
         observed_generation: observed.generation,
+        served_generation: observed.serving.generation,
+        last_good_generation: last_good_generation(
+            observed,
+            previous.and_then(|p| p.last_good_generation),
+        ),
+        last_good_spec: last_good_spec(observed, previous.and_then(|p| p.last_good_spec.as_ref())),
         models: Some(spec.models.join(",")),
         backends: Some(u32::try_from(spec.backends.len()).unwrap_or(u32::MAX)),
         sidecars: Some(sidecars.to_string()),
@@ -250,20 +365,101 @@ pub fn pool_status(
     }
 }
 
+/// `Degraded`: whether every backend's circuit breaker is open (or half-open) on some live
+/// sidecar, so calls for the pool may get 503 until one recovers.
+fn degraded(
+    backends: usize,
+    open: Option<u32>,
+    observed: &Observed<'_>,
+    previous: &[Condition],
+) -> Condition {
+    let backends = u32::try_from(backends).unwrap_or(u32::MAX);
+    let (status, reason, message) = match open {
+        None => (
+            UNKNOWN,
+            reason::NO_LIVE_SIDECARS,
+            "no live sidecar reports this pool's breakers".to_owned(),
+        ),
+        Some(open) if backends > 0 && open >= backends => (
+            TRUE,
+            reason::ALL_BREAKERS_OPEN,
+            format!(
+                "the circuit breaker of every backend ({open} of {backends}) is open or half-open \
+                 on some sidecar: calls may get 503 until one recovers; see status.backendStates"
+            ),
+        ),
+        Some(open) => (
+            FALSE,
+            reason::BACKENDS_AVAILABLE,
+            format!(
+                "{} of {backends} backends have their breaker closed everywhere",
+                backends - open
+            ),
+        ),
+    };
+    condition(
+        condition::DEGRADED,
+        status,
+        reason,
+        message,
+        observed,
+        previous,
+    )
+}
+
 /// The status a `TokenQuota` should have; `tokens` as [`live::quota_tokens`] gives.
 pub fn quota_status(
     observed: &Observed<'_>,
     tokens: live::QuotaTokens,
+    periods: Vec<QuotaPeriodStatus>,
     previous: Option<&TokenQuotaStatus>,
 ) -> TokenQuotaStatus {
     let previous_conditions = previous.map_or(&[][..], |s| &s.conditions[..]);
     TokenQuotaStatus {
         conditions: conditions(Kind::Quota, observed, previous_conditions),
         observed_generation: observed.generation,
+        served_generation: observed.serving.generation,
+        last_good_generation: last_good_generation(
+            observed,
+            previous.and_then(|p| p.last_good_generation),
+        ),
+        last_good_spec: last_good_spec(observed, previous.and_then(|p| p.last_good_spec.as_ref())),
         tokens_used: tokens.used,
         tokens_remaining: tokens.remaining,
         tokens_note: Some(tokens.note),
+        periods,
     }
+}
+
+/// Usage of each calendar quota of `spec` in its current period, from the live `sidecars`.
+pub fn quota_periods(
+    name: &str,
+    spec: &TokenQuotaSpec,
+    sidecars: &[live::LiveSidecar],
+) -> Vec<QuotaPeriodStatus> {
+    spec.quotas
+        .iter()
+        .map(|quota| {
+            let (period, window) = match quota.period {
+                QuotaPeriod::Hourly => ("Hourly", "hour"),
+                QuotaPeriod::Daily => ("Daily", "day"),
+                QuotaPeriod::Weekly => ("Weekly", "week"),
+                QuotaPeriod::Monthly => ("Monthly", "month"),
+            };
+            let app = spec.app_id.as_deref();
+            let tokens = live::calendar_tokens(name, app, window, quota.tokens, sidecars);
+            let used = tokens
+                .used
+                .map_or_else(|| "?".to_owned(), |u| u.to_string());
+            QuotaPeriodStatus {
+                period: period.to_owned(),
+                tokens: quota.tokens,
+                used: tokens.used,
+                remaining: tokens.remaining,
+                usage: format!("{used}/{}", quota.tokens),
+            }
+        })
+        .collect()
 }
 
 /// The status an `AIGateway` should have.
@@ -275,6 +471,40 @@ pub fn gateway_status(
     AiGatewayStatus {
         conditions: conditions(Kind::Gateway, observed, previous_conditions),
         observed_generation: observed.generation,
+        served_generation: observed.serving.generation,
+        last_good_generation: last_good_generation(
+            observed,
+            previous.and_then(|p| p.last_good_generation),
+        ),
+        last_good_spec: last_good_spec(observed, previous.and_then(|p| p.last_good_spec.as_ref())),
+        identity: observed
+            .serving
+            .gateway
+            .as_ref()
+            .map(|g| g.identity.clone()),
+        cors: observed.serving.gateway.as_ref().map(|g| on_off(g.cors)),
+        audit: observed.serving.gateway.as_ref().map(|g| on_off(g.audit)),
+    }
+}
+
+fn on_off(on: bool) -> String {
+    (if on { "On" } else { "Off" }).to_owned()
+}
+
+/// The last good generation to record: this process's, else the one already recorded (a
+/// merge patch never drops it).
+fn last_good_generation(observed: &Observed<'_>, recorded: Option<i64>) -> Option<i64> {
+    match &observed.serving.last_good {
+        Some((generation, _)) => *generation,
+        None => recorded,
+    }
+}
+
+/// The last good spec to record; see [`last_good_generation`].
+fn last_good_spec(observed: &Observed<'_>, recorded: Option<&String>) -> Option<String> {
+    match &observed.serving.last_good {
+        Some((_, spec)) => Some(spec.clone()),
+        None => recorded.cloned(),
     }
 }
 
@@ -287,6 +517,9 @@ pub struct Transition {
     pub reason: String,
     /// What happened.
     pub note: String,
+    /// The part of the object the Event is about, as a `fieldPath` (`spec.backends{ptu}`),
+    /// so that Events about different parts are never folded into one series.
+    pub subject: Option<String>,
 }
 
 /// The Event for going from `previous` to `next` conditions: when `Ready` appears or flips,
@@ -312,5 +545,6 @@ pub fn transition(previous: &[Condition], next: &[Condition]) -> Option<Transiti
         normal: after.status == TRUE,
         reason: after.reason.clone(),
         note: after.message,
+        subject: None,
     })
 }

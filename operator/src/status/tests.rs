@@ -18,10 +18,39 @@ fn problem(reason: ProblemReason, field: &str, message: &str) -> Finding {
     })
 }
 
+fn find<'c>(conditions: &'c [Condition], type_: &str) -> &'c Condition {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition present")
+}
+
+/// Generation 3 served as it is.
+const CURRENT: &Serving = &Serving {
+    generation: Some(3),
+    last_good: None,
+    refuses_calls: false,
+    gateway: None,
+};
+
+/// Nothing served.
+const NOTHING: &Serving = &Serving {
+    generation: None,
+    last_good: None,
+    refuses_calls: false,
+    gateway: None,
+};
+
+/// Generation 3, served as it is when nothing is found against it, else not at all.
 fn observed<'a>(findings: &'a [Finding], now: &'a str) -> Observed<'a> {
     Observed {
         generation: Some(3),
         findings,
+        serving: if findings.is_empty() {
+            CURRENT
+        } else {
+            NOTHING
+        },
         version: 7,
         now,
     }
@@ -269,7 +298,7 @@ fn quota_status_carries_the_live_tokens() {
         remaining: Some(70),
         note: "sum".into(),
     };
-    let status = quota_status(&observed(&[], T0), tokens, Some(&previous));
+    let status = quota_status(&observed(&[], T0), tokens, Vec::new(), Some(&previous));
     assert_eq!(
         (status.tokens_used, status.tokens_remaining),
         (Some(30), Some(70))
@@ -318,4 +347,105 @@ fn events_mark_ready_transitions_only() {
     let broken_otherwise = conditions(Kind::Pool, &observed(&other, T1), &broken);
     let again = transition(&broken, &broken_otherwise).expect("a different problem");
     assert_eq!(again.reason, "InvalidSpec");
+}
+
+#[test]
+fn a_refused_generation_says_which_one_keeps_serving_and_keeps_it_for_restarts() {
+    let findings = [problem(
+        ProblemReason::InvalidSpec,
+        "spec.backends[0].url",
+        "must start with https://",
+    )];
+    let serving = Serving {
+        generation: Some(2),
+        last_good: Some((Some(2), r#"{"models":["gpt-4o"]}"#.into())),
+        ..Serving::default()
+    };
+    let refused = Observed {
+        serving: &serving,
+        ..observed(&findings, T0)
+    };
+    let spec = AiBackendPoolSpec::default();
+    let status = pool_status(&spec, &refused, SyncCounts::default(), (vec![], None), None);
+    let ready = find(&status.conditions, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
+    assert_eq!(
+        ready.message,
+        "generation 3 is refused: spec.backends[0].url: must start with https://; generation \
+         2, the last good one, keeps serving (configuration version 7)"
+    );
+    assert_eq!(status.observed_generation, Some(3));
+    assert_eq!(status.served_generation, Some(2));
+    assert_eq!(status.last_good_generation, Some(2));
+    assert_eq!(
+        status.last_good_spec.as_deref(),
+        Some(r#"{"models":["gpt-4o"]}"#)
+    );
+
+    // Nothing known in this process: what status recorded is kept, never dropped.
+    let unknown = Observed {
+        serving: NOTHING,
+        ..observed(&findings, T0)
+    };
+    let kept = pool_status(
+        &spec,
+        &unknown,
+        SyncCounts::default(),
+        (vec![], None),
+        Some(&status),
+    );
+    assert_eq!(kept.served_generation, None);
+    assert_eq!(kept.last_good_generation, Some(2));
+    assert_eq!(kept.last_good_spec, status.last_good_spec);
+}
+
+#[test]
+fn a_gateway_that_serves_nothing_says_calls_are_refused() {
+    let findings = [problem(
+        ProblemReason::SecretNotResolved,
+        "spec.identity.apiKeys[0].key",
+        "Secret team/keys not found",
+    )];
+    let refusing = Serving {
+        refuses_calls: true,
+        ..Serving::default()
+    };
+    let nothing = Observed {
+        serving: &refusing,
+        ..observed(&findings, T0)
+    };
+    let status = gateway_status(&nothing, None);
+    let ready = find(&status.conditions, "Ready");
+    assert_eq!(ready.reason, "SecretNotResolved");
+    assert!(
+        ready
+            .message
+            .ends_with("the sidecars refuse every call (503) until this is fixed"),
+        "{}",
+        ready.message
+    );
+    // A Secret gone while the same generation keeps serving from the values read before.
+    let same = Serving {
+        generation: Some(3),
+        ..Serving::default()
+    };
+    let stale = Observed {
+        serving: &same,
+        ..observed(&findings, T0)
+    };
+    let status = gateway_status(&stale, None);
+    let ready = find(&status.conditions, "Ready");
+    assert!(
+        ready
+            .message
+            .starts_with("generation 3 keeps serving with the values last read from its Secrets"),
+        "{}",
+        ready.message
+    );
+    let refs = find(&status.conditions, "ResolvedRefs");
+    assert_eq!(refs.status, "False");
+    assert_eq!(status.served_generation, Some(3));
 }

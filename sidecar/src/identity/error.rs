@@ -85,10 +85,19 @@ pub enum IdentityError {
     /// The issuer's signing keys could not be fetched.
     #[error("the gateway cannot fetch the token issuer's signing keys right now; retry shortly")]
     JwksUnavailable,
+    /// The gateway's identity configuration cannot be applied, so every call is refused.
+    #[error(
+        "this gateway refuses every call until its identity configuration is fixed by its \
+         operators: {why}"
+    )]
+    NotConfigured {
+        /// Which configuration and where to look (no Secret names or values).
+        why: Arc<str>,
+    },
 }
 
 /// Every [`IdentityError::reason`], in counter order.
-pub const REASONS: [&str; 14] = [
+pub const REASONS: [&str; 15] = [
     "missing",
     "malformed",
     "disallowed_algorithm",
@@ -103,6 +112,7 @@ pub const REASONS: [&str; 14] = [
     "unknown_api_key",
     "jwks_unavailable",
     "malformed_header",
+    "identity_not_configured",
 ];
 
 impl IdentityError {
@@ -112,10 +122,11 @@ impl IdentityError {
     }
 
     /// HTTP status to answer with: 401, except 503 while the issuer's keys cannot be
-    /// fetched (the client's credential may be fine; retrying can succeed).
+    /// fetched or the identity configuration cannot be applied (the client's credential may
+    /// be fine; retrying can succeed once the gateway is fixed).
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::JwksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::JwksUnavailable | Self::NotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -136,6 +147,7 @@ impl IdentityError {
             Self::UnknownApiKey => 11,
             Self::JwksUnavailable => 12,
             Self::MalformedHeader { .. } => 13,
+            Self::NotConfigured { .. } => 14,
         }
     }
 }
@@ -199,6 +211,7 @@ mod tests {
                 header: "h".into(),
                 problem: "p",
             },
+            IdentityError::NotConfigured { why: "w".into() },
         ];
         let reasons: Vec<_> = errors.iter().map(IdentityError::reason).collect();
         assert_eq!(reasons, REASONS);
@@ -211,6 +224,7 @@ mod tests {
         assert_eq!(snapshot.iter().map(|(_, n)| n).sum::<u64>(), 2);
         assert_eq!(errors[12].status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(errors[0].status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(errors[14].status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

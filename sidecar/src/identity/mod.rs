@@ -82,6 +82,7 @@ impl Default for IdentifierOptions {
 
 /// Identifies requests for one [`IdentityConfig`]. Cheap to build; share it via `Arc`.
 pub struct Identifier {
+    refuse_all: Option<Arc<str>>,
     order: Vec<IdentityMethod>,
     allow_anonymous: bool,
     jwt: Option<JwtValidator>,
@@ -137,6 +138,7 @@ impl Identifier {
         }
         let accepted = accepted_credentials(&order, config, trusted_header.as_ref());
         Self {
+            refuse_all: config.refuse_all.as_deref().map(Arc::from),
             order,
             allow_anonymous: config.allow_anonymous,
             jwt,
@@ -169,6 +171,11 @@ impl Identifier {
     }
 
     async fn decide(&self, headers: &HeaderMap) -> Result<AppIdentity, IdentityError> {
+        if let Some(why) = &self.refuse_all {
+            return Err(IdentityError::NotConfigured {
+                why: Arc::clone(why),
+            });
+        }
         for &method in &self.order {
             let decided = match method {
                 IdentityMethod::Jwt => match (&self.jwt, self.bearer_jwt(headers)) {

@@ -46,6 +46,7 @@ fn config(order: &[IdentityMethod], allow_anonymous: bool) -> IdentityConfig {
             },
         ],
         trusted_header: Some("x-app-id".into()),
+        refuse_all: None,
     }
 }
 
@@ -202,6 +203,28 @@ async fn trusted_header_values_are_checked() {
             .await,
         malformed("it is sent more than once")
     );
+}
+
+#[tokio::test]
+async fn a_refusing_configuration_refuses_every_credential_and_none() {
+    let mut refusing = config(&ALL, true);
+    refusing.refuse_all = Some("AIGateway apps/gateway cannot be applied".into());
+    let id = Identifier::new(&refusing, None);
+    for presented in [
+        headers(&[]),
+        headers(&[("api-key", "key-a")]),
+        headers(&[("x-app-id", "a")]),
+    ] {
+        let error = id.identify(&presented).await.unwrap_err();
+        assert_eq!(error.reason(), "identity_not_configured");
+        assert_eq!(error.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            error
+                .to_string()
+                .contains("AIGateway apps/gateway cannot be applied"),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ fn sidecar(id: &str, breakers: &[(&str, Breaker)], levels: &[(&str, &str, u64)])
             .map(|(k, b)| ((*k).to_owned(), *b))
             .collect(),
         minute_left,
+        calendar_left: BTreeMap::new(),
         redis: false,
     }
 }
@@ -33,7 +34,7 @@ fn state(name: &str, closed: u32, open: u32, half_open: u32) -> BackendBreakerSt
 }
 
 #[test]
-fn a_report_becomes_a_compact_summary_of_minute_windows() {
+fn a_report_becomes_a_compact_summary_of_minute_and_calendar_windows() {
     let report = SidecarReport {
         sidecar: "pod-a".into(),
         version: Some(7),
@@ -71,11 +72,12 @@ fn a_report_becomes_a_compact_summary_of_minute_windows() {
             &[("web", "web", 400)]
         )
         .with_version(7)
+        .with_calendar("web", "day", "web", 9_000)
     );
     let json = serde_json::to_string(&live).expect("json");
     assert_eq!(
         json,
-        r#"{"id":"pod-a","v":7,"b":{"chat/east":"o","chat/west":"h"},"q":{"web":{"web":400}}}"#
+        r#"{"id":"pod-a","v":7,"b":{"chat/east":"o","chat/west":"h"},"q":{"web":{"web":400}},"c":{"web":{"day":{"web":9000}}}}"#
     );
     let redis = SidecarReport {
         quota_counters: QuotaCounters::Redis,
@@ -89,6 +91,28 @@ impl LiveSidecar {
         self.version = Some(version);
         self
     }
+
+    fn with_calendar(mut self, quota: &str, window: &str, app: &str, left: u64) -> Self {
+        let windows = self.calendar_left.entry(quota.to_owned()).or_default();
+        windows
+            .entry(window.to_owned())
+            .or_default()
+            .insert(app.to_owned(), left);
+        self
+    }
+}
+
+#[test]
+fn a_calendar_quota_sums_the_sidecars_shares_of_its_period() {
+    let sidecars = [
+        sidecar("a", &[], &[]).with_calendar("web", "day", "web", 30_000),
+        sidecar("b", &[], &[]).with_calendar("web", "day", "web", 45_000),
+        sidecar("c", &[], &[]).with_calendar("web", "month", "web", 1),
+    ];
+    let day = calendar_tokens("web", Some("web"), "day", 100_000, &sidecars);
+    assert_eq!((day.used, day.remaining), (Some(25_000), Some(75_000)));
+    let week = calendar_tokens("web", Some("web"), "week", 100_000, &sidecars);
+    assert_eq!((week.used, week.remaining), (None, None), "{}", week.note);
 }
 
 #[test]
@@ -138,6 +162,23 @@ fn only_trips_and_recoveries_are_events() {
             .starts_with("backend east: circuit breaker open on 1"),
         "{}",
         events[0].note
+    );
+    assert_eq!(
+        events[0].subject.as_deref(),
+        Some("spec.backends{east}"),
+        "each backend's Events are their own series"
+    );
+    let both = [state("east", 1, 1, 0), state("west", 1, 1, 0)];
+    let subjects: Vec<_> = breaker_transitions(&closed, &both)
+        .into_iter()
+        .map(|t| t.subject)
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            Some("spec.backends{east}".to_owned()),
+            Some("spec.backends{west}".to_owned())
+        ]
     );
     // Still tripped (open → half-open on another sidecar): no new Event.
     let probing = [state("east", 1, 0, 1), state("west", 2, 0, 0)];

@@ -18,7 +18,7 @@ const EXAMPLES: &[(&str, &[&str], &[&str])] = &[
     (
         "per-app-quotas",
         &[],
-        &["support-chat", "nightly-batch", "default"],
+        &["web-assistant", "report-builder", "default-apps"],
     ),
     ("two-apps", &[], &["support-chat", "nightly-batch"]),
 ];
@@ -130,6 +130,30 @@ fn every_example_compiles_without_problems() {
         on_disk, covered,
         "examples/ and this test list the same examples"
     );
+}
+
+/// The README applies every example to one namespace (`kubectl apply -n ai-apps -f …`): no
+/// two examples may hold an object of the same kind and name, or one would overwrite the
+/// other's.
+#[test]
+fn the_examples_can_share_one_namespace() {
+    let mut seen: BTreeMap<(String, String), &str> = BTreeMap::new();
+    for (name, _, _) in EXAMPLES {
+        for (file, text) in yaml_files(&example_dir(name)) {
+            for document in serde_norway::Deserializer::from_str(&text) {
+                let value: Value = serde::Deserialize::deserialize(document).unwrap();
+                let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+                let object = value["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Some(other) = seen.insert((kind.clone(), object.clone()), name) {
+                    panic!("{kind} {object} of {name}/{file} is also in {other}");
+                }
+            }
+        }
+    }
+    assert!(seen.len() >= 8, "{seen:?}");
 }
 
 #[test]

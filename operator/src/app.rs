@@ -29,7 +29,7 @@ use crate::server::StreamServer;
 use crate::server::auth::{CachedReviewer, KubeTokenReviewer};
 use crate::server::tls;
 use crate::sidecars::Registry;
-use crate::webhook::InjectArgs;
+use crate::webhook::{InjectArgs, Validator};
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
@@ -283,6 +283,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         heartbeat: args.heartbeat,
         only_namespace: args.watch_namespace.clone(),
         injector,
+        validator: Some(Validator::new(watches.stores.pools.clone())),
     };
     let admin = AdminState {
         metrics,

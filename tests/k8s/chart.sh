@@ -46,10 +46,10 @@ check "helm template with $GW_SET" render "$WORK/gateway.yaml" --set "$GW_SET"
 # kinds FILE: "1 ClusterRole, 2 ConfigMap, …" (count and kind of each rendered object)
 kinds() { sed -n 's/^kind: //p' "$1" | sort | uniq -c | sed 's/^ *//' | paste -sd, - | sed 's/,/, /g'; }
 contains "defaults render the operator objects" \
-  "1 ClusterRole, 1 ClusterRoleBinding, 2 ConfigMap, 1 Deployment, 1 Role, 1 RoleBinding, 1 Secret, 1 Service, 1 ServiceAccount" \
+  "1 ClusterRole, 1 ClusterRoleBinding, 2 ConfigMap, 1 Deployment, 1 Role, 1 RoleBinding, 1 Secret, 1 Service, 1 ServiceAccount, 1 ValidatingWebhookConfiguration" \
   kinds "$WORK/default.yaml"
 contains "replicaCount=2 + gateway render the gateway too" \
-  "1 ClusterRole, 1 ClusterRoleBinding, 2 ConfigMap, 2 Deployment, 1 Role, 1 RoleBinding, 1 Secret, 2 Service, 2 ServiceAccount" \
+  "1 ClusterRole, 1 ClusterRoleBinding, 2 ConfigMap, 2 Deployment, 1 Role, 1 RoleBinding, 1 Secret, 2 Service, 2 ServiceAccount, 1 ValidatingWebhookConfiguration" \
   kinds "$WORK/gateway.yaml"
 contains "replicaCount=2 renders two operator replicas" "replicas: 2" \
   helm template spillway "$CHART" -n "$NS" --set "$GW_SET" --show-only templates/operator-deployment.yaml
@@ -136,6 +136,32 @@ contains "cert-manager mode: cainjector annotation instead of a caBundle" \
 check "the injector is off by default" bash -c "! grep -q MutatingWebhookConfiguration $WORK/default.yaml"
 rejects "injector.failurePolicy=Maybe is rejected by the schema" "failurePolicy" \
   helm template spillway "$CHART" --set injector.enabled=true,injector.failurePolicy=Maybe
+
+echo "==> the validating webhook"
+validator() { # EXPR over the rendered webhook `h` and the TLS Secret's CA `ca`
+  helm template spillway "$CHART" -n "$NS" >"$WORK/validator.yaml"
+  kubectl create --dry-run=client -o json -f "$WORK/validator.yaml" | python3 -c '
+import base64, json, sys
+text, items, at = sys.stdin.read(), [], 0
+while text[at:].strip():
+    item, end = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
+    items.append(item)
+    at = end
+(config,) = [i for i in items if i["kind"] == "ValidatingWebhookConfiguration"]
+(h,) = config["webhooks"]
+ca = base64.b64decode(next(i for i in items if i["kind"] == "Secret")["data"]["ca.crt"]).decode()
+value = eval(sys.argv[1])
+print(value)
+sys.exit(0 if value is True else 1)' "$1"
+}
+check "validation is on by default: CREATE/UPDATE of the three kinds to /validate" validator \
+  'h["rules"] == [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["spillway.dev"], "apiVersions": ["v1alpha1"], "resources": ["aibackendpools", "tokenquotas", "aigateways"], "scope": "Namespaced"}] and h["clientConfig"]["service"]["path"] == "/validate"'
+check "validation: failurePolicy Ignore, no side effects, caBundle = the TLS CA" validator \
+  'h["failurePolicy"] == "Ignore" and h["sideEffects"] == "None" and base64.b64decode(h["clientConfig"]["caBundle"]).decode() == ca'
+check "validation.enabled=false renders no validating webhook" bash -c \
+  "! helm template spillway $CHART -n $NS --set validation.enabled=false | grep -q ValidatingWebhookConfiguration"
+rejects "validation.failurePolicy=Maybe is rejected by the schema" "failurePolicy" \
+  helm template spillway "$CHART" --set validation.failurePolicy=Maybe
 
 echo "==> server-side validation"
 check "apply the CRDs" kubectl apply --server-side -f "$CHART/crds/spillway.dev_crds.yaml"

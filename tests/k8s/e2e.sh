@@ -9,7 +9,9 @@
 #      refuses, and writes a kubeconfig holding only that ServiceAccount's token;
 #   4. creates the apps' namespace and the sidecars' ServiceAccount;
 #   5. runs the Rust scenario `sidecar/tests/e2e_kubernetes.rs` (operator + two sidecars as local
-#      processes, simulators as backends; see that file) with the paths it needs.
+#      processes, simulators as backends; see that file) with the paths it needs;
+#   6. then, in the same namespace, `sidecar/tests/e2e_never_fail_open.rs`: bad edits of every
+#      kind and an operator restart, checked through a real sidecar (see that file).
 # Uses the binaries of `cargo build --workspace --all-features --bins` (built here if missing;
 # a no-op after tests/run-all.sh built them). Stops the test bed on exit; set
 # SPILLWAY_E2E_KEEP=1 to keep the directory (logs, kubeconfigs) for a look afterwards.
@@ -98,22 +100,32 @@ export SPILLWAY_E2E_OPERATOR_KUBECONFIG=$OPERATOR_KUBECONFIG
 export SPILLWAY_E2E_OPERATOR_NAMESPACE=$OPERATOR_NS
 export SPILLWAY_E2E_OPERATOR_BIN=$PWD/target/debug/spillway-operator
 export SPILLWAY_E2E_LOG_DIR=$WORK/logs
-# --workspace: the same feature set as the build above, so nothing is compiled again.
-if cargo test --workspace --all-features --test e2e_kubernetes -- --ignored --nocapture \
-  2>&1 | tee "$WORK/scenario.log" | sed 's/^/    /'; then
-  pass "operator, two sidecars, two apps: spillover, quota, OTLP = ledger, pool deletion"
-else
-  fail "the end-to-end scenario (sidecar/tests/e2e_kubernetes.rs)"
-  for log in "$WORK"/logs/*.log; do
-    [[ -e "$log" ]] || continue
-    echo "--- last lines of $(basename "$log")" >&2
-    tail -n 30 "$log" >&2
-  done
-fi
-if grep -q 'test result: ok. 1 passed' "$WORK/scenario.log"; then
-  pass "the scenario ran (not skipped)"
-else
-  fail "the scenario did not run exactly once"
-fi
+# scenario NAME TEST WHAT: runs the ignored test binary sidecar/tests/TEST.rs (--workspace: the
+# same feature set as the build above, so nothing is compiled again) and checks it ran once.
+scenario() {
+  local log=$WORK/$1.log
+  echo "==> the scenario $1 (sidecar/tests/$2.rs)"
+  if cargo test --workspace --all-features --test "$2" -- --ignored --nocapture \
+    2>&1 | tee "$log" | sed 's/^/    /'; then
+    pass "$3"
+  else
+    fail "the scenario $1 (sidecar/tests/$2.rs)"
+    for process_log in "$WORK"/logs/*.log; do
+      [[ -e "$process_log" ]] || continue
+      echo "--- last lines of $(basename "$process_log")" >&2
+      tail -n 30 "$process_log" >&2
+    done
+  fi
+  if grep -q 'test result: ok. 1 passed' "$log"; then
+    pass "the scenario $1 ran (not skipped)"
+  else
+    fail "the scenario $1 did not run exactly once"
+  fi
+}
+scenario end-to-end e2e_kubernetes \
+  "operator, two sidecars, two apps: spillover, quota, OTLP = ledger, pool deletion"
+# In the same namespace, which it empties first.
+scenario never-fail-open e2e_never_fail_open \
+  "bad edits (keySha256, deleted Secret, pool URL, rival pool, quota) and an operator restart never fail open"
 
 summary

@@ -75,6 +75,10 @@ impl StreamServer {
                     "sidecar injection is off; start the operator with --inject-image",
                 ),
             },
+            (&Method::POST, webhook::VALIDATE_PATH) => match &self.validator {
+                Some(validator) => validator.respond(req).await.map(BodyExt::boxed_unsync),
+                None => text(StatusCode::NOT_FOUND, "the validating webhook is off"),
+            },
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found; sidecars use GET /v1/snapshots/watch and POST /v1/sidecars/report",

@@ -33,7 +33,7 @@ pub use auth::{Identity, ReviewError, TokenReviewer};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::sidecars::Registry;
-use crate::webhook::InjectConfig;
+use crate::webhook::{InjectConfig, Validator};
 
 /// Time a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +58,8 @@ pub struct StreamServer {
     pub only_namespace: Option<String>,
     /// The sidecar injection webhook's settings; `POST /mutate` answers 404 without them.
     pub injector: Option<Arc<InjectConfig>>,
+    /// The validating webhook; `POST /validate` answers 404 without it.
+    pub validator: Option<Validator>,
 }
 
 impl StreamServer {

@@ -1,5 +1,6 @@
-//! The sidecar injection webhook: a mutating admission webhook that adds the `spillway`
-//! sidecar to Pods.
+//! The admission webhooks: the sidecar injection webhook, a mutating admission webhook that
+//! adds the `spillway` sidecar to Pods, and the validating webhook (`validate`) that refuses
+//! invalid Spillway objects and model clashes at `kubectl apply` time.
 //!
 //! Input: `AdmissionReview` (v1) requests that the API server sends to `POST /mutate` on the
 //! operator's HTTPS server, for Pods created in namespaces or with Pod labels carrying
@@ -29,15 +30,18 @@
 //! - `inject`: the pure mutation [`inject()`] and its patch.
 //! - `sidecar`: the container, volume and env the mutation adds.
 //! - `review`: `AdmissionReview` in, `AdmissionReview` out, never a panic.
+//! - `validate`: the validating webhook at [`VALIDATE_PATH`].
 
 mod config;
 mod inject;
 mod review;
 mod sidecar;
+mod validate;
 
 pub use config::{CaSource, InjectArgs, InjectConfig, OnError};
 pub use inject::{InjectError, Injection, SkipReason, inject};
 pub use review::{MUTATE_PATH, respond, review};
+pub use validate::{VALIDATE_PATH, Validator, validate};
 
 /// Label on a Pod or namespace: `enabled` asks for the sidecar, `disabled` (on the Pod) refuses
 /// it.

@@ -117,7 +117,7 @@ pub fn review(body: &[u8], cfg: &InjectConfig) -> AdmissionReview<DynamicObject>
     }
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+pub(super) fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(

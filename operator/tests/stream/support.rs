@@ -144,6 +144,7 @@ impl Operator {
             heartbeat: Duration::from_millis(300),
             only_namespace: only_namespace.map(str::to_owned),
             injector: None,
+            validator: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = tokio::spawn(server.serve(listener, tls.config, async {

@@ -25,6 +25,13 @@ use crate::telemetry_support::otlp_http::OtlpReceiver;
 /// A child process, killed when dropped.
 pub struct Killed(Child);
 
+impl Killed {
+    /// Kills the process and waits until it is gone (its ports are free again).
+    pub async fn stop(&mut self) {
+        let _ = self.0.kill().await;
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.start_kill();
@@ -64,7 +71,7 @@ async fn spawn_ready(mut command: Command, log: &Path, key: &str) -> (Killed, Va
 
 /// The operator process.
 pub struct Operator {
-    _process: Killed,
+    process: Killed,
     /// `https://127.0.0.1:PORT` of the config stream.
     pub url: String,
     /// `http://127.0.0.1:PORT` of /metrics.
@@ -77,6 +84,21 @@ impl Operator {
     /// Starts `spillway-operator` as the operator ServiceAccount, with leader election on the
     /// Lease the chart's RBAC allows.
     pub async fn start(bed: &TestBed) -> Operator {
+        Self::start_on(bed, "127.0.0.1:0").await
+    }
+
+    /// Kills the operator and waits until it is gone.
+    pub async fn stop(mut self) {
+        self.process.stop().await;
+    }
+
+    /// The `host:port` of its config stream (to start a successor on, for the sidecars).
+    pub fn stream_address(&self) -> &str {
+        self.url.trim_start_matches("https://")
+    }
+
+    /// [`Operator::start`] with the config stream on `stream_listen`.
+    pub async fn start_on(bed: &TestBed, stream_listen: &str) -> Operator {
         let binary = std::env::var_os("SPILLWAY_E2E_OPERATOR_BIN").map_or_else(
             || bed.root.join("target/debug/spillway-operator"),
             PathBuf::from,
@@ -85,12 +107,8 @@ impl Operator {
         command
             .env("KUBECONFIG", &bed.operator_kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
-            .args([
-                "--stream-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--stream-listen", stream_listen])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .arg("--generated-tls-dir")
             .arg(bed.log_dir.join("operator-tls"))
             .args(["--lease-namespace", &bed.operator_namespace])
@@ -104,7 +122,7 @@ impl Operator {
         let (process, ready) =
             spawn_ready(command, &bed.log_dir.join("operator.log"), "stream").await;
         Operator {
-            _process: process,
+            process,
             url: format!("https://{}", ready["stream"].as_str().unwrap()),
             admin: format!("http://{}", ready["admin"].as_str().unwrap()),
             ca: PathBuf::from(ready["caFile"].as_str().expect("a generated CA")),

@@ -78,9 +78,14 @@ pub struct SidecarReport {
     /// The snapshot version serving traffic, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
-    /// Breaker state per backend, keyed `pool/backend`: `closed`, `open` or `half-open`.
+    /// Breaker state per backend, keyed `pool/backend`.
     #[serde(default)]
-    pub breakers: BTreeMap<String, String>,
+    pub breakers: BTreeMap<String, BreakerState>,
+    /// What last opened each backend's breaker and when it lets a probe through, keyed like
+    /// [`SidecarReport::breakers`] (only backends whose breaker ever opened; absent from
+    /// reports of older sidecars).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breaker_details: BTreeMap<String, BreakerDetail>,
     /// Tokens used per app since the sidecar started.
     #[serde(default)]
     pub usage: BTreeMap<String, AppUsage>,
@@ -91,6 +96,79 @@ pub struct SidecarReport {
     /// What [`SidecarReport::quotas`] measure.
     #[serde(default)]
     pub quota_counters: QuotaCounters,
+}
+
+/// A backend's circuit breaker state, as a sidecar reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BreakerState {
+    /// Traffic flows normally.
+    #[serde(rename = "closed")]
+    Closed,
+    /// No traffic until the breaker lets a probe through.
+    #[serde(rename = "open")]
+    Open,
+    /// One probe at a time decides whether it closes or opens again. (`half_open` is how
+    /// sidecars before this type wrote it.)
+    #[serde(rename = "half-open", alias = "half_open")]
+    HalfOpen,
+    /// A state this version does not know (a newer sidecar); ignored.
+    #[serde(rename = "unknown", other)]
+    Unknown,
+}
+
+impl BreakerState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// What opened a breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum TripCause {
+    /// A response with this status code.
+    Status {
+        /// The HTTP status code.
+        code: u16,
+    },
+    /// The connection could not be made or broke before the response headers.
+    ConnectionFailure,
+    /// No response headers within the backend's timeout.
+    Timeout,
+    /// The backend's Entra ID credential could not be obtained.
+    CredentialUnavailable,
+}
+
+impl std::fmt::Display for TripCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status { code } => write!(f, "HTTP {code}"),
+            Self::ConnectionFailure => f.write_str("connection failure"),
+            Self::Timeout => f.write_str("timeout"),
+            Self::CredentialUnavailable => f.write_str("credential unavailable"),
+        }
+    }
+}
+
+/// The last trip of one backend's breaker on one sidecar.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerDetail {
+    /// What opened it last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trip: Option<TripCause>,
+    /// How long ago that was, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trip_ago_ms: Option<u64>,
+    /// While open: in how many milliseconds it lets a probe through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopens_in_ms: Option<u64>,
 }
 
 /// What the quota levels of a report measure.
@@ -130,4 +208,60 @@ pub struct AppUsage {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_states_round_trip_and_older_spellings_parse() {
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            let text = serde_json::to_string(&state).expect("json");
+            assert_eq!(text, format!("\"{}\"", state.as_str()));
+            assert_eq!(
+                serde_json::from_str::<BreakerState>(&text).ok(),
+                Some(state)
+            );
+        }
+        let parse = |text: &str| serde_json::from_str::<BreakerState>(text).ok();
+        assert_eq!(parse("\"half_open\""), Some(BreakerState::HalfOpen));
+        assert_eq!(parse("\"sideways\""), Some(BreakerState::Unknown));
+    }
+
+    #[test]
+    fn a_report_with_details_round_trips_and_an_older_one_still_parses() {
+        let report = SidecarReport {
+            sidecar: "pod-a".into(),
+            breakers: [("chat/east".to_owned(), BreakerState::HalfOpen)].into(),
+            breaker_details: [(
+                "chat/east".to_owned(),
+                BreakerDetail {
+                    last_trip: Some(TripCause::Status { code: 429 }),
+                    last_trip_ago_ms: Some(1_500),
+                    reopens_in_ms: None,
+                },
+            )]
+            .into(),
+            ..SidecarReport::default()
+        };
+        let text = serde_json::to_string(&report).expect("json");
+        assert!(text.contains(r#""chat/east":"half-open""#), "{text}");
+        assert!(
+            text.contains(r#""lastTrip":{"kind":"status","code":429}"#),
+            "{text}"
+        );
+        let back: SidecarReport = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, report);
+        let older =
+            r#"{"sidecar":"pod-b","breakers":{"chat/east":"half_open","chat/west":"open"}}"#;
+        let older: SidecarReport = serde_json::from_str(older).expect("parses");
+        assert_eq!(older.breakers["chat/east"], BreakerState::HalfOpen);
+        assert!(older.breaker_details.is_empty());
+        assert_eq!(TripCause::Status { code: 503 }.to_string(), "HTTP 503");
+    }
 }

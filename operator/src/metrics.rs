@@ -157,7 +157,7 @@ impl AdminState {
             *sidecars.entry((view.scope.clone(), state)).or_default() += 1;
             let Some(report) = &view.report else { continue };
             for (backend, state) in &report.breakers {
-                if state == "open" {
+                if *state == crate::wire::BreakerState::Open {
                     *open
                         .entry((view.scope.clone(), backend.clone()))
                         .or_default() += 1;
@@ -265,7 +265,7 @@ mod tests {
         let report = SidecarReport {
             sidecar: "gw-1".into(),
             version: Some(1),
-            breakers: [("chat/east".to_owned(), "open".to_owned())].into(),
+            breakers: [("chat/east".to_owned(), crate::wire::BreakerState::Open)].into(),
             usage: [(
                 "billing \"app\"".to_owned(),
                 AppUsage {

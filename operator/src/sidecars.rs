@@ -206,7 +206,7 @@ impl Registry {
 
     /// Records a report of a sidecar in `scope`.
     pub fn report(&self, scope: &str, report: SidecarReport, now: Instant) {
-        let live = LiveSidecar::from_report(&report);
+        let live = LiveSidecar::from_report(&report, unix_now());
         let change = {
             let mut inner = self.lock();
             let sessions = inner.scopes.entry(scope.to_owned()).or_default();
@@ -386,3 +386,8 @@ impl Registry {
 
 #[cfg(test)]
 mod tests;
+
+/// The wall-clock time in whole seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}

@@ -358,4 +358,15 @@ pub struct BackendBreakerStatus {
     pub open: u32,
     /// Sidecars letting a probe through to see whether it recovered.
     pub half_open: u32,
+    /// What opened the breaker most recently on any live sidecar: `HTTP 429`, `HTTP 503`,
+    /// `connection failure`, `timeout` or `credential unavailable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When that was (RFC 3339, whole seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<String>,
+    /// While open on some sidecar: the latest time one of them lets a probe through
+    /// (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopens_at: Option<String>,
 }

@@ -8,6 +8,7 @@ fn sidecar(id: &str, version: u64) -> LiveSidecar {
         id: id.into(),
         version: Some(version),
         breakers: [("chat/east".to_owned(), Breaker::Open)].into(),
+        trips: BTreeMap::new(),
         minute_left: [("q".to_owned(), [("app".to_owned(), 500)].into())].into(),
         calendar_left: [(
             "q".to_owned(),

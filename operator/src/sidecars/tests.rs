@@ -207,7 +207,7 @@ async fn live_changes_are_signalled_spaced_not_per_report() {
     assert!(changes.try_recv().is_ok(), "levels after the live interval");
     assert!(changes.try_recv().is_err(), "once");
     let tripped = SidecarReport {
-        breakers: [("chat/east".to_owned(), "open".to_owned())].into(),
+        breakers: [("chat/east".to_owned(), crate::wire::BreakerState::Open)].into(),
         ..with_level(19)
     };
     registry.report("team", tripped, Instant::now());

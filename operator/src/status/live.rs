@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use spillway_crds::v1alpha1::BackendBreakerStatus;
 
 use super::Transition;
-use crate::wire::{QuotaCounters, SidecarReport};
+use crate::wire::{BreakerState, QuotaCounters, SidecarReport};
 
 /// The breaker state of one backend on one sidecar, in its compact form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,15 +43,29 @@ pub enum Breaker {
 }
 
 impl Breaker {
-    /// Parses the state a sidecar reports; unknown states are ignored.
-    pub fn parse(state: &str) -> Option<Self> {
+    /// The compact form of a reported state; `None` for a state this version does not know.
+    pub fn from_wire(state: BreakerState) -> Option<Self> {
         match state {
-            "closed" => Some(Self::Closed),
-            "open" => Some(Self::Open),
-            "half-open" => Some(Self::HalfOpen),
-            _ => None,
+            BreakerState::Closed => Some(Self::Closed),
+            BreakerState::Open => Some(Self::Open),
+            BreakerState::HalfOpen => Some(Self::HalfOpen),
+            BreakerState::Unknown => None,
         }
     }
+}
+
+/// The last trip of one backend's breaker on one sidecar, in wall-clock time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trip {
+    /// What opened it (`HTTP 429`, `timeout`, …).
+    #[serde(rename = "c")]
+    pub cause: String,
+    /// When, in whole seconds since the Unix epoch.
+    #[serde(rename = "t")]
+    pub at: i64,
+    /// While open: when it lets a probe through, in whole seconds since the Unix epoch.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub reopens: Option<i64>,
 }
 
 /// What status needs from one live sidecar; also the unit of a presence Lease, hence the
@@ -67,6 +81,9 @@ pub struct LiveSidecar {
     /// Breaker state per `pool/backend`.
     #[serde(rename = "b", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub breakers: BTreeMap<String, Breaker>,
+    /// The last trip per `pool/backend`, for backends whose breaker ever opened.
+    #[serde(rename = "e", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trips: BTreeMap<String, Trip>,
     /// Tokens left in the `minute` window, per quota name, per app.
     #[serde(rename = "q", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub minute_left: BTreeMap<String, BTreeMap<String, u64>>,
@@ -80,12 +97,27 @@ pub struct LiveSidecar {
 }
 
 impl LiveSidecar {
-    /// The summary of `report`.
-    pub fn from_report(report: &SidecarReport) -> Self {
+    /// The summary of `report`, received at `now` (seconds since the Unix epoch).
+    pub fn from_report(report: &SidecarReport, now: i64) -> Self {
         let breakers = report
             .breakers
             .iter()
-            .filter_map(|(key, state)| Some((key.clone(), Breaker::parse(state)?)))
+            .filter_map(|(key, state)| Some((key.clone(), Breaker::from_wire(*state)?)))
+            .collect();
+        let seconds = |ms: u64| i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+        let trips = report
+            .breaker_details
+            .iter()
+            .filter_map(|(key, detail)| {
+                let trip = Trip {
+                    cause: detail.last_trip?.to_string(),
+                    at: now.saturating_sub(seconds(detail.last_trip_ago_ms?)),
+                    reopens: detail
+                        .reopens_in_ms
+                        .map(|ms| now.saturating_add(seconds(ms) + 1)),
+                };
+                Some((key.clone(), trip))
+            })
             .collect();
         let mut minute_left: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let mut calendar_left: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> =
@@ -103,6 +135,7 @@ impl LiveSidecar {
             id: report.sidecar.clone(),
             version: report.version,
             breakers,
+            trips,
             minute_left,
             calendar_left,
             redis: report.quota_counters == QuotaCounters::Redis,
@@ -136,10 +169,23 @@ pub fn pool_breakers(
             };
             *count = count.saturating_add(1);
         }
+        let trips: Vec<&Trip> = sidecars.iter().filter_map(|s| s.trips.get(&key)).collect();
+        if let Some(last) = trips.iter().max_by_key(|t| t.at) {
+            state.last_error = Some(last.cause.clone());
+            state.last_error_time = Some(rfc3339(last.at));
+        }
+        state.reopens_at = trips.iter().filter_map(|t| t.reopens).max().map(rfc3339);
         states.push(state);
     }
     let open = states.iter().filter(|s| tripped(s)).count();
     (states, Some(u32::try_from(open).unwrap_or(u32::MAX)))
+}
+
+/// Seconds since the Unix epoch as RFC 3339.
+fn rfc3339(seconds: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_second(seconds)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 fn tripped(state: &BackendBreakerStatus) -> bool {

@@ -40,6 +40,8 @@ struct Inner {
     /// One per rule, same order as `config.rules`.
     windows: Vec<Window>,
     next_probe: u64,
+    /// The outcome that opened the breaker last, and when.
+    last_trip: Option<(Outcome, Instant)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +75,7 @@ impl Breaker {
                 state: State::Closed,
                 windows,
                 next_probe: 0,
+                last_trip: None,
             }),
         }
     }
@@ -146,6 +149,14 @@ impl Breaker {
             BreakerState::Open { until } => Some(until),
             BreakerState::Closed | BreakerState::HalfOpen => None,
         }
+    }
+
+    /// The outcome that opened the breaker last, and when; `None` if it never opened.
+    pub fn last_trip(&self) -> Option<(Outcome, Instant)> {
+        if self.trips.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.lock().last_trip
     }
 
     /// How many times the breaker opened (from closed or from a failed probe).
@@ -224,7 +235,7 @@ impl Breaker {
             }
         }
         let (index, duration) = trip?;
-        Some(self.open(inner, now, duration, index, BreakerState::Closed))
+        Some(self.open(inner, (now, outcome), duration, index, BreakerState::Closed))
     }
 
     fn record_probe(
@@ -243,7 +254,8 @@ impl Breaker {
             .map(|(index, rule)| (index, rule::open_duration(rule, outcome, true)))
             .max_by_key(|(_, duration)| *duration);
         if let Some((index, duration)) = failure {
-            return Some(self.open(inner, now, duration, index, BreakerState::HalfOpen));
+            let cause = (now, outcome);
+            return Some(self.open(inner, cause, duration, index, BreakerState::HalfOpen));
         }
         let successes = successes.saturating_add(1);
         if successes < self.config.probe_successes.max(1) {
@@ -281,13 +293,14 @@ impl Breaker {
     fn open(
         &self,
         inner: &mut Inner,
-        now: Instant,
+        (now, outcome): (Instant, &Outcome),
         duration: Duration,
         rule: usize,
         from: BreakerState,
     ) -> Transition {
         let until = later(now, duration);
         inner.state = State::Open { until };
+        inner.last_trip = Some((*outcome, now));
         self.trips.fetch_add(1, Ordering::Relaxed);
         Transition {
             from,

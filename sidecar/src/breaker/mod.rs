@@ -86,6 +86,31 @@ impl BreakerState {
     }
 }
 
+impl From<BreakerState> for spillway_crds::wire::BreakerState {
+    fn from(state: BreakerState) -> Self {
+        match state {
+            BreakerState::Closed => Self::Closed,
+            BreakerState::Open { .. } => Self::Open,
+            BreakerState::HalfOpen => Self::HalfOpen,
+        }
+    }
+}
+
+impl Outcome {
+    /// What this outcome is as the cause of a trip, for the operator's status; `None` for a
+    /// success (which never trips a breaker).
+    pub fn trip_cause(&self) -> Option<spillway_crds::wire::TripCause> {
+        use spillway_crds::wire::TripCause;
+        match *self {
+            Self::Success => None,
+            Self::Status { code, .. } => Some(TripCause::Status { code }),
+            Self::ConnectionFailure => Some(TripCause::ConnectionFailure),
+            Self::Timeout => Some(TripCause::Timeout),
+            Self::CredentialUnavailable => Some(TripCause::CredentialUnavailable),
+        }
+    }
+}
+
 /// A state change caused by an outcome.
 ///
 /// Reported for Closed → Open (a rule tripped), HalfOpen → Open (a probe failed) and

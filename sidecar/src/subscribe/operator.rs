@@ -36,9 +36,10 @@ use rustls::pki_types::pem::PemObject;
 
 use self::apply::{Applier, Outcome};
 use self::wire::{
-    AppUsage, QuotaCounters, QuotaLevelReport, REPORT_PATH, SIDECAR_HEADER, SidecarReport,
-    VERSION_HEADER, WATCH_PATH,
+    AppUsage, BreakerDetail, QuotaCounters, QuotaLevelReport, REPORT_PATH, SIDECAR_HEADER,
+    SidecarReport, VERSION_HEADER, WATCH_PATH,
 };
+use crate::breaker::Breaker;
 use crate::proxy::Gateway;
 use crate::telemetry::{QuotaLevel, QuotaSource as _};
 use crate::usage::totals::UsageTotals;
@@ -342,6 +343,20 @@ fn default_sidecar_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// What last opened `breaker` and when it lets a probe through, at `now`; `None` if it never
+/// opened.
+fn breaker_detail(breaker: &Breaker, now: std::time::Instant) -> Option<BreakerDetail> {
+    let (outcome, at) = breaker.last_trip()?;
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Some(BreakerDetail {
+        last_trip: outcome.trip_cause(),
+        last_trip_ago_ms: Some(millis(now.saturating_duration_since(at))),
+        reopens_in_ms: breaker
+            .reopens_at(now)
+            .map(|until| millis(until.saturating_duration_since(now))),
+    })
+}
+
 /// The report of `gateway`'s current state.
 pub fn build_report(
     sidecar: &str,
@@ -360,9 +375,11 @@ pub fn build_report(
         for pool in applied.routes.pools() {
             for (backend, runtime) in pool.backends() {
                 let key = format!("{}/{}", pool.config().name, backend.name);
-                report
-                    .breakers
-                    .insert(key, runtime.breaker().state(now).as_str().to_owned());
+                let breaker = runtime.breaker();
+                if let Some(detail) = breaker_detail(breaker, now) {
+                    report.breaker_details.insert(key.clone(), detail);
+                }
+                report.breakers.insert(key, breaker.state(now).into());
             }
         }
     }

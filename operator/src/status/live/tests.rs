@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::wire::QuotaLevelReport;
+use crate::wire::{BreakerDetail, TripCause};
 
 fn sidecar(id: &str, breakers: &[(&str, Breaker)], levels: &[(&str, &str, u64)]) -> LiveSidecar {
     let mut minute_left: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
@@ -18,6 +19,7 @@ fn sidecar(id: &str, breakers: &[(&str, Breaker)], levels: &[(&str, &str, u64)])
             .iter()
             .map(|(k, b)| ((*k).to_owned(), *b))
             .collect(),
+        trips: BTreeMap::new(),
         minute_left,
         calendar_left: BTreeMap::new(),
         redis: false,
@@ -30,20 +32,19 @@ fn state(name: &str, closed: u32, open: u32, half_open: u32) -> BackendBreakerSt
         closed,
         open,
         half_open,
+        ..BackendBreakerStatus::default()
     }
 }
 
 #[test]
 fn a_report_becomes_a_compact_summary_of_minute_and_calendar_windows() {
+    // As sidecars write them: `half_open` is how sidecars before the typed wire state spelled
+    // half-open (it used to be dropped here, so half-open breakers vanished from status).
+    let breakers = r#"{"chat/east": "open", "chat/west": "half_open", "chat/odd": "sideways"}"#;
     let report = SidecarReport {
         sidecar: "pod-a".into(),
         version: Some(7),
-        breakers: [
-            ("chat/east".to_owned(), "open".to_owned()),
-            ("chat/west".to_owned(), "half-open".to_owned()),
-            ("chat/odd".to_owned(), "sideways".to_owned()),
-        ]
-        .into(),
+        breakers: serde_json::from_str(breakers).expect("a breaker map"),
         quotas: vec![
             QuotaLevelReport {
                 quota: "web".into(),
@@ -60,7 +61,7 @@ fn a_report_becomes_a_compact_summary_of_minute_and_calendar_windows() {
         ],
         ..SidecarReport::default()
     };
-    let live = LiveSidecar::from_report(&report);
+    let live = LiveSidecar::from_report(&report, 1_700_000_000);
     assert_eq!(
         live,
         sidecar(
@@ -83,7 +84,7 @@ fn a_report_becomes_a_compact_summary_of_minute_and_calendar_windows() {
         quota_counters: QuotaCounters::Redis,
         ..report
     };
-    assert!(LiveSidecar::from_report(&redis).redis);
+    assert!(LiveSidecar::from_report(&redis, 1_700_000_000).redis);
 }
 
 impl LiveSidecar {
@@ -146,6 +147,53 @@ fn breakers_are_counted_per_backend_in_spec_order() {
     );
     assert_eq!(open, Some(1));
     assert_eq!(pool_breakers("chat", &["east"], &[]), (Vec::new(), None));
+}
+
+#[test]
+fn each_backend_shows_its_last_error_and_when_it_reopens() {
+    let report = |sidecar: &str, cause, ago_ms, reopens_in_ms| SidecarReport {
+        sidecar: sidecar.into(),
+        breakers: [("chat/east".to_owned(), BreakerState::Open)].into(),
+        breaker_details: [(
+            "chat/east".to_owned(),
+            BreakerDetail {
+                last_trip: Some(cause),
+                last_trip_ago_ms: Some(ago_ms),
+                reopens_in_ms,
+            },
+        )]
+        .into(),
+        ..SidecarReport::default()
+    };
+    let now = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let sidecars = [
+        LiveSidecar::from_report(
+            &report("a", TripCause::Status { code: 429 }, 30_000, Some(9_500)),
+            now,
+        ),
+        LiveSidecar::from_report(&report("b", TripCause::Timeout, 2_000, Some(58_000)), now),
+        LiveSidecar::from_report(
+            &report("c", TripCause::ConnectionFailure, 90_000, None),
+            now,
+        ),
+    ];
+    let (states, open) = pool_breakers("chat", &["east"], &sidecars);
+    assert_eq!(open, Some(1));
+    let east = &states[0];
+    assert_eq!(
+        east.last_error.as_deref(),
+        Some("timeout"),
+        "the most recent trip"
+    );
+    assert_eq!(
+        east.last_error_time.as_deref(),
+        Some("2025-12-31T23:59:58Z")
+    );
+    assert_eq!(
+        east.reopens_at.as_deref(),
+        Some("2026-01-01T00:00:59Z"),
+        "the latest reopening"
+    );
 }
 
 #[test]

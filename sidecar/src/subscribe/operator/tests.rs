@@ -213,9 +213,10 @@ async fn reports_carry_breakers_and_quota_levels_of_local_shares() {
     let report = super::build_report("pod-a", None, &gateway, &UsageTotals::new(4));
     assert_eq!(report.version, Some(4));
     assert_eq!(
-        report.breakers.get("chat/east").map(String::as_str),
-        Some("closed")
+        report.breakers.get("chat/east"),
+        Some(&super::wire::BreakerState::Closed)
     );
+    assert!(report.breaker_details.is_empty(), "no breaker ever opened");
     assert_eq!(report.quota_counters, super::wire::QuotaCounters::Share);
     assert_eq!(
         report.quotas,
@@ -230,4 +231,59 @@ async fn reports_carry_breakers_and_quota_levels_of_local_shares() {
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["quotas"][0]["remainingTokens"], 3000);
     assert_eq!(json["quotaCounters"], "share");
+}
+
+#[tokio::test]
+async fn reports_carry_open_and_half_open_breakers_with_what_tripped_them() {
+    use std::time::Instant;
+
+    use super::wire::{BreakerState, TripCause};
+    use crate::breaker::Outcome;
+    use crate::proxy::Gateway;
+    use crate::usage::UsageSink;
+    use crate::usage::totals::UsageTotals;
+
+    let gateway = Gateway::new(UsageSink::new(16));
+    let mut with_breaker = snapshot(4);
+    with_breaker.pools[0].backends[0].breaker = spillway_crds::compile::default_breaker();
+    gateway.apply(std::sync::Arc::new(with_breaker));
+    let breaker = {
+        let applied = gateway.applied();
+        let applied = Option::as_ref(&applied).expect("applied");
+        let pool = applied.routes.pools().first().expect("a pool");
+        let (_, runtime) = pool.backends().next().expect("a backend");
+        std::sync::Arc::clone(runtime.breaker())
+    };
+    let now = Instant::now();
+    let permit = breaker.admit(now).into_permit().expect("closed admits");
+    let throttled = Outcome::Status {
+        code: 429,
+        retry_after: Some(Duration::from_secs(30)),
+    };
+    permit
+        .record(now, &throttled)
+        .expect("a 429 trips the default rule");
+    let report = super::build_report("pod-a", None, &gateway, &UsageTotals::new(4));
+    let key = report.breakers.keys().next().expect("a backend").clone();
+    assert_eq!(report.breakers[&key], BreakerState::Open);
+    let detail = &report.breaker_details[&key];
+    assert_eq!(detail.last_trip, Some(TripCause::Status { code: 429 }));
+    assert!(
+        detail.last_trip_ago_ms.is_some_and(|ms| ms < 5_000),
+        "{detail:?}"
+    );
+    assert!(
+        detail
+            .reopens_in_ms
+            .is_some_and(|ms| (25_000..=30_000).contains(&ms)),
+        "{detail:?}"
+    );
+    // Past its open time the breaker is half-open: reported so, as the operator reads it.
+    let later = now + Duration::from_secs(31);
+    assert_eq!(
+        BreakerState::from(breaker.state(later)),
+        BreakerState::HalfOpen
+    );
+    let json = serde_json::to_string(&BreakerState::from(breaker.state(later))).expect("json");
+    assert_eq!(json, "\"half-open\"");
 }

@@ -122,6 +122,31 @@ if eventually 30 explain; then pass "kubectl explain aibackendpool.spec.backends
   kubectl explain aibackendpool.spec.backends 2>&1 | tail -n 20 >&2 || true
 fi
 contains "explain lists backend fields" "priority" kubectl explain aibackendpool.spec.backends
+contains "kubectl explain aibackendpool says what the kind is" "A pool of Azure OpenAI" \
+  kubectl explain aibackendpool
+contains "kubectl explain tokenquota says what the kind is" "Token and request limits" \
+  kubectl explain tokenquota
+contains "kubectl explain aigateway says what the kind is" "Settings of the Spillway sidecars" \
+  kubectl explain aigateway
+for kind in aibackendpool tokenquota aigateway; do
+  check "kubectl explain $kind is not the derive's placeholder" bash -c \
+    "out=\$(kubectl explain $kind) && [[ \$out == *DESCRIPTION* && \$out != *Auto-generated* ]]"
+done
+contains "explain: weight names its default and minimum" "Default 1, minimum 1" \
+  kubectl explain aibackendpool.spec.backends.weight
+contains "explain: an AIGateway's key Secret is in its own namespace" "own namespace" \
+  kubectl explain aigateway.spec.identity.apiKeys.key
+contains "explain: status names the served generation" "servedGeneration" \
+  kubectl explain aibackendpool.status
+check "a valid AIGateway is accepted" kubectl apply -f - <<'EOF'
+apiVersion: spillway.dev/v1alpha1
+kind: AIGateway
+metadata: {name: gw, namespace: default}
+spec: {identity: {apiKeys: [{appId: web, keySha256: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'}]}}
+EOF
+contains "get aigw shows Ready, Served, Identity, CORS and Audit columns" \
+  "READY   SERVED   IDENTITY   CORS   AUDIT" kubectl get aigw -n default
+contains "get tq shows Ready, Served, Day and Month columns" "DAY" kubectl get tq -n default
 
 echo "==> namespaces and ServiceAccount tokens"
 check "create namespace" kubectl create namespace smoke

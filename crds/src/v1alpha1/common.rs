@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
     {"rule": "(has(self.secretRef) ? 1 : 0) + (has(self.env) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1", "message": "set exactly one of secretRef, env or file"}
 ]))]
 pub struct SecretSource {
-    /// A key of a Secret in the pool's namespace.
+    /// A key of a Secret in the namespace of the object that references it (the
+    /// AIBackendPool's or the AIGateway's own namespace); Secrets of other namespaces are
+    /// never read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
     /// Standalone only: an environment variable of the gateway process.
@@ -23,7 +25,7 @@ pub struct SecretSource {
     pub file: Option<String>,
 }
 
-/// A key of a Secret in the same namespace.
+/// A key of a Secret in the referencing object's own namespace.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
 pub struct SecretKeyRef {
     /// Name of the Secret.
@@ -36,7 +38,7 @@ pub struct SecretKeyRef {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Accepted`, `ResolvedRefs` or `Ready`.
+    /// `Accepted`, `ResolvedRefs`, `Ready` or (pools) `Degraded`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.

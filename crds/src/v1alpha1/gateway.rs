@@ -34,7 +34,8 @@ use super::{Condition, SecretSource};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AiGatewaySpec {
-    /// Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB.
+    /// Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB
+    /// (16777216), minimum 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body_bytes: Option<u64>,
     /// How apps are identified.
@@ -45,7 +46,7 @@ pub struct AiGatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub stream_drain_timeout: Option<String>,
-    /// ... and at most this many bytes. Default 4 MiB.
+    /// ... and at most this many bytes. Default 4 MiB (4194304).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_drain_max_bytes: Option<u64>,
     /// How `TokenQuota` limits are shared between the sidecars of this scope.
@@ -242,10 +243,11 @@ pub struct JwtSpec {
 pub struct ApiKeyConsumer {
     /// The appId requests with this key are accounted to.
     pub app_id: String,
-    /// Lower-case hex SHA-256 of the key.
+    /// Hex SHA-256 of the key (64 digits): the output of `printf %s "$KEY" | sha256sum`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_sha256: Option<String>,
-    /// The key itself, from a Secret (or env/file in standalone mode).
+    /// The key itself, from a Secret in this AIGateway's own namespace (or env/file in
+    /// standalone mode); hashed by the operator, so it never reaches a sidecar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<SecretSource>,
 }

@@ -97,11 +97,13 @@ pub struct Backend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// Priority group; 1 is tried first. A higher number is used only when no backend of a
-    /// lower number admits traffic (typically PTU = 1, pay-as-you-go = 2).
+    /// lower number admits traffic (typically PTU = 1, pay-as-you-go = 2). Default 1,
+    /// minimum 1.
     #[serde(default = "one")]
     #[schemars(range(min = 1))]
     pub priority: u32,
     /// Relative share of traffic among the admitting backends of the same priority group.
+    /// Default 1, minimum 1.
     #[serde(default = "one")]
     #[schemars(range(min = 1))]
     pub weight: u32,
@@ -203,7 +205,7 @@ pub struct CircuitBreaker {
     #[schemars(length(min = 1))]
     pub rules: Vec<BreakerRule>,
     /// Successful probe requests needed in the half-open state before the breaker closes
-    /// again. Default 1.
+    /// again. Default 1, minimum 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_successes: Option<u32>,
 }
@@ -238,7 +240,8 @@ pub struct BreakerRule {
     {"rule": "(has(self.statusCodeRanges) && size(self.statusCodeRanges) > 0) || (has(self.errorReasons) && size(self.errorReasons) > 0)", "message": "say which failures count: statusCodeRanges and/or errorReasons"}
 ]))]
 pub struct FailureCondition {
-    /// Trip when this many matching failures happen within `interval`.
+    /// Trip when this many matching failures happen within `interval` (minimum 1). Set
+    /// this or `percentage`, not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub count: Option<u32>,
@@ -289,7 +292,7 @@ pub enum ErrorReason {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
-    /// Most attempts per client request, the first one included. Default 3.
+    /// Most attempts per client request, the first one included. Default 3, 1–10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10))]
     pub max_attempts: Option<u32>,

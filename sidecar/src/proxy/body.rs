@@ -23,7 +23,7 @@ use super::handler::Call;
 use crate::audit::{AuditPolicy, AuditSink, PendingAudit};
 use crate::limiter::Reservation;
 use crate::usage::sse::{ScanOptions, StreamScanner};
-use crate::usage::{Usage, UsageSink, json, tokenizer};
+use crate::usage::{ErrorType, Usage, UsageSink, json, tokenizer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -239,7 +239,7 @@ struct Ending {
     /// The client went away first.
     client_disconnected: bool,
     /// The backend broke the body off (the record's `error_type` becomes
-    /// `response_interrupted`).
+    /// [`ErrorType::Interrupted`]).
     interrupted: bool,
 }
 
@@ -260,7 +260,7 @@ impl Finish {
         record.response_model = response_model;
         record.client_disconnected = ending.client_disconnected;
         if ending.interrupted {
-            record.error_type = Some("response_interrupted".into());
+            record.error_type = Some(ErrorType::Interrupted);
         }
         record.time_to_first_token =
             first_byte.map(|t| t.saturating_duration_since(self.call.started));

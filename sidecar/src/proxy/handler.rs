@@ -22,7 +22,7 @@ use crate::error::ProxyError;
 use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens};
 use crate::protocol::request;
 use crate::usage::record::{RequestTrace, UpstreamAttempt};
-use crate::usage::{Operation, Usage, UsageRecord};
+use crate::usage::{ErrorType, Operation, Usage, UsageRecord};
 
 /// What is known about the call so far; becomes the usage record.
 #[derive(Clone, Debug)]
@@ -60,7 +60,7 @@ impl Call {
             duration: self.started.elapsed(),
             time_to_first_token: None,
             client_disconnected: false,
-            error_type: (status >= 400).then(|| status.to_string().into()),
+            error_type: (status >= 400).then_some(ErrorType::BackendStatus(status)),
             upstream: self.upstream.clone(),
             trace: Some(self.trace),
         }
@@ -132,7 +132,7 @@ fn new_call(shared: &Shared, headers: &HeaderMap) -> Call {
 fn refused(shared: &Shared, call: &Call, error: &ProxyError) -> Response<ProxyBody> {
     let response = error.to_response();
     let mut record = call.record(response.status().as_u16(), Usage::default(), false);
-    record.error_type = Some(error.code().into());
+    record.error_type = Some(ErrorType::Gateway(error.code()));
     shared.usage.send(record);
     with_common_headers(response.map(ProxyBody::full), call)
 }

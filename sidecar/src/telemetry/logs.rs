@@ -217,7 +217,7 @@ fn attributes(record: &UsageRecord, outcome: RequestOutcome) -> Vec<(&'static st
         out.push((attr::CLIENT_DISCONNECTED, AnyValue::Boolean(true)));
     }
     if let Some(error) = &record.error_type {
-        out.push((attr::ERROR_TYPE, text(error)));
+        out.push((attr::ERROR_TYPE, text(&error.label())));
     }
     out
 }

@@ -5,8 +5,8 @@
 //! Output: a [`RequestOutcome`] for `spillway.requests` and an [`AttemptResult`] per attempt
 //! for `spillway.upstream.attempts`. Pure functions; the table is in `docs/observability.md`.
 
-use crate::usage::UsageRecord;
 use crate::usage::record::UpstreamAttempt;
+use crate::usage::{ErrorType, UsageRecord};
 
 /// How a client request ended (`spillway.outcome`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,7 +59,10 @@ impl RequestOutcome {
     /// than the pool's first group.
     pub fn of(record: &UsageRecord, spilled: bool) -> Self {
         let status = record.status;
-        let code = record.error_type.as_deref().unwrap_or("");
+        let code = match record.error_type {
+            Some(ErrorType::Gateway(code)) => code,
+            _ => "",
+        };
         let from_backend = record
             .upstream
             .last()
@@ -150,7 +153,7 @@ mod tests {
     use super::*;
     use crate::usage::Usage;
 
-    fn record(status: u16, error: Option<&'static str>, trail: &[Option<u16>]) -> UsageRecord {
+    fn record(status: u16, error: Option<ErrorType>, trail: &[Option<u16>]) -> UsageRecord {
         UsageRecord {
             request_id: "r".into(),
             app_id: "a".into(),
@@ -167,7 +170,7 @@ mod tests {
             duration: Duration::ZERO,
             time_to_first_token: None,
             client_disconnected: false,
-            error_type: error.map(Into::into),
+            error_type: error,
             upstream: trail
                 .iter()
                 .map(|status| UpstreamAttempt {
@@ -187,43 +190,79 @@ mod tests {
     fn backend_errors_passed_back_are_told_from_the_gateways_own() {
         let of = |r: &UsageRecord| RequestOutcome::of(r, false);
         assert_eq!(
-            of(&record(429, Some("429"), &[Some(429), Some(429)])),
+            of(&record(
+                429,
+                Some(ErrorType::BackendStatus(429)),
+                &[Some(429), Some(429)]
+            )),
             RequestOutcome::BackendError
         );
         assert_eq!(
-            of(&record(503, Some("503"), &[Some(503)])),
+            of(&record(
+                503,
+                Some(ErrorType::BackendStatus(503)),
+                &[Some(503)]
+            )),
             RequestOutcome::BackendError
         );
         assert_eq!(
-            of(&record(400, Some("400"), &[Some(400)])),
+            of(&record(
+                400,
+                Some(ErrorType::BackendStatus(400)),
+                &[Some(400)]
+            )),
             RequestOutcome::ClientError
         );
         assert_eq!(
-            of(&record(503, Some("no_backend_available"), &[])),
+            of(&record(
+                503,
+                Some(ErrorType::Gateway("no_backend_available")),
+                &[]
+            )),
             RequestOutcome::NoBackend
         );
         assert_eq!(
-            of(&record(504, Some("backend_timeout"), &[None, None])),
+            of(&record(
+                504,
+                Some(ErrorType::Gateway("backend_timeout")),
+                &[None, None]
+            )),
             RequestOutcome::BackendError
         );
         assert_eq!(
-            of(&record(200, Some("response_interrupted"), &[Some(200)])),
+            of(&record(200, Some(ErrorType::Interrupted), &[Some(200)])),
             RequestOutcome::BackendError
         );
         assert_eq!(
-            of(&record(403, Some("app_not_allowed"), &[])),
+            of(&record(
+                403,
+                Some(ErrorType::Gateway("app_not_allowed")),
+                &[]
+            )),
             RequestOutcome::Forbidden
         );
         assert_eq!(
-            of(&record(403, Some("monthly_quota_exceeded"), &[])),
+            of(&record(
+                403,
+                Some(ErrorType::Gateway("monthly_quota_exceeded")),
+                &[]
+            )),
             RequestOutcome::QuotaExhausted
         );
         assert_eq!(
-            of(&record(503, Some("gateway_not_ready"), &[])),
+            of(&record(
+                503,
+                Some(ErrorType::Gateway("gateway_not_ready")),
+                &[]
+            )),
             RequestOutcome::GatewayError
         );
         assert_eq!(
-            of(&record(413, Some("request_too_large"), &[])),
+            of(&record(
+                413,
+                Some(ErrorType::Gateway("request_too_large")),
+                &[]
+            )),
             RequestOutcome::ClientError
         );
     }

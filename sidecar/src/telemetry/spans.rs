@@ -19,8 +19,8 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::backends::{BackendIndex, BackendInfo};
 use super::semconv::attr;
-use crate::usage::UsageRecord;
 use crate::usage::record::UpstreamAttempt;
+use crate::usage::{ErrorType, UsageRecord};
 
 /// The spans of `record`: none when it is not traced or its trace is not sampled; else the
 /// server span followed by one client span per attempt.
@@ -51,7 +51,8 @@ pub fn spans(record: &UsageRecord, index: &BackendIndex) -> Vec<SpanData> {
     if let Some(error) = &record.error_type {
         attributes.push(KeyValue::new(attr::ERROR_TYPE, error.to_string()));
     }
-    let failed = record.status >= 500 || record.error_type.as_deref() == Some("stream_interrupted");
+    let interrupted = record.error_type == Some(ErrorType::Interrupted);
+    let failed = record.status >= 500 || interrupted;
     let parent = trace.parent_span_id.map(SpanId::from_bytes);
     let mut out = Vec::with_capacity(1 + record.upstream.len());
     out.push(shape.span(
@@ -59,7 +60,7 @@ pub fn spans(record: &UsageRecord, index: &BackendIndex) -> Vec<SpanData> {
         (server_id, parent),
         (trace.start, end),
         attributes,
-        status(failed, record.error_type.as_deref()),
+        status(failed, record.error_type.map(ErrorType::label).as_deref()),
     ));
     let last = record.upstream.len().saturating_sub(1);
     for (i, attempt) in record.upstream.iter().enumerate() {
@@ -210,8 +211,8 @@ fn attempt_attributes(
         (None, failure) => Some(failure.unwrap_or("error").to_owned()),
     };
     let error = error.or_else(|| {
-        (answered && record.error_type.as_deref() == Some("stream_interrupted"))
-            .then(|| "stream_interrupted".to_owned())
+        let interrupted = record.error_type == Some(ErrorType::Interrupted);
+        (answered && interrupted).then(|| ErrorType::Interrupted.to_string())
     });
     if let Some(error) = &error {
         out.push(KeyValue::new(attr::ERROR_TYPE, error.clone()));

@@ -1,4 +1,4 @@
-use std::borrow::Cow;
+use crate::usage::ErrorType;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ fn refused(app: &str, status: u16, code: &'static str) -> UsageRecord {
         usage: Usage::default(),
         status,
         attempts: 0,
-        error_type: Some(Cow::Borrowed(code)),
+        error_type: Some(ErrorType::Gateway(code)),
         upstream: Vec::new(),
         trace: None,
         response_model: None,

@@ -50,16 +50,53 @@ pub struct UsageRecord {
     pub time_to_first_token: Option<Duration>,
     /// The client went away before the response ended.
     pub client_disconnected: bool,
-    /// Why the request failed, low-cardinality: the gateway's error code (`no_backend_available`,
-    /// …), the backend's status code (`"429"`, `"503"`) when its error response was passed
-    /// back, or `stream_interrupted` when the backend broke off a stream; `None` on success.
-    pub error_type: Option<Cow<'static, str>>,
+    /// Why the request failed; `None` on success.
+    pub error_type: Option<ErrorType>,
     /// Every upstream attempt in order; empty when no backend was tried.
     pub upstream: Vec<UpstreamAttempt>,
     /// The request's W3C trace context and start time, for its spans; `None` when not
     /// traced (records built outside the proxy).
     #[serde(skip)]
     pub trace: Option<RequestTrace>,
+}
+
+/// Why a call failed, set where it is known and carried as it is to every consumer (metrics'
+/// and spans' `error.type`, span status, logs, the usage log); [`ErrorType::label`] is the one
+/// place it becomes text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    /// The gateway answered with its own error; its code (`no_backend_available`,
+    /// `rate_limit_exceeded`, …), as in the response's `error.code`.
+    Gateway(&'static str),
+    /// The backend's error response (this status) was passed back to the client.
+    BackendStatus(u16),
+    /// The backend broke the response off after it had started: a stream cut before its
+    /// end, or a body that ended early.
+    Interrupted,
+}
+
+impl ErrorType {
+    /// The low-cardinality label: the gateway's code, the backend's status (`"429"`), or
+    /// `response_interrupted`.
+    pub fn label(self) -> Cow<'static, str> {
+        match self {
+            Self::Gateway(code) => Cow::Borrowed(code),
+            Self::BackendStatus(status) => Cow::Owned(status.to_string()),
+            Self::Interrupted => Cow::Borrowed("response_interrupted"),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl Serialize for ErrorType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.label())
+    }
 }
 
 /// The trace of one client request: ids and wall-clock start of its server span.

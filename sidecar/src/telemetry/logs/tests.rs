@@ -3,6 +3,7 @@
 use std::sync::Mutex;
 
 use super::*;
+use crate::usage::ErrorType;
 use crate::usage::record::RequestTrace;
 use crate::usage::{Operation, Usage};
 
@@ -133,7 +134,7 @@ fn failures_carry_error_type_and_severity() {
     let mut refused = record();
     refused.status = 429;
     refused.backend = None;
-    refused.error_type = Some("tokens_per_minute_exceeded".into());
+    refused.error_type = Some(ErrorType::Gateway("tokens_per_minute_exceeded"));
     refused.trace = None;
     let log = emitted(&refused);
     assert_eq!(log.severity_number(), Some(Severity::Warn));
@@ -148,6 +149,6 @@ fn failures_carry_error_type_and_severity() {
     );
     let mut failed = record();
     failed.status = 502;
-    failed.error_type = Some("backend_unreachable".into());
+    failed.error_type = Some(ErrorType::Gateway("backend_unreachable"));
     assert_eq!(emitted(&failed).severity_number(), Some(Severity::Error));
 }

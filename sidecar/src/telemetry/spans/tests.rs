@@ -136,7 +136,7 @@ fn failures_mark_both_spans() {
     let mut failed = record(true);
     failed.status = 504;
     failed.backend = None;
-    failed.error_type = Some("upstream_timeout".into());
+    failed.error_type = Some(ErrorType::Gateway("upstream_timeout"));
     failed.upstream = vec![attempt("a", None, 1, SystemTime::UNIX_EPOCH)];
     let spans = spans(&failed, &BackendIndex::default());
     assert!(matches!(spans[0].status, Status::Error { .. }));
@@ -150,4 +150,27 @@ fn failures_mark_both_spans() {
         Some(&Value::from("timeout"))
     );
     assert_eq!(value(&spans[1], attr::HTTP_STATUS_CODE), None);
+}
+
+/// A 200 whose body the backend broke off is a failed call in its trace: the server span's
+/// status is Error and the answering attempt carries `error.type = response_interrupted`
+/// (the body set one spelling and the spans looked for another, so this never happened).
+#[test]
+fn an_answer_broken_off_marks_the_server_span_and_its_attempt_failed() {
+    let mut broken = record(true);
+    broken.error_type = Some(ErrorType::Interrupted);
+    let spans = spans(&broken, &BackendIndex::default());
+    assert!(
+        matches!(spans[0].status, Status::Error { .. }),
+        "{:?}",
+        spans[0].status
+    );
+    let interrupted = Some(Value::from("response_interrupted"));
+    assert_eq!(value(&spans[0], attr::ERROR_TYPE).cloned(), interrupted);
+    assert_eq!(value(&spans[2], attr::ERROR_TYPE).cloned(), interrupted);
+    assert_eq!(
+        value(&spans[1], attr::ERROR_TYPE),
+        Some(&Value::from("429")),
+        "the earlier attempt keeps its own error"
+    );
 }

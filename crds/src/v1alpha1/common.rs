@@ -53,3 +53,23 @@ pub struct Condition {
     /// When the status last changed (RFC 3339).
     pub last_transition_time: String,
 }
+
+/// Which generation of an object the sidecars run, and the last one that was accepted; part
+/// of every Spillway kind's status.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedVersion {
+    /// The generation the sidecars run: `metadata.generation` when the current spec is
+    /// accepted, an earlier one while a newer generation is refused (see the conditions),
+    /// absent when no version of this object can be served.
+    #[serde(default)]
+    pub served_generation: Option<i64>,
+    /// The generation of `lastGoodSpec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_generation: Option<i64>,
+    /// The last spec that was accepted, as JSON, written by the operator: it keeps serving
+    /// while a newer generation is refused, also after an operator restart. It holds Secret
+    /// references, never Secret values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_spec: Option<String>,
+}

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, SecretSource};
+use super::{Condition, SecretSource, ServedVersion};
 
 /// Gateway-wide settings for the sidecars of one scope: request limits, how apps are
 /// identified, and stream accounting bounds. At most one per scope; without one, defaults
@@ -321,19 +321,9 @@ pub struct AiGatewayStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The generation the sidecars run: `metadata.generation` when the current spec is
-    /// accepted, an earlier one while a newer generation is refused (see the conditions),
-    /// absent when no version of this object can be served.
-    #[serde(default)]
-    pub served_generation: Option<i64>,
-    /// The generation of `lastGoodSpec`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_good_generation: Option<i64>,
-    /// The last spec that was accepted, as JSON, written by the operator: it keeps serving
-    /// while a newer generation is refused, also after an operator restart. It holds Secret
-    /// references, never Secret values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_good_spec: Option<String>,
+    /// Which generation is served, and the last good one.
+    #[serde(flatten)]
+    pub served: ServedVersion,
     /// The identity methods of the served generation, in the order they are tried
     /// (`Jwt,ApiKey`), `+Anonymous` when calls without a credential are accepted,
     /// `Anonymous` when no method is configured, `RefusingAll` when nothing can be served.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, SecretSource};
+use super::{Condition, SecretSource, ServedVersion};
 
 /// A pool of OpenAI-compatible backends that serve the same models. Calls for any of the
 /// pool's `models` are routed to the lowest `priority` group that has a backend whose circuit
@@ -318,19 +318,9 @@ pub struct AiBackendPoolStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The generation the sidecars run: `metadata.generation` when the current spec is
-    /// accepted, an earlier one while a newer generation is refused (see the conditions),
-    /// absent when no version of this object can be served.
-    #[serde(default)]
-    pub served_generation: Option<i64>,
-    /// The generation of `lastGoodSpec`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_good_generation: Option<i64>,
-    /// The last spec that was accepted, as JSON, written by the operator: it keeps serving
-    /// while a newer generation is refused, also after an operator restart. It holds Secret
-    /// references, never Secret values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_good_spec: Option<String>,
+    /// Which generation is served, and the last good one.
+    #[serde(flatten)]
+    pub served: ServedVersion,
     /// The served model names, comma separated (for `kubectl get`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<String>,

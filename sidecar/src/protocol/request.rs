@@ -118,13 +118,6 @@ pub enum InspectError {
     },
 }
 
-impl InspectError {
-    /// The HTTP status to answer with: always 400 Bad Request.
-    pub fn status(&self) -> http::StatusCode {
-        http::StatusCode::BAD_REQUEST
-    }
-}
-
 /// Reads what the gateway needs from a request body.
 ///
 /// Accepts a leading UTF-8 byte order mark and JSON whitespace; a member set to `null` counts

@@ -165,14 +165,10 @@ async fn serve(
         .identifier
         .identify(&parts.headers)
         .await
-        .map_err(|e| ProxyError::Unauthenticated {
-            status: e.status(),
-            code: e.reason(),
-            message: e.to_string(),
-        })?;
+        .map_err(ProxyError::from)?;
     call.app_id = identity.app_id;
     let body = read_body(&parts.headers, body, gateway.max_request_body_bytes).await?;
-    let info = request::inspect(&body).map_err(|e| ProxyError::InvalidBody(e.to_string()))?;
+    let info = request::inspect(&body)?;
     call.stream = info.stream;
     let requested = match route.deployment {
         Some(deployment) => deployment.to_owned(),
@@ -226,12 +222,7 @@ async fn admit(
     };
     match shared.limiter.admit(&request).await {
         Ok(reservation) => Ok(Some(reservation)),
-        Err(refusal) => Err(ProxyError::QuotaRefused {
-            status: refusal.status(),
-            code: refusal.code(),
-            message: refusal.to_string(),
-            retry_after: refusal.retry_after(SystemTime::now()),
-        }),
+        Err(refusal) => Err(ProxyError::quota_refused(refusal, SystemTime::now())),
     }
 }
 

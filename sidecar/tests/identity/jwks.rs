@@ -108,7 +108,8 @@ async fn jwks_outage_keeps_cached_keys_and_says_so_for_new_ones() {
     clock.advance(Duration::from_secs(31));
     let refused = id.identify(&unknown).await.unwrap_err();
     assert_eq!(refused, IdentityError::JwksUnavailable);
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let response = spillway_sidecar::error::ProxyError::from(refused).to_response();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         idp.jwks_hits(),
         2,

@@ -125,7 +125,6 @@ fn non_objects_are_named() {
             e.to_string(),
             format!("the request body must be a JSON object, not {found}")
         );
-        assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
     }
 }
 

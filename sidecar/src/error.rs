@@ -59,7 +59,7 @@ pub enum ProxyError {
     #[error("the gateway has no configuration yet; retry shortly")]
     NotReady,
     /// Every backend's breaker is open.
-    #[error("no backend of pool `{pool}` is available right now; retry after {} ms", crate::routing::retry_after_ms(*retry_after))]
+    #[error("no backend of pool `{pool}` is available right now; retry after {} ms", crate::protocol::headers::retry_after_ms(*retry_after))]
     NoBackendAvailable {
         /// The pool.
         pool: String,
@@ -200,7 +200,7 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         if let Some(delay) = self.retry_after() {
-            insert_retry_after(headers, delay);
+            crate::protocol::headers::insert_retry_after(headers, delay);
         }
         if self.status() == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -220,15 +220,6 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-/// Sets `Retry-After` (seconds) and `retry-after-ms`, both rounded up and at least 1: a client
-/// that waits exactly this long is never early.
-pub fn insert_retry_after(headers: &mut http::HeaderMap, delay: Duration) {
-    let ms = crate::routing::retry_after_ms(delay);
-    let secs = crate::routing::retry_after_secs(delay);
-    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    headers.insert("retry-after-ms", HeaderValue::from(ms));
 }
 
 #[cfg(test)]
@@ -346,19 +337,5 @@ mod tests {
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "2");
         assert_eq!(response.headers()["retry-after-ms"], "1200");
-    }
-
-    #[test]
-    fn retry_after_rounds_up_so_waiting_it_is_never_early() {
-        let mut headers = http::HeaderMap::new();
-        insert_retry_after(&mut headers, Duration::from_nanos(4_285_714_286));
-        assert_eq!(headers["retry-after-ms"], "4286");
-        assert_eq!(headers["retry-after"], "5");
-        insert_retry_after(&mut headers, Duration::from_micros(10));
-        assert_eq!(headers["retry-after-ms"], "1");
-        assert_eq!(headers["retry-after"], "1");
-        insert_retry_after(&mut headers, Duration::from_millis(2_000));
-        assert_eq!(headers["retry-after-ms"], "2000");
-        assert_eq!(headers["retry-after"], "2");
     }
 }

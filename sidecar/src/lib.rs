@@ -1,9 +1,7 @@
-//! Spillway's data plane.
-//!
-//! One binary, `spillway`, with subcommands: `run` (the gateway), `simulate` (an OpenAI /
-//! Azure OpenAI compatible backend simulator for tests, benchmarks and the demo), `demo`
-//! (simulated backends + gateway + traffic, with a live view), `loadtest` (a bounded load
-//! generator) and `bench` (the same load direct and through the gateway, as a table).
+//! Spillway's data plane: the gateway that `spillway run` starts. It depends on nothing but
+//! `spillway-crds` and maintained crates; the tools (`simulate`, `demo`, `loadtest`, `bench`)
+//! and the `spillway` binary live in `spillway-tools`, which depends on this crate and never
+//! the reverse.
 //!
 //! Modules, each a pure core plus a thin edge:
 //! - [`protocol`]: request body inspection and the gateway's targeted request edits.
@@ -23,27 +21,19 @@
 //!   stream).
 //! - [`telemetry`]: OTLP metrics (GenAI conventions + Spillway's own), traces and logs, and
 //!   `/metrics`.
-//! - [`simulate`]: the backend simulator.
-//! - [`loadtest`]: the load generator (also the demo's traffic).
-//! - [`demo`]: the self-contained demo.
-//! - [`bench`]: `spillway bench`, direct vs through-the-gateway benchmarks.
 //! - [`error`]: one error type mapped to OpenAI-shaped JSON responses.
 
 pub mod audit;
-pub mod bench;
 pub mod breaker;
 pub mod clock;
 pub mod credentials;
-pub mod demo;
 pub mod error;
 pub mod identity;
 pub mod limiter;
-pub mod loadtest;
 pub mod protocol;
 pub mod proxy;
 pub mod routing;
 pub mod run;
-pub mod simulate;
 pub mod subscribe;
 pub mod telemetry;
 pub mod usage;

@@ -139,6 +139,3 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -8,9 +8,9 @@
 #      (`helm template … --show-only templates/rbac.yaml`), checks what that RBAC allows and
 #      refuses, and writes a kubeconfig holding only that ServiceAccount's token;
 #   4. creates the apps' namespace and the sidecars' ServiceAccount;
-#   5. runs the Rust scenario `sidecar/tests/e2e_kubernetes.rs` (operator + two sidecars as local
+#   5. runs the Rust scenario `tools/tests/e2e_kubernetes.rs` (operator + two sidecars as local
 #      processes, simulators as backends; see that file) with the paths it needs;
-#   6. then, in the same namespace, `sidecar/tests/e2e_never_fail_open.rs`: bad edits of every
+#   6. then, in the same namespace, `tools/tests/e2e_never_fail_open.rs`: bad edits of every
 #      kind and an operator restart, checked through a real sidecar (see that file).
 # Uses the binaries of `cargo build --workspace --all-features --bins` (built here if missing;
 # a no-op after tests/run-all.sh built them). Stops the test bed on exit; set
@@ -94,22 +94,22 @@ echo "==> the apps' namespace"
 check "create namespace $APPS_NS" kubectl create namespace "$APPS_NS"
 check "create the sidecars' ServiceAccount" kubectl create serviceaccount gateway -n "$APPS_NS"
 
-echo "==> the scenario (sidecar/tests/e2e_kubernetes.rs)"
+echo "==> the scenario (tools/tests/e2e_kubernetes.rs)"
 export SPILLWAY_E2E_KUBECONFIG=$KUBECONFIG
 export SPILLWAY_E2E_OPERATOR_KUBECONFIG=$OPERATOR_KUBECONFIG
 export SPILLWAY_E2E_OPERATOR_NAMESPACE=$OPERATOR_NS
 export SPILLWAY_E2E_OPERATOR_BIN=$PWD/target/debug/spillway-operator
 export SPILLWAY_E2E_LOG_DIR=$WORK/logs
-# scenario NAME TEST WHAT: runs the ignored test binary sidecar/tests/TEST.rs (--workspace: the
+# scenario NAME TEST WHAT: runs the ignored test binary tools/tests/TEST.rs (--workspace: the
 # same feature set as the build above, so nothing is compiled again) and checks it ran once.
 scenario() {
   local log=$WORK/$1.log
-  echo "==> the scenario $1 (sidecar/tests/$2.rs)"
+  echo "==> the scenario $1 (tools/tests/$2.rs)"
   if cargo test --workspace --all-features --test "$2" -- --ignored --nocapture \
     2>&1 | tee "$log" | sed 's/^/    /'; then
     pass "$3"
   else
-    fail "the scenario $1 (sidecar/tests/$2.rs)"
+    fail "the scenario $1 (tools/tests/$2.rs)"
     for process_log in "$WORK"/logs/*.log; do
       [[ -e "$process_log" ]] || continue
       echo "--- last lines of $(basename "$process_log")" >&2

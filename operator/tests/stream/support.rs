@@ -196,7 +196,7 @@ pub fn spillway_binary() -> PathBuf {
                 "build",
                 "--quiet",
                 "-p",
-                "spillway-sidecar",
+                "spillway-tools",
                 "--bin",
                 "spillway",
             ])

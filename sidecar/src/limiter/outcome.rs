@@ -55,7 +55,7 @@ pub enum Refusal {
     #[error(
         "quota `{quota}` allows no more {} per minute right now; retry after {} ms",
         kind.as_str(),
-        crate::routing::retry_after_ms(*retry_after)
+        crate::protocol::headers::retry_after_ms(*retry_after)
     )]
     RateLimited {
         /// The quota's `metadata.name`.
@@ -219,7 +219,7 @@ impl RateHeaders {
 }
 
 fn openai_duration(duration: Duration) -> String {
-    crate::simulate::ratelimit::format_duration(duration)
+    crate::protocol::headers::reset_duration(duration)
 }
 
 /// Keeps the tightest limit of each kind while an admission is reserved.

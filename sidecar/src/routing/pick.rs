@@ -38,7 +38,7 @@ pub enum Pick<'a> {
         attempt: Attempt,
     },
     /// No backend admits now; the earliest reopening is `retry_after` away (at least 1 ms).
-    /// Render it with [`retry_after_secs`] / [`retry_after_ms`].
+    /// Render it with `crate::protocol::headers`.
     Unavailable {
         /// Time until the earliest breaker reopens.
         retry_after: Duration,
@@ -168,26 +168,4 @@ impl PoolRoutes {
                     .max(Duration::from_millis(1))
             })
     }
-}
-
-/// A delay as whole seconds for a `Retry-After` header: rounded up, at least 1.
-pub fn retry_after_secs(delay: Duration) -> u64 {
-    let secs = delay.as_secs();
-    let rounded = if delay.subsec_nanos() > 0 {
-        secs.saturating_add(1)
-    } else {
-        secs
-    };
-    rounded.max(1)
-}
-
-/// A delay as whole milliseconds for a `retry-after-ms` header: rounded up, at least 1.
-pub fn retry_after_ms(delay: Duration) -> u64 {
-    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-    let rounded = if !delay.subsec_nanos().is_multiple_of(1_000_000) {
-        ms.saturating_add(1)
-    } else {
-        ms
-    };
-    rounded.max(1)
 }

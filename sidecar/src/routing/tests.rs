@@ -8,9 +8,7 @@ use spillway_crds::snapshot::{
     RetryConfig, SecretString, StatusRange, StreamUsage,
 };
 
-use super::{
-    Attempt, PROBE_BUSY_RETRY, Pick, PoolRoutes, Routes, retry_after_ms, retry_after_secs,
-};
+use super::{Attempt, PROBE_BUSY_RETRY, Pick, PoolRoutes, Routes};
 use crate::breaker::{BreakerState, Outcome};
 
 fn backend(name: &str, priority: u32, weight: u32) -> BackendConfig {
@@ -335,23 +333,6 @@ fn reload_drops_removed_backends_and_other_pools() {
 fn single_pool_from(previous: &Routes, backends: Vec<BackendConfig>) -> Routes {
     let next = snapshot(vec![pool("p", &["gpt-4o"], backends)]);
     Routes::build(&next, Some(previous))
-}
-
-#[test]
-fn retry_after_header_rendering() {
-    let cases = [
-        (Duration::from_millis(1), 1, 1),
-        (Duration::from_nanos(1), 1, 1),
-        (Duration::ZERO, 1, 1),
-        (Duration::from_millis(2_100), 3, 2_100),
-        (Duration::from_secs(5), 5, 5_000),
-        (Duration::from_micros(1_500), 1, 2),
-    ];
-    for (delay, secs, ms) in cases {
-        assert_eq!(retry_after_secs(delay), secs, "{delay:?}");
-        assert_eq!(retry_after_ms(delay), ms, "{delay:?}");
-    }
-    assert_eq!(retry_after_secs(Duration::MAX), u64::MAX);
 }
 
 fn with_entra(mut backend: BackendConfig, client_id: &str) -> BackendConfig {

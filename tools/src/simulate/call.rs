@@ -1,0 +1,173 @@
+//! What one model request asks for, read from its route and JSON body: model, stream,
+//! `stream_options.include_usage`, requested output length, and the rate-limit cost.
+//!
+//! Input: a [`Route`] and the parsed body. Output: a [`Call`] (prompt tokens are filled in by
+//! the caller, which owns the cache) or the OpenAI-style message for a 400.
+
+use serde_json::Value;
+
+use super::config::MAX_COMPLETION_TOKENS;
+use super::route::{Flavour, Route};
+use spillway_sidecar::usage::Operation;
+
+/// One model request, as the simulated backend will serve it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// Response dialect.
+    pub flavour: Flavour,
+    /// Operation.
+    pub operation: Operation,
+    /// Model named in responses and used for counting: the body's `model`, else the
+    /// deployment.
+    pub model: String,
+    /// A stream was requested and the operation streams.
+    pub stream: bool,
+    /// The body carried `stream_options`.
+    pub stream_options: bool,
+    /// A usage chunk (or, for responses, usage in `response.completed`) will be sent.
+    pub include_usage: bool,
+    /// `max_completion_tokens` / `max_tokens` / `max_output_tokens` as requested.
+    pub max_tokens: Option<u64>,
+    /// Completion length generated (deltas).
+    pub length: u32,
+    /// Billed prompt tokens.
+    pub prompt_tokens: u64,
+    /// `created` timestamp (Unix seconds).
+    pub created: u64,
+}
+
+impl Call {
+    /// Reads a call from `route` and `request`.
+    ///
+    /// # Errors
+    /// A message for a 400 when no model is named (OpenAI and Azure v1 paths need `model`).
+    pub fn read(
+        route: &Route,
+        request: &Value,
+        default_length: u32,
+        usage_in_stream: bool,
+        created: u64,
+    ) -> Result<Self, String> {
+        let body_model = request.get("model").and_then(Value::as_str);
+        let model = body_model
+            .or(route.deployment.as_deref())
+            .filter(|m| !m.is_empty())
+            .ok_or("you must provide a model parameter")?
+            .to_owned();
+        let operation = route.operation;
+        let stream = operation != Operation::Embeddings
+            && request.get("stream").and_then(Value::as_bool) == Some(true);
+        let stream_options = request.get("stream_options").is_some();
+        let asked_usage = request
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
+        let include_usage =
+            stream && (operation == Operation::Responses || (asked_usage && usage_in_stream));
+        let max_tokens = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+            .iter()
+            .find_map(|key| request.get(key).and_then(Value::as_u64));
+        let length = match (operation, max_tokens) {
+            (Operation::Embeddings, _) => 0,
+            (_, Some(max)) => max.clamp(1, u64::from(MAX_COMPLETION_TOKENS)) as u32,
+            (_, None) => default_length,
+        };
+        Ok(Self {
+            flavour: route.flavour,
+            operation,
+            model,
+            stream,
+            stream_options,
+            include_usage,
+            max_tokens,
+            length,
+            prompt_tokens: 0,
+            created,
+        })
+    }
+
+    /// Tokens the request counts against TPM: prompt + requested maximum (or the default
+    /// completion length); embeddings count the prompt only.
+    pub fn cost(&self) -> u64 {
+        match self.operation {
+            Operation::Embeddings => self.prompt_tokens,
+            _ => self.prompt_tokens + self.max_tokens.unwrap_or(u64::from(self.length)),
+        }
+    }
+
+    /// `length` when the completion stopped at the requested maximum, else `stop`.
+    pub fn finish_reason(&self) -> &'static str {
+        if self.max_tokens == Some(u64::from(self.length)) {
+            "length"
+        } else {
+            "stop"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn route(flavour: Flavour, deployment: Option<&str>, operation: Operation) -> Route {
+        Route {
+            flavour,
+            deployment: deployment.map(str::to_owned),
+            operation,
+            api_version: None,
+        }
+    }
+
+    #[test]
+    fn reads_model_stream_and_usage_request() {
+        let r = route(
+            Flavour::AzureClassic,
+            Some("dep"),
+            Operation::ChatCompletions,
+        );
+        let body = json!({"stream": true, "stream_options": {"include_usage": true}});
+        let call = Call::read(&r, &body, 20, true, 7).expect("call");
+        assert_eq!(call.model, "dep");
+        assert!(call.stream && call.stream_options && call.include_usage);
+        assert_eq!((call.length, call.max_tokens, call.created), (20, None, 7));
+        assert_eq!(call.finish_reason(), "stop");
+
+        let off = Call::read(&r, &body, 20, false, 0).expect("call");
+        assert!(
+            !off.include_usage,
+            "usageInStream=false ignores include_usage"
+        );
+
+        let r = route(Flavour::OpenAi, None, Operation::Completions);
+        let body = json!({"model": "gpt-4o", "max_tokens": 5, "stream": false});
+        let mut call = Call::read(&r, &body, 20, true, 0).expect("call");
+        call.prompt_tokens = 10;
+        assert_eq!((call.length, call.cost()), (5, 15));
+        assert_eq!(call.finish_reason(), "length");
+        assert!(!call.include_usage);
+    }
+
+    #[test]
+    fn caps_length_but_not_cost_and_requires_a_model() {
+        let r = route(Flavour::OpenAi, None, Operation::Responses);
+        let body = json!({"model": "m", "max_output_tokens": 100_000, "stream": true});
+        let mut call = Call::read(&r, &body, 20, true, 0).expect("call");
+        call.prompt_tokens = 1;
+        assert_eq!(call.length, MAX_COMPLETION_TOKENS);
+        assert_eq!(call.cost(), 100_001);
+        assert!(call.include_usage, "responses streams always carry usage");
+        assert_eq!(call.finish_reason(), "stop");
+
+        let err = Call::read(&r, &json!({}), 20, true, 0).expect_err("no model");
+        assert!(err.contains("model"));
+
+        let e = route(Flavour::OpenAi, None, Operation::Embeddings);
+        let mut call = Call::read(&e, &json!({"model": "x", "stream": true}), 20, true, 0)
+            .expect("embeddings");
+        call.prompt_tokens = 4;
+        assert!(!call.stream);
+        assert_eq!(call.cost(), 4);
+    }
+}

@@ -1,0 +1,297 @@
+//! The simulator's ledger: one entry per request it answered (or refused, or dropped), with
+//! the tokens it "billed", so tests can compare a gateway's accounting with the backend's.
+//!
+//! Input: finished [`LedgerEntry`]s from every backend of one simulator. Output: a
+//! [`LedgerSnapshot`] (entries + totals), optionally filtered by backend and sequence number.
+//! Bounded: the oldest entries leave after `capacity`, and raw stream bytes are dropped from
+//! the oldest entries first once they exceed a byte budget. Totals count every entry recorded
+//! since the last clear, including evicted ones.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use spillway_sidecar::usage::Operation;
+
+/// Default number of entries kept.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Default budget for raw stream bytes across all kept entries.
+pub const DEFAULT_RAW_BUDGET: usize = 64 << 20;
+/// Raw stream bytes kept per entry.
+pub const RAW_STREAM_CAP: usize = 256 << 10;
+
+/// One request as the simulated backend saw and billed it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    /// Position in the ledger, from 1, assigned on record.
+    pub seq: u64,
+    /// Wall-clock time the request arrived, Unix milliseconds.
+    pub timestamp_ms: u64,
+    /// `x-request-id` as received, or the one generated.
+    pub request_id: String,
+    /// Backend name.
+    pub backend: String,
+    /// Request path, without the query.
+    pub path: String,
+    /// `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// Operation, when the route was known.
+    pub operation: Option<Operation>,
+    /// Deployment from an Azure classic path.
+    pub deployment: Option<String>,
+    /// The body's `model` field.
+    pub model: Option<String>,
+    /// The request asked for a stream.
+    pub stream: bool,
+    /// The body carried `stream_options`.
+    pub stream_options: bool,
+    /// A usage chunk was sent in the stream.
+    pub include_usage: bool,
+    /// Status sent; 0 when the connection was closed without a response.
+    pub status: u16,
+    /// Billed prompt tokens (0 when the request was refused).
+    pub prompt_tokens: u64,
+    /// Billed completion tokens: the whole completion when served; for a stream that ended
+    /// early (client gone, or an injected reset) the tokens actually sent.
+    pub completion_tokens: u64,
+    /// The client went away before the stream ended.
+    pub aborted: bool,
+    /// The injected fault that applied, by mode name.
+    pub fault: Option<String>,
+    /// The `api-key` header received.
+    pub api_key: Option<String>,
+    /// The `authorization` header received.
+    pub authorization: Option<String>,
+    /// The `traceparent` header received.
+    pub traceparent: Option<String>,
+    /// For streams: the exact body bytes sent (capped at [`RAW_STREAM_CAP`]).
+    pub raw_stream: Option<String>,
+    /// `raw_stream` was cut at the cap or dropped to honour the ledger's byte budget.
+    pub raw_stream_truncated: bool,
+    /// Time from request to the end of the response, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Sums over ledger entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    /// Requests recorded (any status).
+    pub requests: u64,
+    /// Billed prompt tokens.
+    pub prompt_tokens: u64,
+    /// Billed completion tokens.
+    pub completion_tokens: u64,
+    /// Prompt plus completion.
+    pub total_tokens: u64,
+}
+
+impl Totals {
+    fn add(&mut self, entry: &LedgerEntry) {
+        self.requests += 1;
+        self.prompt_tokens += entry.prompt_tokens;
+        self.completion_tokens += entry.completion_tokens;
+        self.total_tokens += entry.prompt_tokens + entry.completion_tokens;
+    }
+}
+
+/// What `GET /_sim/ledger` returns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerSnapshot {
+    /// Matching entries still kept, oldest first.
+    pub entries: Vec<LedgerEntry>,
+    /// Totals over every matching entry since the last clear (evicted ones included; the
+    /// `since` filter does not apply to totals).
+    pub totals: Totals,
+    /// Entries evicted by the capacity bound since the last clear.
+    pub evicted: u64,
+}
+
+/// Which entries to return.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerQuery {
+    /// Only this backend's entries and totals.
+    pub backend: Option<String>,
+    /// Only entries with `seq` greater than this.
+    pub since: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: VecDeque<LedgerEntry>,
+    next_seq: u64,
+    totals: Totals,
+    per_backend: BTreeMap<String, Totals>,
+    evicted: u64,
+    raw_bytes: usize,
+    /// Entries before this index hold no raw bytes any more.
+    raw_from: usize,
+}
+
+/// A bounded, shared ledger.
+#[derive(Debug)]
+pub struct Ledger {
+    capacity: usize,
+    raw_budget: usize,
+    inner: Mutex<Inner>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY, DEFAULT_RAW_BUDGET)
+    }
+}
+
+impl Ledger {
+    /// A ledger keeping at most `capacity` entries and `raw_budget` raw stream bytes.
+    pub fn new(capacity: usize, raw_budget: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            raw_budget,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Records `entry`, assigning its `seq`; returns the seq.
+    pub fn record(&self, mut entry: LedgerEntry) -> u64 {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.next_seq += 1;
+        entry.seq = inner.next_seq;
+        inner.totals.add(&entry);
+        match inner.per_backend.get_mut(&entry.backend) {
+            Some(totals) => totals.add(&entry),
+            None => {
+                let mut totals = Totals::default();
+                totals.add(&entry);
+                inner.per_backend.insert(entry.backend.clone(), totals);
+            }
+        }
+        inner.raw_bytes += entry.raw_stream.as_ref().map_or(0, String::len);
+        inner.entries.push_back(entry);
+        while inner.entries.len() > self.capacity {
+            if let Some(old) = inner.entries.pop_front() {
+                inner.raw_bytes -= old.raw_stream.as_ref().map_or(0, String::len);
+                inner.evicted += 1;
+                inner.raw_from = inner.raw_from.saturating_sub(1);
+            }
+        }
+        while inner.raw_bytes > self.raw_budget && inner.raw_from < inner.entries.len() {
+            let index = inner.raw_from;
+            if let Some(raw) = inner.entries[index].raw_stream.take() {
+                inner.raw_bytes -= raw.len();
+                inner.entries[index].raw_stream_truncated = true;
+            }
+            inner.raw_from += 1;
+        }
+        inner.next_seq
+    }
+
+    /// Matching entries and totals.
+    pub fn snapshot(&self, query: &LedgerQuery) -> LedgerSnapshot {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = query.since.unwrap_or(0);
+        let entries = inner
+            .entries
+            .iter()
+            .filter(|e| e.seq > since)
+            .filter(|e| query.backend.as_ref().is_none_or(|b| *b == e.backend))
+            .cloned()
+            .collect();
+        let totals = match &query.backend {
+            Some(backend) => inner.per_backend.get(backend).copied().unwrap_or_default(),
+            None => inner.totals,
+        };
+        LedgerSnapshot {
+            entries,
+            totals,
+            evicted: inner.evicted,
+        }
+    }
+
+    /// Forgets every entry and total; sequence numbers keep increasing.
+    pub fn clear(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let next_seq = inner.next_seq;
+        *inner = Inner {
+            next_seq,
+            ..Inner::default()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(backend: &str, prompt: u64, completion: u64, raw: Option<&str>) -> LedgerEntry {
+        LedgerEntry {
+            backend: backend.into(),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            raw_stream: raw.map(str::to_owned),
+            ..LedgerEntry::default()
+        }
+    }
+
+    #[test]
+    fn totals_filters_and_clear() {
+        let ledger = Ledger::default();
+        assert_eq!(ledger.record(entry("a", 10, 5, None)), 1);
+        assert_eq!(ledger.record(entry("b", 7, 3, None)), 2);
+        assert_eq!(ledger.record(entry("a", 1, 1, None)), 3);
+        let all = ledger.snapshot(&LedgerQuery::default());
+        assert_eq!(all.entries.len(), 3);
+        assert_eq!(
+            all.totals,
+            Totals {
+                requests: 3,
+                prompt_tokens: 18,
+                completion_tokens: 9,
+                total_tokens: 27
+            }
+        );
+        let a = ledger.snapshot(&LedgerQuery {
+            backend: Some("a".into()),
+            since: Some(1),
+        });
+        assert_eq!(a.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(a.totals.prompt_tokens, 11);
+        ledger.clear();
+        let empty = ledger.snapshot(&LedgerQuery::default());
+        assert!(empty.entries.is_empty());
+        assert_eq!(empty.totals, Totals::default());
+        assert_eq!(ledger.record(entry("a", 0, 0, None)), 4);
+    }
+
+    #[test]
+    fn capacity_evicts_oldest_but_totals_remain() {
+        let ledger = Ledger::new(2, 1 << 20);
+        for _ in 0..5 {
+            ledger.record(entry("a", 1, 2, None));
+        }
+        let snap = ledger.snapshot(&LedgerQuery::default());
+        assert_eq!(
+            snap.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [4, 5]
+        );
+        assert_eq!(snap.evicted, 3);
+        assert_eq!(snap.totals.requests, 5);
+        assert_eq!(snap.totals.completion_tokens, 10);
+    }
+
+    #[test]
+    fn raw_budget_drops_oldest_raw_bytes_first() {
+        let ledger = Ledger::new(10, 10);
+        ledger.record(entry("a", 0, 0, Some("12345")));
+        ledger.record(entry("a", 0, 0, None));
+        ledger.record(entry("a", 0, 0, Some("123456")));
+        let snap = ledger.snapshot(&LedgerQuery::default());
+        assert_eq!(snap.entries[0].raw_stream, None);
+        assert!(snap.entries[0].raw_stream_truncated);
+        assert!(!snap.entries[1].raw_stream_truncated);
+        assert_eq!(snap.entries[2].raw_stream.as_deref(), Some("123456"));
+    }
+}

@@ -1,0 +1,279 @@
+//! `spillway simulate`: OpenAI and Azure OpenAI compatible backends for tests, benchmarks and
+//! the demo — real HTTP/1.1 and SSE, TPM/RPM windows with Azure's 429 headers, latency and
+//! stream pacing, fault injection, and a ledger of the tokens each request was "billed".
+//!
+//! Input: a [`SimConfig`] (YAML via `--config`, `--backend name=…,tpm=…` short forms, or
+//! built in code). Output: one listener per backend; [`run`] prints
+//! `{"backend":NAME,"url":URL}` per backend then `{"ready":true}` on stdout and serves until
+//! SIGINT/SIGTERM; [`start`] does the same in-process and returns a [`SimHandle`].
+//!
+//! Modules: [`config`] (schema, validation), [`faults`], [`ledger`], [`ratelimit`] (window and
+//! headers); private: `route`, `call`, `text` (generated text, caches), `payload` and `sse`
+//! (bodies), `reply` (errors), `body` (paced stream), `backend` (live state), `handler`,
+//! `admin` (`/_sim/*`), `server` (listener).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use spillway_sidecar::clock::{Clock, SystemClock};
+
+mod admin;
+mod backend;
+mod body;
+mod call;
+pub mod config;
+pub mod faults;
+mod handler;
+pub mod ledger;
+mod payload;
+pub mod ratelimit;
+mod reply;
+mod route;
+mod server;
+mod sse;
+mod text;
+
+pub use backend::Timing;
+pub use config::{BackendConfig, SimConfig};
+pub use faults::{FaultMode, FaultSpec, FaultView};
+pub use ledger::{LedgerEntry, LedgerQuery, LedgerSnapshot, Totals};
+pub use ratelimit::Limits;
+
+/// Arguments of `spillway simulate`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct SimulateArgs {
+    /// YAML file: a list of backends, or a mapping with `backends:`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A backend in short form, e.g. `name=ptu,port=0,tpm=10000,rpm=60,latency_ms=20,tokens_per_sec=200`.
+    /// Repeatable; added after the backends of `--config`.
+    #[arg(long = "backend", value_name = "SPEC", value_parser = BackendConfig::parse_short)]
+    pub backends: Vec<BackendConfig>,
+}
+
+/// The configuration `args` describe, validated.
+///
+/// # Errors
+/// An unreadable or invalid file, or an invalid combination of backends.
+pub fn load_config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            SimConfig::from_yaml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+        }
+        None => SimConfig::default(),
+    };
+    config.backends.extend(args.backends.iter().cloned());
+    config.validate().map_err(|e| anyhow!(e))?;
+    Ok(config)
+}
+
+/// Runs the simulator until SIGINT or SIGTERM, announcing the backends on stdout.
+///
+/// # Errors
+/// Invalid configuration, a listen address in use, or stdout closed.
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let config = load_config(&args)?;
+    let handle = start(config).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        for backend in handle.backends() {
+            let line = serde_json::json!({"backend": backend.name(), "url": backend.url()});
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out, "{}", serde_json::json!({"ready": true}))?;
+        out.flush()?;
+    }
+    wait_for_signal().await?;
+    tracing::info!("simulator shutting down");
+    handle.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("cannot watch SIGINT")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot watch Ctrl-C")?;
+    Ok(())
+}
+
+/// Starts every backend of `config` in this process (real sockets), using the system clock.
+///
+/// # Errors
+/// An invalid config or a listen address that cannot be bound.
+pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with an injected clock (rate windows, ledger timestamps).
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_clock(
+    config: SimConfig,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<SimHandle> {
+    config.validate().map_err(|e| anyhow!(e))?;
+    let shared = Arc::new(backend::Shared::new(clock));
+    let (shutdown, signal) = watch::channel(false);
+    let mut backends = Vec::with_capacity(config.backends.len());
+    let mut tasks = Vec::with_capacity(config.backends.len());
+    for backend_config in &config.backends {
+        let name = &backend_config.name;
+        let state = backend::Backend::new(backend_config, Arc::clone(&shared))
+            .map_err(|e| anyhow!("backend `{name}`: {e}"))?;
+        let listener = TcpListener::bind(backend_config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "backend `{name}`: cannot listen on {}",
+                    backend_config.listen
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(state);
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            Arc::clone(&state),
+            signal.clone(),
+        )));
+        backends.push(BackendHandle { addr, state });
+    }
+    Ok(SimHandle {
+        backends,
+        ledger: Arc::clone(&shared.ledger),
+        shutdown,
+        tasks,
+    })
+}
+
+/// Running simulated backends. Dropping it stops them too (without waiting).
+pub struct SimHandle {
+    backends: Vec<BackendHandle>,
+    ledger: Arc<ledger::Ledger>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// The backends, in config order.
+    pub fn backends(&self) -> &[BackendHandle] {
+        &self.backends
+    }
+
+    /// The backend named `name`.
+    pub fn backend(&self, name: &str) -> Option<&BackendHandle> {
+        self.backends.iter().find(|b| b.name() == name)
+    }
+
+    /// `http://addr` of the backend named `name`.
+    pub fn url(&self, name: &str) -> Option<String> {
+        self.backend(name).map(BackendHandle::url)
+    }
+
+    /// Every ledger entry kept, with totals.
+    pub fn ledger(&self) -> LedgerSnapshot {
+        self.ledger.snapshot(&LedgerQuery::default())
+    }
+
+    /// Ledger entries and totals matching `query`.
+    pub fn ledger_query(&self, query: &LedgerQuery) -> LedgerSnapshot {
+        self.ledger.snapshot(query)
+    }
+
+    /// Forgets all ledger entries and totals.
+    pub fn clear_ledger(&self) {
+        self.ledger.clear();
+    }
+
+    /// Stops accepting, lets in-flight responses finish (up to
+    /// [`server::SHUTDOWN_GRACE`]), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// One running backend: its address and runtime controls.
+pub struct BackendHandle {
+    addr: SocketAddr,
+    state: Arc<backend::Backend>,
+}
+
+impl BackendHandle {
+    /// Name from the config.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ip:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Appends faults (as `POST /_sim/faults`).
+    ///
+    /// # Errors
+    /// An invalid fault; none is added then.
+    pub fn add_faults(&self, specs: &[FaultSpec]) -> Result<(), String> {
+        self.state.add_faults(specs)
+    }
+
+    /// Clears faults (as `DELETE /_sim/faults`).
+    pub fn clear_faults(&self) {
+        self.state.clear_faults();
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> Vec<FaultView> {
+        self.state.faults()
+    }
+
+    /// Latency and pacing.
+    pub fn timing(&self) -> Timing {
+        self.state.timing()
+    }
+
+    /// Changes latency and pacing (as `POST /_sim/latency`).
+    pub fn set_timing(&self, timing: Timing) {
+        self.state.set_timing(timing);
+    }
+
+    /// Rate limits.
+    pub fn limits(&self) -> Limits {
+        self.state.limits()
+    }
+
+    /// Changes rate limits (as `POST /_sim/limits`).
+    pub fn set_limits(&self, limits: Limits) {
+        self.state.set_limits(limits);
+    }
+}
+
+#[cfg(test)]
+mod tests;

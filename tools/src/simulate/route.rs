@@ -1,0 +1,202 @@
+//! Which simulated API a request addresses: Azure classic
+//! (`/openai/deployments/{d}/{op}?api-version=…`, also `/openai/{op}?api-version=…`),
+//! Azure v1 (`/openai/v1/{op}`) or OpenAI (`/v1/{op}`), and Azure `api-version` ordering.
+//!
+//! Input: the request path and query. Output: a [`Route`], or `None` for an unknown route.
+
+use spillway_sidecar::usage::Operation;
+
+/// The response dialect a route implies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// Azure classic deployment paths, versioned by `api-version`.
+    AzureClassic,
+    /// Azure's `/openai/v1/` surface.
+    AzureV1,
+    /// OpenAI's `/v1/` surface.
+    OpenAi,
+}
+
+impl Flavour {
+    /// Azure adds content-filter results and Azure-shaped errors.
+    pub fn is_azure(self) -> bool {
+        !matches!(self, Self::OpenAi)
+    }
+}
+
+/// A parsed model route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Dialect.
+    pub flavour: Flavour,
+    /// The deployment named in an Azure classic path.
+    pub deployment: Option<String>,
+    /// The operation.
+    pub operation: Operation,
+    /// The `api-version` query parameter, if any.
+    pub api_version: Option<String>,
+}
+
+/// Parses `path` (without query) and `query` into a route.
+pub fn parse(path: &str, query: Option<&str>) -> Option<Route> {
+    let api_version = query.and_then(|q| query_param(q, "api-version"));
+    let (flavour, deployment, tail) = if let Some(rest) = path.strip_prefix("/openai/v1/") {
+        (Flavour::AzureV1, None, rest)
+    } else if let Some(rest) = path.strip_prefix("/openai/deployments/") {
+        let (deployment, tail) = rest.split_once('/')?;
+        if deployment.is_empty() {
+            return None;
+        }
+        (
+            Flavour::AzureClassic,
+            Some(percent_decode(deployment)),
+            tail,
+        )
+    } else if let Some(rest) = path.strip_prefix("/openai/") {
+        (Flavour::AzureClassic, None, rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/") {
+        (Flavour::OpenAi, None, rest)
+    } else {
+        return None;
+    };
+    let operation = Operation::from_path(tail)?;
+    // Deployment-less classic paths exist only for the responses API.
+    if flavour == Flavour::AzureClassic && deployment.is_none() && operation != Operation::Responses
+    {
+        return None;
+    }
+    Some(Route {
+        flavour,
+        deployment,
+        operation,
+        api_version,
+    })
+}
+
+/// The first value of `name` in a query string, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    if !text.contains('%') && !text.contains('+') {
+        return text.to_owned();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An Azure `api-version` such as `2024-10-21` or `2024-09-01-preview`, ordered by date,
+/// a preview sorting before the GA version of the same date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion {
+    date: (u16, u8, u8),
+    ga: bool,
+}
+
+impl ApiVersion {
+    /// Parses `YYYY-MM-DD` with an optional `-preview` suffix.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (date, ga) = match text.strip_suffix("-preview") {
+            Some(date) => (date, false),
+            None => (text, true),
+        };
+        let mut parts = date.splitn(3, '-');
+        let year = parts.next()?.parse().ok()?;
+        let month = parts.next()?.parse().ok()?;
+        let day = parts.next()?.parse().ok()?;
+        if date.len() != 10 || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+            return None;
+        }
+        Some(Self {
+            date: (year, month, day),
+            ga,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_surfaces() {
+        let classic = parse(
+            "/openai/deployments/gpt-4o/chat/completions",
+            Some("api-version=2024-10-21"),
+        );
+        assert_eq!(
+            classic,
+            Some(Route {
+                flavour: Flavour::AzureClassic,
+                deployment: Some("gpt-4o".into()),
+                operation: Operation::ChatCompletions,
+                api_version: Some("2024-10-21".into()),
+            })
+        );
+        let v1 = parse("/openai/v1/responses", None).map(|r| (r.flavour, r.operation));
+        assert_eq!(v1, Some((Flavour::AzureV1, Operation::Responses)));
+        let openai = parse("/v1/embeddings", None).map(|r| (r.flavour, r.operation));
+        assert_eq!(openai, Some((Flavour::OpenAi, Operation::Embeddings)));
+        let responses = parse("/openai/responses", Some("api-version=2025-04-01-preview"));
+        assert_eq!(responses.map(|r| r.deployment), Some(None));
+    }
+
+    #[test]
+    fn rejects_unknown_routes() {
+        for path in [
+            "/",
+            "/v1/models",
+            "/openai/deployments//chat/completions",
+            "/openai/deployments/x",
+            "/openai/chat/completions",
+            "/v2/chat/completions",
+        ] {
+            assert_eq!(parse(path, None), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn decodes_query_and_deployment() {
+        assert_eq!(
+            query_param("a=1&api-version=2024-06-01&b", "api-version").as_deref(),
+            Some("2024-06-01")
+        );
+        assert_eq!(query_param("b", "b").as_deref(), Some(""));
+        assert_eq!(query_param("x=%41%2", "x").as_deref(), Some("A%2"));
+        let route = parse("/openai/deployments/my%20dep/completions", None);
+        assert_eq!(route.and_then(|r| r.deployment).as_deref(), Some("my dep"));
+    }
+
+    #[test]
+    fn orders_api_versions_with_preview_first() {
+        let v = |s| ApiVersion::parse(s).expect(s);
+        assert!(v("2024-06-01") < v("2024-09-01-preview"));
+        assert!(v("2024-09-01-preview") < v("2024-09-01"));
+        assert!(v("2024-10-21") > v("2024-09-01-preview"));
+        assert_eq!(ApiVersion::parse("preview"), None);
+        assert_eq!(ApiVersion::parse("2024-13-01"), None);
+        assert_eq!(ApiVersion::parse("2024-1-01"), None);
+    }
+}

@@ -11,7 +11,11 @@ use spillway_tools::simulate::{self, SimulateArgs};
 
 /// Spillway: a Kubernetes-native gateway for generative AI.
 #[derive(Debug, Parser)]
-#[command(name = "spillway", version, about)]
+#[command(
+    name = "spillway",
+    version,
+    about = "Spillway: a Kubernetes-native gateway for generative AI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -21,8 +21,8 @@ pub mod v1alpha1;
 pub mod wire;
 
 pub use compile::{
-    Compilation, CompileInput, History, LastGood, Object, Problem, ProblemReason, SecretResolver,
-    Served, compile, compile_with_history,
+    AnonymousAccess, Compilation, CompileInput, History, LastGood, Object, Problem, ProblemReason,
+    SecretResolver, Served, compile, compile_with_history,
 };
 pub use snapshot::Snapshot;
 

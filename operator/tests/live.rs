@@ -20,7 +20,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
 use serde_json::Value;
 use spillway_crds::v1alpha1::{
-    AiBackendPool, AiBackendPoolSpec, Backend, TokenQuota, TokenQuotaSpec,
+    AiBackendPool, AiBackendPoolSpec, AiGateway, AiGatewaySpec, Backend, IdentitySpec, TokenQuota,
+    TokenQuotaSpec,
 };
 use spillway_operator::controller::reconcile;
 use tokio::time::Instant;
@@ -77,6 +78,23 @@ fn objects(sim: &Simulator) -> (AiBackendPool, TokenQuota) {
     (pool, quota)
 }
 
+/// The namespace's AIGateway, admitting calls without a credential (on Kubernetes only
+/// where `allowAnonymous: true` is written).
+fn open_gateway() -> AiGateway {
+    let mut gateway = AiGateway::new(
+        "gateway",
+        AiGatewaySpec {
+            identity: Some(IdentitySpec {
+                allow_anonymous: Some(true),
+                ..IdentitySpec::default()
+            }),
+            ..AiGatewaySpec::default()
+        },
+    );
+    gateway.metadata = meta("gateway");
+    gateway
+}
+
 /// Reconciles and folds the written statuses and Events into `statuses` / `all_events`.
 async fn reconcile_into(
     world: &World,
@@ -103,6 +121,7 @@ async fn breaker_state_and_quota_levels_reach_status_from_a_real_sidecar() {
     let (pool, quota) = objects(&sim);
     world.put_pool(pool);
     world.put_quota(quota);
+    world.put_gateway(open_gateway());
     let operator = Operator::serve_with(
         dir.path(),
         0,

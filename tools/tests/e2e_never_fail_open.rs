@@ -13,7 +13,8 @@
 //!   the deleted Secret's keys cannot be read any more, so every call is refused (503), never
 //!   admitted anonymously, until the Secret is back;
 //! - with the chart's validating webhook registered (pointed at the operator process), a rival
-//!   pool and an invalid quota edit are refused at `kubectl apply` time with what to fix.
+//!   pool and an invalid quota edit are refused at `kubectl apply` time with what to fix;
+//! - `kubectl delete aigateway`: every call is refused (503), none admitted anonymously.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -399,6 +400,41 @@ async fn the_webhook_refuses_them_at_apply_time(bed: &TestBed, sim: &Sim, operat
     assert!(ok, "{out}");
 }
 
+/// `kubectl delete aigateway`: the namespace has no identity settings, so every call is
+/// refused (503) — authentication is never turned off by removing its object.
+async fn deleting_the_aigateway_closes_the_namespace(
+    bed: &TestBed,
+    operator: &Operator,
+    sidecar: &Sidecar,
+) {
+    step("kubectl delete the AIGateway: every call is refused, none admitted anonymously");
+    bed.kubectl(&[
+        "delete",
+        "aigateway",
+        "gateway",
+        "-n",
+        NAMESPACE,
+        "--wait=true",
+    ]);
+    eventually("calls without a credential get 503", WAIT, || async {
+        let reply = anonymous(sidecar).await;
+        (reply.status == 503)
+            .then_some(())
+            .ok_or(format!("{}: {}", reply.status, reply.text()))
+    })
+    .await;
+    settled(operator, sidecar).await;
+    let refused = anonymous(sidecar).await;
+    let error = refused.json();
+    assert_eq!(error["error"]["code"], "identity_not_configured", "{error}");
+    assert!(
+        error.to_string().contains("no AIGateway"),
+        "says what to create: {error}"
+    );
+    let keyed = traffic::send(sidecar, CHAT.key, "nfo-no-gateway", POOL, SHAPE).await;
+    assert_eq!(keyed.status, 503, "{}", keyed.text());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the Kubernetes test bed: run tests/k8s/e2e.sh"]
 async fn bad_edits_never_fail_open_on_a_real_api_server() {
@@ -418,6 +454,7 @@ async fn bad_edits_never_fail_open_on_a_real_api_server() {
     quota_edit_keeps_limits(&bed, &operator, &sidecar).await;
     let operator = after_a_restart(&bed, operator, &sidecar).await;
     the_webhook_refuses_them_at_apply_time(&bed, &sim, &operator).await;
+    deleting_the_aigateway_closes_the_namespace(&bed, &operator, &sidecar).await;
     let ledger = traffic::ledger(&sim).await;
     assert!(
         ledger.iter().all(|e| e["backend"] != "rival-account"),

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use sha2::{Digest, Sha256};
 
 use super::validate::Checker;
-use super::{Object, SecretResolver};
+use super::{AnonymousAccess, Object, SecretResolver};
 use crate::snapshot::{
     ApiKeyConfig, AuditConfig, CorsConfig, GatewayConfig, IdentityConfig, JwtConfig,
     RateLimitingConfig, RedisConfig,
@@ -24,6 +24,7 @@ pub const JWT_ALGORITHMS: [&str; 8] = [
 pub(super) fn compile_gateway(
     object: &Object<AiGatewaySpec>,
     secrets: &dyn SecretResolver,
+    anonymous: AnonymousAccess,
     check: &mut Checker,
 ) -> GatewayConfig {
     let spec = &object.spec;
@@ -42,11 +43,14 @@ pub(super) fn compile_gateway(
         spec.stream_drain_timeout.as_deref(),
         defaults.stream_drain_timeout_ms,
     );
-    let identity = spec
-        .identity
-        .as_ref()
-        .map(|identity| compile_identity(identity, &object.namespace, secrets, check))
-        .unwrap_or_default();
+    let identity = match &spec.identity {
+        Some(identity) => compile_identity(identity, &object.namespace, secrets, anonymous, check),
+        None => IdentityConfig {
+            allow_anonymous: anonymous == AnonymousAccess::WhenNoMethod,
+            ..IdentityConfig::default()
+        },
+    };
+    let identity = closed_without_methods(identity, anonymous, object);
     let rate_limiting = spec
         .rate_limiting
         .as_ref()
@@ -312,6 +316,7 @@ fn compile_identity(
     spec: &IdentitySpec,
     namespace: &str,
     secrets: &dyn SecretResolver,
+    anonymous: AnonymousAccess,
     check: &mut Checker,
 ) -> IdentityConfig {
     let jwt = spec.jwt.as_ref().map(|jwt| compile_jwt(jwt, check));
@@ -350,13 +355,35 @@ fn compile_identity(
             .collect()
     };
     IdentityConfig {
-        allow_anonymous: spec.allow_anonymous.unwrap_or(order.is_empty()),
+        allow_anonymous: spec
+            .allow_anonymous
+            .unwrap_or(order.is_empty() && anonymous == AnonymousAccess::WhenNoMethod),
         order,
         jwt,
         api_keys,
         trusted_header: spec.trusted_header.as_ref().map(|h| h.to_ascii_lowercase()),
         refuse_all: None,
     }
+}
+
+/// An identity with no method and no anonymous access refuses every call, saying what to add
+/// (rather than asking callers for a credential no method could check).
+fn closed_without_methods(
+    mut identity: IdentityConfig,
+    anonymous: AnonymousAccess,
+    object: &Object<AiGatewaySpec>,
+) -> IdentityConfig {
+    if anonymous == AnonymousAccess::OnlyWhenWritten
+        && identity.order.is_empty()
+        && !identity.allow_anonymous
+    {
+        identity.refuse_all = Some(format!(
+            "AIGateway {} configures no identity method: add spec.identity.jwt, apiKeys or \
+             trustedHeader, or write spec.identity.allowAnonymous: true",
+            object.id()
+        ));
+    }
+    identity
 }
 
 fn compile_jwt(spec: &JwtSpec, check: &mut Checker) -> JwtConfig {

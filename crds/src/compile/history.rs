@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 
 use super::validate::Checker;
 use super::{
-    CompileInput, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, Object, Problem, ProblemReason,
-    SecretResolver, gateway, pool, quota,
+    AnonymousAccess, CompileInput, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, Object, Problem,
+    ProblemReason, SecretResolver, gateway, pool, quota,
 };
 use crate::snapshot::{GatewayConfig, IdentityConfig, PoolConfig, QuotaConfig, Snapshot};
 use crate::v1alpha1::{AiBackendPoolSpec, AiGatewaySpec, TokenQuotaSpec};
@@ -105,13 +105,26 @@ pub fn compile_with_history(
     out.snapshot.gateway = match &input.gateway {
         Some(object) => {
             let compile = |o: &Object<AiGatewaySpec>, check: &mut Checker| {
-                Some(gateway::compile_gateway(o, secrets, check))
+                Some(gateway::compile_gateway(o, secrets, input.anonymous, check))
             };
             let last = history.gateways.get(&object.id());
             let (served, config, kept) = serve(KIND_GATEWAY, object, last, compile, |_| true);
             out.record(KIND_GATEWAY, object, served, kept, |h| &mut h.gateways);
-            config.unwrap_or_else(|| refusing_gateway(object))
+            config.unwrap_or_else(|| {
+                refusing_gateway(format!(
+                    "AIGateway {} cannot be applied and no earlier version of it can; see \
+                     `kubectl describe aigateway {} -n {}`",
+                    object.id(),
+                    object.name,
+                    object.namespace
+                ))
+            })
         }
+        None if input.anonymous == AnonymousAccess::OnlyWhenWritten => refusing_gateway(
+            "this namespace has no AIGateway saying how apps are identified; create one with \
+             spec.identity (or spec.identity.allowAnonymous: true)"
+                .to_owned(),
+        ),
         None => GatewayConfig::default(),
     };
     compile_pools(input, history, secrets, &mut out);
@@ -246,18 +259,12 @@ fn serve<S: Clone + PartialEq, C: Clone>(
     }
 }
 
-/// The gateway of a scope whose `AIGateway` has no version that compiles: every call is
-/// refused, the rest at defaults.
-fn refusing_gateway(object: &Object<AiGatewaySpec>) -> GatewayConfig {
+/// A gateway that refuses every call with `why`, the rest at defaults: for a scope whose
+/// `AIGateway` has no version that compiles, or (Kubernetes) that has none.
+fn refusing_gateway(why: String) -> GatewayConfig {
     GatewayConfig {
         identity: IdentityConfig {
-            refuse_all: Some(format!(
-                "AIGateway {} cannot be applied and no earlier version of it can; see \
-                 `kubectl describe aigateway {} -n {}`",
-                object.id(),
-                object.name,
-                object.namespace
-            )),
+            refuse_all: Some(why),
             allow_anonymous: false,
             ..IdentityConfig::default()
         },

@@ -68,6 +68,23 @@ pub struct CompileInput {
     pub gateway: Option<Object<AiGatewaySpec>>,
     /// All `TokenQuota`s of the scope.
     pub quotas: Vec<Object<TokenQuotaSpec>>,
+    /// When calls without a credential are admitted.
+    pub anonymous: AnonymousAccess,
+}
+
+/// When calls without any credential are admitted (as appId `anonymous`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AnonymousAccess {
+    /// Standalone (`spillway run --config`): also where the file configures no identity
+    /// method and does not write `allowAnonymous` (no `AIGateway`, or one without methods);
+    /// whoever runs the process owns the file.
+    #[default]
+    WhenNoMethod,
+    /// Kubernetes: only where `allowAnonymous: true` is written. A namespace without an
+    /// `AIGateway`, or whose `AIGateway` configures no method and does not write it, refuses
+    /// every call and says what to create: deleting or emptying an object never turns
+    /// authentication off.
+    OnlyWhenWritten,
 }
 
 /// Looks up secret values.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::tests_support::{Secrets, secrets};
-use super::{CompileInput, History, ProblemReason, Served, compile_with_history};
+use super::{AnonymousAccess, CompileInput, History, ProblemReason, Served, compile_with_history};
 use crate::manifest;
 use crate::snapshot::SecretString;
 
@@ -201,4 +201,52 @@ fn an_invalid_quota_edit_keeps_the_app_limited() {
         "the quota never disappears"
     );
     assert_eq!(compiled.snapshot.quotas[0].tokens_per_minute, Some(1000));
+}
+
+#[test]
+fn on_kubernetes_anonymous_access_exists_only_where_it_is_written() {
+    let kubernetes = |texts: &[&str]| {
+        let mut input = input(texts, 1);
+        input.anonymous = AnonymousAccess::OnlyWhenWritten;
+        compile_with_history(&input, &History::default(), &secrets())
+            .snapshot
+            .gateway
+            .identity
+    };
+    // No AIGateway, or one without any method: every call refused, saying what to create.
+    let none = kubernetes(&[POOL_A]);
+    assert!(!none.allow_anonymous);
+    assert!(
+        none.refuse_all
+            .as_deref()
+            .is_some_and(|w| w.contains("no AIGateway")),
+        "{none:?}"
+    );
+    let head =
+        "apiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {name: gw, namespace: ns}\n";
+    for spec in [
+        "spec: {maxRequestBodyBytes: 4096}",
+        "spec: {identity: {order: []}}",
+    ] {
+        let identity = kubernetes(&[&format!("{head}{spec}\n")]);
+        assert!(!identity.allow_anonymous, "{spec}");
+        let why = identity.refuse_all.expect("refuses every call");
+        assert!(why.contains("configures no identity method"), "{why}");
+    }
+    // Written: anonymous; with methods: a credential is required, nothing is refused.
+    let open = kubernetes(&[&format!(
+        "{head}spec: {{identity: {{allowAnonymous: true}}}}\n"
+    )]);
+    assert!(
+        open.allow_anonymous && open.refuse_all.is_none(),
+        "{open:?}"
+    );
+    let keyed = kubernetes(&[GATEWAY]);
+    assert!(
+        !keyed.allow_anonymous && keyed.refuse_all.is_none(),
+        "{keyed:?}"
+    );
+    // A standalone file keeps its documented default: no method configured, anonymous.
+    let standalone = compile_with_history(&input(&[POOL_A], 1), &History::default(), &secrets());
+    assert!(standalone.snapshot.gateway.identity.allow_anonymous);
 }

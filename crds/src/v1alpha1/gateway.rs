@@ -176,8 +176,10 @@ pub struct IdentitySpec {
     /// configured).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<IdentityMethod>,
-    /// Accept requests that carry no credential, as appId `anonymous`. Default: true when no
-    /// method is configured, false otherwise.
+    /// Accept requests that carry no credential, as appId `anonymous`. On Kubernetes: only
+    /// when written `true` (with no method configured and this not written, every call is
+    /// refused); in a standalone `spillway run --config` file: defaults to true when no method
+    /// is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_anonymous: Option<bool>,
     /// Entra ID / OIDC bearer tokens (`Authorization: Bearer <JWT>`).

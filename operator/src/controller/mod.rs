@@ -24,7 +24,8 @@ use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use spillway_crds::v1alpha1::{AiBackendPool, AiGateway, ServedVersion, TokenQuota};
 use spillway_crds::{
-    CompileInput, History, LastGood, Object, Served, Snapshot, compile_with_history,
+    AnonymousAccess, CompileInput, History, LastGood, Object, Served, Snapshot,
+    compile_with_history,
 };
 use tokio::sync::watch;
 
@@ -199,6 +200,8 @@ impl ScopeObjects {
             pools: self.pools.iter().map(|p| object(&**p, &p.spec)).collect(),
             quotas: self.quotas.iter().map(|q| object(&**q, &q.spec)).collect(),
             gateway: self.gateways.first().map(|g| object(&**g, &g.spec)),
+            // Anonymous access only where `allowAnonymous: true` is written.
+            anonymous: AnonymousAccess::OnlyWhenWritten,
         };
         let history = self.recall(scope, memory);
         let compilation = compile_with_history(&input, &history, &StoreSecrets::new(secrets));

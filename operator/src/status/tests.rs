@@ -1,8 +1,9 @@
 //! The status mapping for every kind of problem, without a cluster.
 
-use spillway_crds::v1alpha1::Backend;
+use spillway_crds::v1alpha1::{AiBackendPoolSpec, Backend, TokenQuotaStatus};
 
 use super::*;
+use crate::sidecars::SyncCounts;
 
 const T0: &str = "2025-01-01T00:00:00Z";
 const T1: &str = "2025-01-01T00:05:00Z";

@@ -209,19 +209,6 @@ impl ProxyError {
     }
 }
 
-/// An error and all its sources, joined with `: ` (what hyper and rustls errors need to be
-/// understood in a log or an error message).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

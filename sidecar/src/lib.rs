@@ -22,12 +22,14 @@
 //! - [`telemetry`]: OTLP metrics (GenAI conventions + Spillway's own), traces and logs, and
 //!   `/metrics`.
 //! - [`error`]: one error type mapped to OpenAI-shaped JSON responses.
+//! - [`http_client`]: the pooled outbound HTTPS client and the text of its errors (a leaf).
 
 pub mod audit;
 pub mod breaker;
 pub mod clock;
 pub mod credentials;
 pub mod error;
+pub mod http_client;
 pub mod identity;
 pub mod limiter;
 pub mod protocol;

@@ -8,7 +8,7 @@ use http::Request;
 use http_body_util::{BodyExt as _, Full};
 use sha2::{Digest as _, Sha256};
 
-use spillway_sidecar::proxy::upstream::{HttpClient, client};
+use spillway_sidecar::http_client::{HttpClient, client};
 use spillway_sidecar::run::{GatewayOptions, start};
 use spillway_tools::simulate::{self, BackendConfig, SimConfig};
 

@@ -210,7 +210,7 @@ impl EntraTokenSource {
             let response = client
                 .request(request)
                 .await
-                .map_err(|e| unreachable(crate::error::error_chain(&e)))?;
+                .map_err(|e| unreachable(crate::http_client::error_chain(&e)))?;
             let status = response.status().as_u16();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()

@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::keys::KeySet;
 use crate::clock::Clock;
-use crate::error::error_chain;
+use crate::http_client::error_chain;
 
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;

@@ -59,7 +59,7 @@ pub struct Applied {
 #[derive(Debug)]
 pub struct Shared {
     applied: ArcSwap<Option<Applied>>,
-    client: upstream::HttpClient,
+    client: crate::http_client::HttpClient,
     usage: UsageSink,
     limiter: Arc<Limiter>,
     audit: AuditSink,
@@ -81,7 +81,7 @@ impl Gateway {
         Self {
             shared: Arc::new(Shared {
                 applied: ArcSwap::from_pointee(None),
-                client: upstream::client(),
+                client: crate::http_client::client(),
                 usage,
                 limiter: Arc::new(Limiter::new(Arc::new(SystemClock))),
                 audit,
@@ -165,5 +165,35 @@ impl Gateway {
                 return;
             }
         }
+    }
+}
+
+impl crate::telemetry::GatewayView for Gateway {
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        Option::as_ref(&self.applied()).map(|applied| Arc::clone(&applied.snapshot))
+    }
+
+    fn breakers(
+        &self,
+        now: std::time::Instant,
+        visit: &mut dyn FnMut(&str, &str, crate::breaker::BreakerState),
+    ) {
+        let applied = self.applied();
+        let Some(applied) = applied.as_ref() else {
+            return;
+        };
+        for pool in applied.routes.pools() {
+            for (backend, runtime) in pool.backends() {
+                visit(
+                    &pool.config().name,
+                    &backend.name,
+                    runtime.breaker().state(now),
+                );
+            }
+        }
+    }
+
+    fn audit_counts(&self) -> (u64, u64, u64) {
+        self.audit().counts().snapshot()
     }
 }

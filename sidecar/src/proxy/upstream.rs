@@ -5,45 +5,17 @@
 //! client's own credential and hop-by-hop headers never reach a backend; the backend's API key
 //! or Entra ID token ([`set_bearer`]) is added instead.
 
-use std::time::Duration;
-
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use spillway_crds::snapshot::{BackendConfig, BackendType, StreamUsage};
 
 use super::inbound::{Flavor, InboundRoute};
 use crate::credentials::AccessToken;
 use crate::usage::Operation;
 
-/// The pooled client used for every backend.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// `api-version` sent to an Azure backend when neither the client nor the backend gives one.
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 /// The first Azure api-version that accepts `stream_options`.
 const AZURE_STREAM_OPTIONS_SINCE: &str = "2024-09-01";
-
-/// Builds the shared upstream client (HTTP/1.1, TLS with the webpki roots, keep-alive pool).
-pub fn client() -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(512)
-        .build(https)
-}
 
 /// Where and how one attempt is sent.
 #[derive(Clone, Debug, PartialEq, Eq)]

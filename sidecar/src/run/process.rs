@@ -178,7 +178,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         gateway.apply(Arc::clone(first));
         wait_for_redis(&gateway).await;
     }
-    let telemetry = Telemetry::start(&options.telemetry, gateway.clone())?;
+    let telemetry = Telemetry::start(&options.telemetry, Arc::new(gateway.clone()))?;
     let audit_log = start_audit(&options, &gateway, &telemetry).await?;
     let quota_source: Arc<dyn QuotaSource> = Arc::clone(gateway.limiter()) as _;
     telemetry.set_quota_source(quota_source);

@@ -62,25 +62,18 @@ pub fn register(meter: &Meter, telemetry: Weak<Inner>) {
         .with_description("1 for the backend's current circuit-breaker state, 0 for the others.")
         .with_callback(move |observer| {
             let Some(inner) = t.upgrade() else { return };
-            let applied = inner.gateway.applied();
-            let Some(applied) = applied.as_ref() else {
-                return;
-            };
-            let now = Instant::now();
-            for pool in applied.routes.pools() {
-                let name = pool.config().name.clone();
-                for (backend, runtime) in pool.backends() {
-                    let current = runtime.breaker().state(now).as_str();
+            inner
+                .gateway
+                .breakers(Instant::now(), &mut |pool, backend, current| {
                     for state in ["closed", "open", "half_open"] {
                         let attributes = [
-                            KeyValue::new(attr::POOL, name.clone()),
-                            KeyValue::new(attr::BACKEND, backend.name.clone()),
+                            KeyValue::new(attr::POOL, pool.to_owned()),
+                            KeyValue::new(attr::BACKEND, backend.to_owned()),
                             KeyValue::new(attr::BREAKER_STATE, state),
                         ];
-                        observer.observe(u64::from(state == current), &attributes);
+                        observer.observe(u64::from(state == current.as_str()), &attributes);
                     }
-                }
-            }
+                });
         })
         .build();
     let t = telemetry.clone();
@@ -89,8 +82,8 @@ pub fn register(meter: &Meter, telemetry: Weak<Inner>) {
         .with_description("The configuration snapshot version applied.")
         .with_callback(move |observer| {
             let Some(inner) = t.upgrade() else { return };
-            if let Some(applied) = inner.gateway.applied().as_ref() {
-                observer.observe(applied.snapshot.version, &[]);
+            if let Some(snapshot) = inner.gateway.snapshot() {
+                observer.observe(snapshot.version, &[]);
             }
         })
         .build();
@@ -106,11 +99,10 @@ fn register_quotas(meter: &Meter, telemetry: Weak<Inner>) {
         .with_description("Configured token limit per quota window (`*` = the default quota).")
         .with_callback(move |observer| {
             let Some(inner) = t.upgrade() else { return };
-            let applied = inner.gateway.applied();
-            let Some(applied) = applied.as_ref() else {
+            let Some(snapshot) = inner.gateway.snapshot() else {
                 return;
             };
-            for quota in &applied.snapshot.quotas {
+            for quota in &snapshot.quotas {
                 for (window, tokens) in limits(quota) {
                     let app = quota.app_id.as_deref().unwrap_or("*");
                     let attributes = [
@@ -208,7 +200,7 @@ fn register_health(meter: &Meter, telemetry: Weak<Inner>) {
             let Some(inner) = audit.upgrade() else {
                 return;
             };
-            let (written, dropped, failed) = inner.gateway.audit().counts().snapshot();
+            let (written, dropped, failed) = inner.gateway.audit_counts();
             if written + dropped + failed == 0 {
                 return;
             }

@@ -32,7 +32,7 @@ use super::outcome::RequestOutcome;
 use super::pipeline::{self, BatchExport, Counts, Exporting, Queue};
 use super::semconv::{self, attr};
 use super::{Telemetry, resource};
-use crate::proxy::upstream;
+use crate::http_client;
 use crate::usage::UsageRecord;
 use crate::usage::record::RequestTrace;
 
@@ -90,7 +90,7 @@ impl Telemetry {
                 .with_http()
                 .with_http_client(TokioHttpClient {
                     runtime,
-                    client: upstream::client(),
+                    client: http_client::client(),
                     timeout: settings.timeout,
                 })
                 .with_endpoint(settings.endpoint.clone())

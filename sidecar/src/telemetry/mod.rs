@@ -61,12 +61,23 @@ pub use outcome::{AttemptResult, RequestOutcome};
 pub use pipeline::Exporting;
 pub use sampler::{RootSampler, Sampler};
 
-use crate::proxy::Gateway;
+use crate::breaker::BreakerState;
 use crate::usage::UsageRecord;
 use backends::BackendIndex;
 use instruments::{Instruments, Resolved};
 use labels::BoundedValues;
 use otlp::ExportStats;
+
+/// What telemetry reads of the gateway it reports on. `proxy::Gateway` implements it, so
+/// telemetry never depends on the proxy (which depends on telemetry).
+pub trait GatewayView: Send + Sync + std::fmt::Debug + 'static {
+    /// The snapshot serving traffic, if any.
+    fn snapshot(&self) -> Option<Arc<spillway_crds::Snapshot>>;
+    /// Calls `visit(pool, backend, state)` for every backend's breaker at `now`.
+    fn breakers(&self, now: std::time::Instant, visit: &mut dyn FnMut(&str, &str, BreakerState));
+    /// Audit records written, dropped and failed so far.
+    fn audit_counts(&self) -> (u64, u64, u64);
+}
 
 /// Distinct response-model names with their own label.
 const MAX_MODELS: usize = 200;
@@ -82,7 +93,7 @@ struct Inner {
     provider: SdkMeterProvider,
     pull: Arc<ManualReader>,
     instruments: Instruments,
-    gateway: Gateway,
+    gateway: Arc<dyn GatewayView>,
     apps: BoundedValues,
     models: BoundedValues,
     index: ArcSwap<BackendIndex>,
@@ -98,7 +109,10 @@ impl Telemetry {
     ///
     /// # Errors
     /// The OTLP exporter cannot be built from `settings`.
-    pub fn start(settings: &TelemetrySettings, gateway: Gateway) -> anyhow::Result<Self> {
+    pub fn start(
+        settings: &TelemetrySettings,
+        gateway: Arc<dyn GatewayView>,
+    ) -> anyhow::Result<Self> {
         let pull = Arc::new(ManualReader::builder().build());
         let max_series = settings.max_series;
         let mut builder = SdkMeterProvider::builder()
@@ -208,14 +222,13 @@ impl Inner {
     /// The backend index of the applied snapshot, rebuilt when its version changed.
     fn current_index(&self) -> Arc<BackendIndex> {
         let index = self.index.load_full();
-        let applied = self.gateway.applied();
-        let Some(applied) = applied.as_ref() else {
+        let Some(snapshot) = self.gateway.snapshot() else {
             return index;
         };
-        if index.version() == Some(applied.snapshot.version) {
+        if index.version() == Some(snapshot.version) {
             return index;
         }
-        let fresh = Arc::new(BackendIndex::build(&applied.snapshot));
+        let fresh = Arc::new(BackendIndex::build(&snapshot));
         self.index.store(Arc::clone(&fresh));
         fresh
     }

@@ -27,7 +27,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
 use tokio::runtime::Handle;
 
 use super::config::{OtlpProtocol, OtlpSettings};
-use crate::proxy::upstream;
+use crate::http_client;
 
 /// Largest collector response read.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -56,7 +56,7 @@ pub fn reader(
             .with_http()
             .with_http_client(TokioHttpClient {
                 runtime,
-                client: upstream::client(),
+                client: http_client::client(),
                 timeout: settings.timeout,
             })
             .with_endpoint(settings.endpoint.clone())
@@ -130,7 +130,7 @@ impl PushMetricExporter for CountingExporter {
 #[derive(Debug)]
 pub(super) struct TokioHttpClient {
     pub(super) runtime: Handle,
-    pub(super) client: upstream::HttpClient,
+    pub(super) client: http_client::HttpClient,
     pub(super) timeout: Duration,
 }
 

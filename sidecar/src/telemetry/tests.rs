@@ -1,3 +1,4 @@
+use crate::proxy::Gateway;
 use crate::usage::ErrorType;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,7 +41,7 @@ fn telemetry(max_apps: usize) -> Telemetry {
         max_apps,
         ..TelemetrySettings::default()
     };
-    Telemetry::start(&settings, gateway).expect("no OTLP, nothing to fail")
+    Telemetry::start(&settings, Arc::new(gateway)).expect("no OTLP, nothing to fail")
 }
 
 fn attempt(backend: &str, status: Option<u16>) -> UpstreamAttempt {

@@ -21,7 +21,7 @@ use super::otlp::TokioHttpClient;
 use super::pipeline::{self, BatchExport, Counts, Exporting};
 use super::semconv;
 use super::{Telemetry, resource};
-use crate::proxy::upstream;
+use crate::http_client;
 use crate::usage::UsageRecord;
 
 impl Telemetry {
@@ -43,7 +43,7 @@ impl Telemetry {
                 .with_http()
                 .with_http_client(TokioHttpClient {
                     runtime,
-                    client: upstream::client(),
+                    client: http_client::client(),
                     timeout: settings.timeout,
                 })
                 .with_endpoint(settings.endpoint.clone())

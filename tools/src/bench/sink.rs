@@ -126,12 +126,12 @@ async fn accept(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spillway_sidecar::proxy::upstream;
+    use spillway_sidecar::http_client;
 
     #[tokio::test]
     async fn counts_each_export_and_answers_ok() {
         let sink = OtlpSink::start().await.expect("bind");
-        let client = upstream::client();
+        let client = http_client::client();
         for path in ["/v1/metrics", "/v1/traces"] {
             let request = Request::post(format!("{}{path}", sink.url()))
                 .body(Full::new(Bytes::from_static(b"12345")))

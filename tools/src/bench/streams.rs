@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::loadtest::{Histogram, Plan};
-use spillway_sidecar::proxy::upstream::{self, HttpClient};
+use spillway_sidecar::http_client::{self, HttpClient};
 
 /// What the streams of one round showed.
 #[derive(Clone, Debug, Default)]
@@ -111,7 +111,7 @@ pub async fn run_streams(
     plan.validate()?;
     let endpoint = plan.endpoint()?;
     let prompt = plan.prompt();
-    let client = upstream::client();
+    let client = http_client::client();
     let mut streams = JoinSet::new();
     for seq in 0..count {
         let request = plan.request(&endpoint, &prompt, seq)?;

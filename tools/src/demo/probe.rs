@@ -11,7 +11,7 @@ use http::HeaderMap;
 use http_body_util::BodyExt as _;
 
 use crate::loadtest::Plan;
-use spillway_sidecar::proxy::upstream::HttpClient;
+use spillway_sidecar::http_client::HttpClient;
 
 /// Longest a probe may take, body included.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -20,7 +20,7 @@ use super::clients::{ClientLog, Refusal, Refusals};
 use super::monitor::BreakerWatch;
 use super::probe::{self, ProbeAnswer};
 use crate::loadtest::Plan;
-use spillway_sidecar::proxy::upstream::{self, HttpClient};
+use spillway_sidecar::http_client::{self, HttpClient};
 
 /// Probes sent at most in one run.
 pub const MAX_PROBES: u64 = 5;
@@ -50,7 +50,7 @@ impl QuotaWatch {
             log,
             plans,
             quotas,
-            client: upstream::client(),
+            client: http_client::client(),
             announced: HashSet::new(),
             in_flight: None,
             probes: 0,

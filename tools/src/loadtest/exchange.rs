@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::report::{Ending, RequestResult};
-use spillway_sidecar::proxy::upstream::HttpClient;
+use spillway_sidecar::http_client::HttpClient;
 use spillway_sidecar::usage::json::response_usage;
 use spillway_sidecar::usage::sse::{ScanOptions, StreamScanner};
 

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::exchange::{Meta, exchange};
 use super::plan::{Plan, PlanError};
 use super::report::{Ending, Report, RequestResult};
-use spillway_sidecar::proxy::upstream::{self, HttpClient};
+use spillway_sidecar::http_client::{self, HttpClient};
 
 /// Called with every finished request (from the worker that sent it; keep it short).
 pub type ResultHook = Arc<dyn Fn(&RequestResult) + Send + Sync>;
@@ -100,7 +100,7 @@ pub fn start_load(plan: Plan, hook: Option<ResultHook>) -> Result<LoadHandle, Pl
     let shared = Arc::new(Shared {
         endpoint: plan.endpoint()?,
         prompt: plan.prompt(),
-        client: upstream::client(),
+        client: http_client::client(),
         hook,
         report: Mutex::new(Report::default()),
         next: AtomicU64::new(0),

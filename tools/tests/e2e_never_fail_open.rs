@@ -105,6 +105,17 @@ async fn anonymous(sidecar: &Sidecar) -> Reply {
     common::http(http::Method::POST, &url, &[], body).await
 }
 
+/// Polls until a call without a credential gets 503 (the sidecar refuses every call).
+async fn until_every_call_is_refused(sidecar: &Sidecar) {
+    eventually("every call is refused with 503", WAIT, || async {
+        let reply = anonymous(sidecar).await;
+        (reply.status == 503)
+            .then_some(())
+            .ok_or(format!("{}: {}", reply.status, reply.text()))
+    })
+    .await;
+}
+
 /// No credential → 401; each app's key → 200 from one of the example pool's backends, with
 /// the app's own quota headers.
 async fn still_closed_and_serving(sidecar: &Sidecar, what: &str) {
@@ -271,13 +282,7 @@ async fn after_a_restart(bed: &TestBed, operator: Operator, sidecar: &Sidecar) -
     settled(&operator, sidecar).await;
     // The app keys' Secret is still deleted and its values were only in the old process:
     // nothing can identify callers, so every call is refused — never admitted.
-    eventually("every call is refused with 503", WAIT, || async {
-        let reply = anonymous(sidecar).await;
-        (reply.status == 503)
-            .then_some(())
-            .ok_or(format!("{}: {}", reply.status, reply.text()))
-    })
-    .await;
+    until_every_call_is_refused(sidecar).await;
     let keyed = traffic::send(sidecar, CHAT.key, "nfo-restart", POOL, SHAPE).await;
     assert_eq!(keyed.status, 503, "{}", keyed.text());
     let error = keyed.json();
@@ -416,13 +421,7 @@ async fn deleting_the_aigateway_closes_the_namespace(
         NAMESPACE,
         "--wait=true",
     ]);
-    eventually("calls without a credential get 503", WAIT, || async {
-        let reply = anonymous(sidecar).await;
-        (reply.status == 503)
-            .then_some(())
-            .ok_or(format!("{}: {}", reply.status, reply.text()))
-    })
-    .await;
+    until_every_call_is_refused(sidecar).await;
     settled(operator, sidecar).await;
     let refused = anonymous(sidecar).await;
     let error = refused.json();

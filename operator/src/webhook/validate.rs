@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use k8s_openapi::jiff::Timestamp;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::runtime::reflector::Store;
@@ -96,7 +97,8 @@ fn verdict(
                 pools: vec![named(&namespace, &name, spec.clone())],
                 ..CompileInput::default()
             });
-            found.extend(claims(&namespace, &name, &spec, pools));
+            let created = object.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            found.extend(claims(&namespace, (&name, created), &spec, pools));
             found
         }),
         "TokenQuota" => spec_of(object).map(|spec| {
@@ -149,19 +151,27 @@ fn problems(input: CompileInput) -> Vec<String> {
         .collect()
 }
 
-/// Models of `spec` that another pool of `namespace` already lists.
+/// Models of `spec` that an older pool of `namespace` already lists: the oldest pool owns a
+/// model (as `compile()` decides), so a new pool cannot claim it, and the owner stays editable
+/// while a younger rival lists the same model. A pool being created has no creation time yet
+/// and is the youngest.
 fn claims(
     namespace: &str,
-    name: &str,
+    (name, created): (&str, Option<Timestamp>),
     spec: &AiBackendPoolSpec,
     pools: &[Arc<AiBackendPool>],
 ) -> Vec<String> {
+    let age =
+        |created: Option<Timestamp>, name: &str| (created.is_none(), created, name.to_owned());
+    let this = age(created, name);
     let mut found = Vec::new();
-    let others = pools.iter().filter(|p| {
+    let older = pools.iter().filter(|p| {
+        let other = p.metadata.name.as_deref().unwrap_or_default();
         p.metadata.namespace.as_deref() == Some(namespace)
-            && p.metadata.name.as_deref() != Some(name)
+            && other != name
+            && age(p.metadata.creation_timestamp.as_ref().map(|t| t.0), other) < this
     });
-    for other in others {
+    for other in older {
         let other_name = other.metadata.name.as_deref().unwrap_or_default();
         for (i, model) in spec.models.iter().enumerate() {
             if other.spec.models.contains(model) {

@@ -29,10 +29,17 @@ fn pool_spec(models: &[&str], url: &str) -> Value {
 }
 
 fn stored_pool(namespace: &str, name: &str, models: &[&str]) -> Arc<AiBackendPool> {
+    created_pool(namespace, name, models, 1_700_000_000)
+}
+
+fn created_pool(namespace: &str, name: &str, models: &[&str], at: i64) -> Arc<AiBackendPool> {
     let spec: AiBackendPoolSpec =
         serde_json::from_value(pool_spec(models, "https://a.example.com")).expect("spec");
     let mut pool = AiBackendPool::new(name, spec);
     pool.metadata.namespace = Some(namespace.to_owned());
+    pool.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(at).expect("a time"),
+    ));
     Arc::new(pool)
 }
 
@@ -98,6 +105,31 @@ fn a_pool_claiming_another_pools_model_in_its_namespace_is_refused() {
         !message.contains("o3"),
         "another namespace's pool is no clash: {message}"
     );
+}
+
+#[test]
+fn the_owner_stays_editable_while_a_younger_rival_lists_its_model() {
+    let owner = created_pool("team-a", "owner", &["gpt-4o"], 1_700_000_000);
+    let rival = created_pool("team-a", "rival", &["gpt-4o"], 1_700_000_100);
+    let mut body: Value = serde_json::from_slice(&admission(
+        "AIBackendPool",
+        "aibackendpools",
+        "owner",
+        pool_spec(&["gpt-4o"], "https://c.example.com"),
+        "UPDATE",
+    ))
+    .expect("json");
+    body["request"]["object"]["metadata"]["creationTimestamp"] = json!("2023-11-14T22:13:20Z");
+    let bytes = serde_json::to_vec(&body).expect("json");
+    let answer = response(&bytes, &[Arc::clone(&owner), Arc::clone(&rival)]);
+    assert_eq!(answer["allowed"], true, "{answer}");
+    // The rival's own update is still refused: the owner is older.
+    body["request"]["name"] = json!("rival");
+    body["request"]["object"]["metadata"]["name"] = json!("rival");
+    body["request"]["object"]["metadata"]["creationTimestamp"] = json!("2023-11-14T22:15:00Z");
+    let bytes = serde_json::to_vec(&body).expect("json");
+    let answer = response(&bytes, &[owner, rival]);
+    assert_eq!(answer["allowed"], false, "{answer}");
 }
 
 #[test]

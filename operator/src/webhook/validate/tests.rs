@@ -43,6 +43,15 @@ fn created_pool(namespace: &str, name: &str, models: &[&str], at: i64) -> Arc<Ai
     Arc::new(pool)
 }
 
+/// The message of a denied answer; panics when the answer allowed the object.
+fn denial(answer: &Value) -> String {
+    assert_eq!(answer["allowed"], false, "{answer}");
+    answer["status"]["message"]
+        .as_str()
+        .expect("a denial says why")
+        .to_owned()
+}
+
 fn response(body: &[u8], pools: &[Arc<AiBackendPool>]) -> Value {
     serde_json::to_value(validate(body, pools)).expect("json")["response"].clone()
 }
@@ -71,8 +80,7 @@ fn an_invalid_pool_is_refused_with_the_field_to_fix() {
         "UPDATE",
     );
     let answer = response(&body, &[]);
-    assert_eq!(answer["allowed"], false);
-    let message = answer["status"]["message"].as_str().expect("a message");
+    let message = denial(&answer);
     assert!(
         message.starts_with("AIBackendPool team-a/chat is refused: spec.backends[0].url"),
         "{message}"
@@ -93,8 +101,7 @@ fn a_pool_claiming_another_pools_model_in_its_namespace_is_refused() {
         "CREATE",
     );
     let answer = response(&body, &pools);
-    assert_eq!(answer["allowed"], false);
-    let message = answer["status"]["message"].as_str().expect("a message");
+    let message = denial(&answer);
     assert!(
         message.contains(
             "spec.models[1]: model `gpt-4o` is already served by AIBackendPool team-a/owner"
@@ -139,14 +146,8 @@ fn gateways_and_quotas_are_checked_and_secrets_left_to_the_operator() {
         &admission("AIGateway", "aigateways", "gw", bad_key, "UPDATE"),
         &[],
     );
-    assert_eq!(answer["allowed"], false);
-    assert!(
-        answer["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("keySha256"),
-        "{answer}"
-    );
+    let message = denial(&answer);
+    assert!(message.contains("keySha256"), "{message}");
     let from_secret = json!({"identity": {"apiKeys": [{"appId": "a", "key": {"secretRef": {"name": "keys", "key": "a"}}}]}});
     let answer = response(
         &admission("AIGateway", "aigateways", "gw", from_secret, "CREATE"),
@@ -158,14 +159,8 @@ fn gateways_and_quotas_are_checked_and_secrets_left_to_the_operator() {
         &admission("TokenQuota", "tokenquotas", "q", twice, "CREATE"),
         &[],
     );
-    assert_eq!(answer["allowed"], false);
-    assert!(
-        answer["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("listed twice"),
-        "{answer}"
-    );
+    let message = denial(&answer);
+    assert!(message.contains("listed twice"), "{message}");
 }
 
 #[test]
@@ -186,13 +181,10 @@ fn deletes_other_kinds_and_bad_input_never_panic() {
         "CREATE",
     );
     let answer = response(&unknown_field, &[]);
-    assert_eq!(answer["allowed"], false);
+    let message = denial(&answer);
     assert!(
-        answer["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("TokenQuota team-a/q: spec:"),
-        "{answer}"
+        message.starts_with("TokenQuota team-a/q: spec:"),
+        "{message}"
     );
     for garbage in [
         &b"not json"[..],

@@ -147,15 +147,12 @@ fn compile_pools(
     out: &mut Compilation,
 ) {
     let mut ordered: Vec<&Object<AiBackendPoolSpec>> = input.pools.iter().collect();
-    ordered.sort_by(|a, b| {
-        let key = |o: &Object<AiBackendPoolSpec>| {
-            (
-                o.creation_timestamp.clone().unwrap_or_default(),
-                o.namespace.clone(),
-                o.name.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
+    ordered.sort_by_key(|o| {
+        (
+            o.creation_timestamp.as_deref().unwrap_or(""),
+            o.namespace.as_str(),
+            o.name.as_str(),
+        )
     });
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     for object in ordered {

@@ -7,17 +7,15 @@
 //! reach this port.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use bytes::Bytes;
-use http::{Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -202,49 +200,49 @@ impl AdminState {
         }
     }
 
-    fn respond(&self, path: &str) -> Response<Full<Bytes>> {
-        let (status, body) = match path {
-            "/metrics" => (StatusCode::OK, self.render()),
-            "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-            "/readyz" if self.ready.load(Ordering::Relaxed) => {
-                (StatusCode::OK, "ready\n".to_owned())
-            }
-            "/readyz" => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: stores not filled yet\n".to_owned(),
-            ),
-            _ => (
-                StatusCode::NOT_FOUND,
-                "not found; try /metrics, /healthz, /readyz\n".to_owned(),
-            ),
-        };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        response
+    /// The admin routes: `/metrics`, `/healthz`, `/readyz`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(|| async { plain(StatusCode::OK, "ok\n") }))
+            .route("/readyz", get(readyz))
+            .fallback(|| async {
+                plain(
+                    StatusCode::NOT_FOUND,
+                    "not found; try /metrics, /healthz, /readyz\n",
+                )
+            })
+            .with_state(self)
     }
 
     /// Serves the admin endpoints on `listener` until the task is dropped.
     pub async fn serve(self, listener: TcpListener) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            };
-            let state = self.clone();
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let response = state.respond(req.uri().path());
-                async move { Ok::<_, Infallible>(response) }
-            });
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+        if let Err(error) = axum::serve(listener, self.router()).await {
+            tracing::error!(%error, "the admin server stopped");
         }
+    }
+}
+
+/// The Prometheus text exposition format's content type.
+const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn plain(status: StatusCode, body: &'static str) -> Response {
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    (status, headers, body).into_response()
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    ([(header::CONTENT_TYPE, EXPOSITION)], state.render()).into_response()
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        plain(StatusCode::OK, "ready\n")
+    } else {
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: stores not filled yet\n",
+        )
     }
 }
 
@@ -256,6 +254,15 @@ mod tests {
 
     use super::*;
     use crate::wire::{AppUsage, SidecarReport};
+
+    async fn get(router: &Router, path: &str) -> StatusCode {
+        use tower::ServiceExt as _;
+        let request = http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        response.status()
+    }
 
     #[tokio::test]
     async fn metrics_show_counters_versions_sidecars_breakers_and_tokens() {
@@ -298,7 +305,9 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
-        assert_eq!(state.respond("/readyz").status(), StatusCode::OK);
-        assert_eq!(state.respond("/nope").status(), StatusCode::NOT_FOUND);
+        let router = state.router();
+        assert_eq!(get(&router, "/readyz").await, StatusCode::OK);
+        assert_eq!(get(&router, "/metrics").await, StatusCode::OK);
+        assert_eq!(get(&router, "/nope").await, StatusCode::NOT_FOUND);
     }
 }

@@ -1,21 +1,25 @@
-//! The two endpoints of the stream server and the stream body.
+//! The stream server's router (axum) and the stream body.
 //!
-//! Input: authenticated requests. Output: for `GET /v1/snapshots/watch` an NDJSON body —
-//! `hello`, the scope's snapshot as soon as it exists, each later one, and heartbeats — held
-//! open until the client leaves or the server shuts down; for `POST /v1/sidecars/report`, `204`
-//! after recording the report; `POST /mutate` goes to the injection webhook. Refusals carry a
-//! short text and never configuration.
+//! Input: requests, authenticated where they come from sidecars. Output: for
+//! `GET /v1/snapshots/watch` an NDJSON body — `hello`, the scope's snapshot as soon as it
+//! exists, each later one, and heartbeats — held open until the client leaves or the server
+//! shuts down; for `POST /v1/sidecars/report`, `204` after recording the report; `POST /mutate`
+//! and `POST /validate` go to the webhooks. Bodies are read with a bound per route. Refusals
+//! carry a short text and never configuration.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use bytes::Bytes;
 use futures_util::stream;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use http_body::Frame;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::Incoming;
+use http_body_util::StreamBody;
 use spillway_crds::Snapshot;
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
@@ -29,19 +33,12 @@ use crate::wire::{
     NDJSON, REPORT_PATH, SIDECAR_HEADER, SidecarReport, StreamLine, VERSION_HEADER, WATCH_PATH,
 };
 
-type Body = UnsyncBoxBody<Bytes, Infallible>;
-
 /// Largest accepted report.
 const MAX_REPORT_BYTES: usize = 1024 * 1024;
 
-fn text(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))).boxed_unsync());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+fn text(status: StatusCode, message: &str) -> Response {
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    (status, headers, format!("{message}\n")).into_response()
 }
 
 /// A sidecar id is a pod name or similar: 1–253 characters of `[A-Za-z0-9._-]`.
@@ -59,34 +56,72 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// What every handler reads: the server, and whether shutdown began (open streams end).
+#[derive(Clone)]
+struct Edge {
+    server: StreamServer,
+    closing: watch::Receiver<bool>,
+}
+
+/// Reads a body of at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, axum::Error> {
+    axum::body::to_bytes(body, limit).await
+}
+
+async fn watch_handler(State(edge): State<Edge>, headers: HeaderMap) -> Response {
+    edge.server.watch(&headers, edge.closing).await
+}
+
+async fn report_handler(State(edge): State<Edge>, req: Request) -> Response {
+    edge.server.report(req).await
+}
+
+async fn mutate_handler(State(edge): State<Edge>, req: Request) -> Response {
+    let Some(cfg) = &edge.server.injector else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "sidecar injection is off; start the operator with --inject-image",
+        );
+    };
+    match read_body(req.into_body(), webhook::MAX_REVIEW_BYTES).await {
+        Ok(body) => webhook::respond(&body, cfg).map(Body::new),
+        Err(error) => webhook::unreadable(&error).map(Body::new),
+    }
+}
+
+async fn validate_handler(State(edge): State<Edge>, req: Request) -> Response {
+    let Some(validator) = &edge.server.validator else {
+        return text(StatusCode::NOT_FOUND, "the validating webhook is off");
+    };
+    match read_body(req.into_body(), webhook::MAX_REVIEW_BYTES).await {
+        Ok(body) => validator.respond(&body).map(Body::new),
+        Err(error) => webhook::unreadable(&error).map(Body::new),
+    }
+}
+
+async fn not_found() -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        "not found; sidecars use GET /v1/snapshots/watch and POST /v1/sidecars/report",
+    )
+}
+
 impl StreamServer {
-    pub(super) async fn handle(
-        &self,
-        req: Request<Incoming>,
-        closing: watch::Receiver<bool>,
-    ) -> Response<Body> {
-        match (req.method(), req.uri().path()) {
-            (&Method::GET, WATCH_PATH) => self.watch(req.headers(), closing).await,
-            (&Method::POST, REPORT_PATH) => self.report(req).await,
-            (&Method::POST, webhook::MUTATE_PATH) => match &self.injector {
-                Some(cfg) => webhook::respond(req, cfg).await.map(BodyExt::boxed_unsync),
-                None => text(
-                    StatusCode::NOT_FOUND,
-                    "sidecar injection is off; start the operator with --inject-image",
-                ),
-            },
-            (&Method::POST, webhook::VALIDATE_PATH) => match &self.validator {
-                Some(validator) => validator.respond(req).await.map(BodyExt::boxed_unsync),
-                None => text(StatusCode::NOT_FOUND, "the validating webhook is off"),
-            },
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "not found; sidecars use GET /v1/snapshots/watch and POST /v1/sidecars/report",
-            ),
-        }
+    /// The routes of the stream server; `closing` turns true when shutdown begins.
+    pub(super) fn router(self, closing: watch::Receiver<bool>) -> Router {
+        Router::new()
+            .route(WATCH_PATH, get(watch_handler))
+            .route(REPORT_PATH, post(report_handler))
+            .route(webhook::MUTATE_PATH, post(mutate_handler))
+            .route(webhook::VALIDATE_PATH, post(validate_handler))
+            .fallback(not_found)
+            .with_state(Edge {
+                server: self,
+                closing,
+            })
     }
 
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Response<Body>> {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Response> {
         let token = header_str(headers, header::AUTHORIZATION.as_str())
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
@@ -129,7 +164,7 @@ impl StreamServer {
         }
     }
 
-    async fn watch(&self, headers: &HeaderMap, closing: watch::Receiver<bool>) -> Response<Body> {
+    async fn watch(&self, headers: &HeaderMap, closing: watch::Receiver<bool>) -> Response {
         let identity = match self.authenticate(headers).await {
             Ok(identity) => identity,
             Err(refusal) => return refusal,
@@ -176,7 +211,7 @@ impl StreamServer {
             let line = source.next_line().await?;
             Some((Ok::<_, Infallible>(Frame::data(line)), source))
         });
-        let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(lines)));
+        let mut response = Response::new(Body::new(StreamBody::new(lines)));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -189,16 +224,13 @@ impl StreamServer {
         response
     }
 
-    async fn report(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn report(&self, req: Request) -> Response {
         let identity = match self.authenticate(req.headers()).await {
             Ok(identity) => identity,
             Err(refusal) => return refusal,
         };
-        let bytes = match Limited::new(req.into_body(), MAX_REPORT_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
+        let bytes = match read_body(req.into_body(), MAX_REPORT_BYTES).await {
+            Ok(bytes) => bytes,
             Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "report too large or cut off"),
         };
         let mut report: SidecarReport = match serde_json::from_slice(&bytes) {
@@ -216,9 +248,7 @@ impl StreamServer {
         self.sidecars
             .report(&identity.namespace, report, Instant::now());
         self.metrics.reports.inc();
-        let mut response = Response::new(Full::new(Bytes::new()).boxed_unsync());
-        *response.status_mut() = StatusCode::NO_CONTENT;
-        response
+        StatusCode::NO_CONTENT.into_response()
     }
 }
 

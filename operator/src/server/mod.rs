@@ -4,9 +4,9 @@
 //! - [`tls`]: the serving certificate (files, or generated with a CA file for sidecars).
 //! - [`auth`]: token validation with the TokenReview API, behind [`TokenReviewer`] so tests
 //!   can run the server without a cluster.
-//! - `handlers`: the two endpoints and the stream body, and the routing of `POST /mutate`
-//!   to the injection webhook ([`crate::webhook`]), which needs no token: the API server
-//!   calls it.
+//! - `handlers`: the axum router — the two sidecar endpoints and the stream body, and
+//!   `POST /mutate` / `POST /validate` to the webhooks ([`crate::webhook`]), which need no
+//!   token: the API server calls them.
 //!
 //! Every replica serves, leader or not, so a failover does not disconnect sidecars. On
 //! shutdown open streams end (sidecars reconnect, through the Service, to another replica) and
@@ -20,10 +20,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -73,6 +73,7 @@ impl StreamServer {
         let acceptor = TlsAcceptor::from(tls);
         let graceful = GracefulShutdown::new();
         let (closing_tx, closing) = watch::channel(false);
+        let router = self.router(closing);
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -88,8 +89,7 @@ impl StreamServer {
                 },
             };
             let acceptor = acceptor.clone();
-            let server = self.clone();
-            let closing = closing.clone();
+            let service = TowerToHyperService::new(router.clone());
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -104,11 +104,6 @@ impl StreamServer {
                         return;
                     }
                 };
-                let service = service_fn(move |req| {
-                    let server = server.clone();
-                    let closing = closing.clone();
-                    async move { Ok::<_, std::convert::Infallible>(server.handle(req, closing).await) }
-                });
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let connection = builder.serve_connection(TokioIo::new(tls), service);
                 let _ = watcher.watch(connection.into_owned()).await;

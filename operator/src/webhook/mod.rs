@@ -40,7 +40,7 @@ mod validate;
 
 pub use config::{CaSource, InjectArgs, InjectConfig, OnError};
 pub use inject::{InjectError, Injection, SkipReason, inject};
-pub use review::{MUTATE_PATH, respond, review};
+pub use review::{MAX_REVIEW_BYTES, MUTATE_PATH, respond, review, unreadable};
 pub use validate::{VALIDATE_PATH, Validator, validate};
 
 /// Label on a Pod or namespace: `enabled` asks for the sidecar, `disabled` (on the Pod) refuses

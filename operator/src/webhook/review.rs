@@ -8,9 +8,8 @@
 //! only computes a patch from what it is sent.
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -20,7 +19,7 @@ use super::{InjectConfig, Injection, OnError, inject};
 /// The path the webhook is served at.
 pub const MUTATE_PATH: &str = "/mutate";
 /// Largest accepted review (a Pod is at most ~1.5 MB in etcd; old and new object both travel).
-const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
 
 /// The answer for a Pod that could not be injected: allowed with a warning, or denied.
 fn failed(mut response: AdmissionResponse, reason: &str, cfg: &InjectConfig) -> AdmissionResponse {
@@ -127,23 +126,12 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     response
 }
 
-/// Reads an `AdmissionReview` body (bounded); a body that cannot be read is answered at once.
-///
-/// # Errors
-/// The `400` answer with an invalid review, when the body is too large or broken off.
-pub(super) async fn read_review(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
-    match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) => {
-            let reason = format!("cannot read the AdmissionReview: {error}");
-            let review = AdmissionResponse::invalid(reason).into_review();
-            let bytes = serde_json::to_vec(&review).unwrap_or_default();
-            Err(json(StatusCode::BAD_REQUEST, bytes))
-        }
-    }
+/// The `400` answer to a review body that could not be read (too large or broken off).
+pub fn unreadable(error: &dyn std::fmt::Display) -> Response<Full<Bytes>> {
+    let reason = format!("cannot read the AdmissionReview: {error}");
+    let review = AdmissionResponse::invalid(reason).into_review();
+    let bytes = serde_json::to_vec(&review).unwrap_or_default();
+    json(StatusCode::BAD_REQUEST, bytes)
 }
 
 /// An answered `AdmissionReview` as the HTTP response.
@@ -157,10 +145,7 @@ pub(super) fn answer(review: &AdmissionReview<DynamicObject>) -> Response<Full<B
     }
 }
 
-/// Serves `POST /mutate`: reads the body (bounded) and answers with [`review`].
-pub async fn respond(req: Request<Incoming>, cfg: &InjectConfig) -> Response<Full<Bytes>> {
-    match read_review(req).await {
-        Ok(body) => answer(&review(&body, cfg)),
-        Err(refused) => refused,
-    }
+/// Answers `POST /mutate` with [`review`] of the (already bounded) body.
+pub fn respond(body: &[u8], cfg: &InjectConfig) -> Response<Full<Bytes>> {
+    answer(&review(body, cfg))
 }

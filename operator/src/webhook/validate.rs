@@ -15,9 +15,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -26,7 +25,7 @@ use serde::de::DeserializeOwned;
 use spillway_crds::v1alpha1::{AiBackendPool, AiBackendPoolSpec, SecretSource};
 use spillway_crds::{CompileInput, Object, ProblemReason, SecretResolver, compile};
 
-use super::review::{answer, read_review};
+use super::review::answer;
 
 /// The path the webhook is served at.
 pub const VALIDATE_PATH: &str = "/validate";
@@ -49,12 +48,9 @@ impl Validator {
         Self { pools }
     }
 
-    /// Serves `POST /validate`: reads the body (bounded) and answers with [`validate`].
-    pub async fn respond(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        match read_review(req).await {
-            Ok(body) => answer(&validate(&body, &self.pools.state())),
-            Err(refused) => refused,
-        }
+    /// Answers `POST /validate` with [`validate`] of the (already bounded) body.
+    pub fn respond(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        answer(&validate(body, &self.pools.state()))
     }
 }
 

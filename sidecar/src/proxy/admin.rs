@@ -3,22 +3,26 @@
 //! (token totals per app, pool, backend and model, and the latest records), `/metrics`
 //! (Prometheus text, when telemetry runs).
 
-use std::convert::Infallible;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use super::Gateway;
 use crate::telemetry::{Telemetry, prometheus};
 use crate::usage::totals::UsageTotals;
+
+/// What the admin handlers read.
+#[derive(Clone)]
+struct Admin {
+    gateway: Gateway,
+    totals: UsageTotals,
+}
 
 /// Serves the admin endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, gateway: Gateway, totals: UsageTotals) {
@@ -32,98 +36,89 @@ pub async fn serve_with_metrics(
     totals: UsageTotals,
     telemetry: Option<Telemetry>,
 ) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let gateway = gateway.clone();
-        let totals = totals.clone();
-        let telemetry = telemetry.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            let (gateway, totals, telemetry) = (gateway.clone(), totals.clone(), telemetry.clone());
-            async move {
-                let response = match telemetry {
-                    Some(telemetry) if req.uri().path() == "/metrics" => metrics(telemetry).await,
-                    _ => route(&req, &gateway, &totals),
-                };
-                Ok::<_, Infallible>(response)
-            }
-        });
-        tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+    if let Err(error) = axum::serve(listener, router(gateway, totals, telemetry)).await {
+        tracing::error!(%error, "the admin server stopped");
     }
 }
 
-fn route(
-    req: &Request<Incoming>,
-    gateway: &Gateway,
-    totals: &UsageTotals,
-) -> Response<Full<Bytes>> {
-    let applied = gateway.applied();
-    match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok"),
-        "/readyz" => match applied.as_ref() {
-            Some(a) => text(
-                StatusCode::OK,
-                &format!("ready: configuration version {}", a.snapshot.version),
-            ),
-            None => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: no configuration applied yet",
-            ),
-        },
-        "/admin/config" => {
-            let Some(applied) = applied.as_ref() else {
-                return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"version": null}));
-            };
-            let now = Instant::now();
-            let pools: Vec<_> = applied
-                .snapshot
-                .pools
-                .iter()
-                .map(|pool| {
-                    let backends: Vec<_> = pool
-                        .backends
-                        .iter()
-                        .map(|b| {
-                            let state = applied
-                                .routes
-                                .pool(pool.models.first().map_or("", String::as_str))
-                                .and_then(|p| p.backends().find(|(c, _)| c.name == b.name))
-                                .map(|(_, runtime)| runtime.breaker().state(now).as_str());
-                            json!({"name": b.name, "url": b.base_url, "priority": b.priority, "weight": b.weight, "breaker": state})
-                        })
-                        .collect();
-                    json!({"name": pool.name, "id": pool.id, "models": pool.models, "backends": backends})
-                })
-                .collect();
-            json_response(
-                StatusCode::OK,
-                &json!({"version": applied.snapshot.version, "pools": pools}),
-            )
-        }
-        "/admin/usage" => json_response(StatusCode::OK, &totals.view()),
-        _ => text(
+/// The admin routes.
+fn router(gateway: Gateway, totals: UsageTotals, telemetry: Option<Telemetry>) -> Router {
+    let admin = Router::new()
+        .route("/healthz", get(|| async { text(StatusCode::OK, "ok") }))
+        .route("/readyz", get(readyz))
+        .route("/admin/config", get(config))
+        .route("/admin/usage", get(usage))
+        .with_state(Admin { gateway, totals });
+    let metrics = match telemetry {
+        Some(telemetry) => Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(telemetry),
+        None => Router::new(),
+    };
+    admin.merge(metrics).fallback(|| async {
+        text(
             StatusCode::NOT_FOUND,
             "not found; try /healthz, /readyz, /admin/config, /admin/usage, /metrics",
+        )
+    })
+}
+
+async fn readyz(State(admin): State<Admin>) -> Response {
+    match admin.gateway.applied().as_ref() {
+        Some(a) => text(
+            StatusCode::OK,
+            &format!("ready: configuration version {}", a.snapshot.version),
+        ),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no configuration applied yet",
         ),
     }
 }
 
+async fn usage(State(admin): State<Admin>) -> Response {
+    json_response(StatusCode::OK, &admin.totals.view())
+}
+
+/// The applied version, pools, backends and breaker states — never secrets.
+async fn config(State(admin): State<Admin>) -> Response {
+    let applied = admin.gateway.applied();
+    let Some(applied) = applied.as_ref() else {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"version": null}));
+    };
+    let now = Instant::now();
+    let pools: Vec<_> = applied
+        .snapshot
+        .pools
+        .iter()
+        .map(|pool| {
+            let routes = applied
+                .routes
+                .pool(pool.models.first().map_or("", String::as_str));
+            let backends: Vec<_> = pool
+                .backends
+                .iter()
+                .map(|b| {
+                    let state = routes
+                        .and_then(|p| p.backends().find(|(c, _)| c.name == b.name))
+                        .map(|(_, runtime)| runtime.breaker().state(now).as_str());
+                    json!({"name": b.name, "url": b.base_url, "priority": b.priority,
+                           "weight": b.weight, "breaker": state})
+                })
+                .collect();
+            json!({"name": pool.name, "id": pool.id, "models": pool.models, "backends": backends})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"version": applied.snapshot.version, "pools": pools}),
+    )
+}
+
 /// The Prometheus text, rendered off the async threads.
-async fn metrics(telemetry: Telemetry) -> Response<Full<Bytes>> {
+async fn metrics(State(telemetry): State<Telemetry>) -> Response {
     match tokio::task::spawn_blocking(move || telemetry.prometheus()).await {
-        Ok(body) => {
-            let mut response = Response::new(Full::new(Bytes::from(body)));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(prometheus::CONTENT_TYPE),
-            );
-            response
-        }
+        Ok(body) => ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], body).into_response(),
         Err(_) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "rendering metrics failed",
@@ -131,19 +126,11 @@ async fn metrics(telemetry: Telemetry) -> Response<Full<Bytes>> {
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-    *response.status_mut() = status;
-    response
+fn text(status: StatusCode, body: &str) -> Response {
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    (status, headers, format!("{body}\n")).into_response()
 }
 
-fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
+fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    (status, axum::Json(value)).into_response()
 }

@@ -8,15 +8,25 @@
 //! | GET / DELETE | `/_sim/ledger` | the shared ledger (`?backend=`, `?since=`) / clear it |
 //! | GET | `/_sim/health` | `{"backend": name, "status": "ok"}` |
 //!
-//! Input: the request. Output: a JSON response; bad input gets a 400 with an OpenAI-shaped
-//! error. Admin requests are not recorded in the ledger.
+//! Input: the request, routed by axum ([`router`]). Output: a JSON response; bad input gets a
+//! 400, an unknown endpoint a 404 and a wrong method a 405, each with an OpenAI-shaped error.
+//! Admin requests are not recorded in the ledger.
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tower::ServiceExt as _;
 
 use super::backend::Backend;
 use super::body::SimBody;
@@ -28,44 +38,104 @@ use super::route::query_param;
 
 const MAX_ADMIN_BODY: usize = 1 << 20;
 
-/// Serves one `/_sim/…` request.
-pub async fn handle(backend: &Backend, request: Request<Incoming>) -> Response<SimBody> {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().map(str::to_owned);
-    let body = match Limited::new(request.into_body(), MAX_ADMIN_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => return error(StatusCode::BAD_REQUEST, &format!("body: {err}")),
-    };
-    let result = match (method, path.as_str()) {
-        (Method::GET, "/_sim/faults") => Ok(faults_view(backend)),
-        (Method::POST, "/_sim/faults") => faults::parse_posted(&body)
-            .and_then(|specs| backend.add_faults(&specs))
-            .map(|()| faults_view(backend)),
-        (Method::DELETE, "/_sim/faults") => {
-            backend.clear_faults();
-            Ok(faults_view(backend))
-        }
-        (Method::GET, "/_sim/latency") => Ok(to_json(&backend.timing())),
-        (Method::POST, "/_sim/latency") => set_timing(backend, &body),
-        (Method::GET, "/_sim/limits") => Ok(limits_view(backend.limits())),
-        (Method::POST, "/_sim/limits") => set_limits(backend, &body),
-        (Method::GET, "/_sim/ledger") => Ok(ledger_view(backend, query.as_deref())),
-        (Method::DELETE, "/_sim/ledger") => {
-            backend.shared.ledger.clear();
-            Ok(ledger_view(backend, None))
-        }
-        (Method::GET, "/_sim/health") => Ok(json!({"backend": backend.name, "status": "ok"})),
-        (method, path) => {
-            return error(
+/// Names the answering backend on every response.
+pub static X_SIM_BACKEND: HeaderName = HeaderName::from_static("x-sim-backend");
+
+/// The prefix every control endpoint lives under.
+pub const PREFIX: &str = "/_sim/";
+
+type Shared = State<Arc<Backend>>;
+type Posted = Result<Bytes, BytesRejection>;
+
+/// The control endpoints of `backend`.
+pub fn router(backend: Arc<Backend>) -> Router {
+    Router::new()
+        .route(
+            "/_sim/faults",
+            get(|State(b): Shared| async move { answer(Ok(faults_view(&b))) })
+                .post(|State(b): Shared, body: Posted| async move {
+                    answer(body_of(body).and_then(|body| {
+                        let specs = faults::parse_posted(&body)?;
+                        b.add_faults(&specs)?;
+                        Ok(faults_view(&b))
+                    }))
+                })
+                .delete(|State(b): Shared| async move {
+                    b.clear_faults();
+                    answer(Ok(faults_view(&b)))
+                }),
+        )
+        .route(
+            "/_sim/latency",
+            get(|State(b): Shared| async move { answer(Ok(to_json(&b.timing()))) }).post(
+                |State(b): Shared, body: Posted| async move {
+                    answer(body_of(body).and_then(|body| set_timing(&b, &body)))
+                },
+            ),
+        )
+        .route(
+            "/_sim/limits",
+            get(|State(b): Shared| async move { answer(Ok(limits_view(b.limits()))) }).post(
+                |State(b): Shared, body: Posted| async move {
+                    answer(body_of(body).and_then(|body| set_limits(&b, &body)))
+                },
+            ),
+        )
+        .route(
+            "/_sim/ledger",
+            get(|State(b): Shared, RawQuery(query): RawQuery| async move {
+                answer(Ok(ledger_view(&b, query.as_deref())))
+            })
+            .delete(|State(b): Shared| async move {
+                b.shared.ledger.clear();
+                answer(Ok(ledger_view(&b, None)))
+            }),
+        )
+        .route(
+            "/_sim/health",
+            get(|State(b): Shared| async move {
+                answer(Ok(json!({"backend": b.name, "status": "ok"})))
+            }),
+        )
+        .fallback(|method: Method, uri: http::Uri| async move {
+            let path = uri.path();
+            error(
                 StatusCode::NOT_FOUND,
                 &format!("no simulator endpoint {method} {path}"),
-            );
-        }
+            )
+        })
+        .method_not_allowed_fallback(|method: Method, uri: http::Uri| async move {
+            let path = uri.path();
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{path} does not accept {method}"),
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
+        .with_state(backend)
+}
+
+/// Serves one control request with `router`, as a buffered [`SimBody`] that names the backend.
+pub async fn serve(router: &Router, name: &str, request: Request<Incoming>) -> Response<SimBody> {
+    let response = match router.clone().oneshot(request.map(Body::new)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
     };
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    if let Ok(name) = HeaderValue::try_from(name) {
+        parts.headers.insert(X_SIM_BACKEND.clone(), name);
+    }
+    Response::from_parts(parts, SimBody::full(bytes))
+}
+
+fn body_of(body: Posted) -> Result<Bytes, String> {
+    body.map_err(|rejection| format!("body: {}", rejection.body_text()))
+}
+
+fn answer(result: Result<Value, String>) -> Response {
     match result {
         Ok(value) => respond(StatusCode::OK, value.to_string()),
         Err(message) => error(StatusCode::BAD_REQUEST, &message),
@@ -149,18 +219,13 @@ fn set_limits(backend: &Backend, body: &[u8]) -> Result<Value, String> {
     Ok(limits_view(backend.limits()))
 }
 
-fn respond(status: StatusCode, body: String) -> Response<SimBody> {
-    let mut response = Response::new(SimBody::full(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+fn respond(status: StatusCode, body: impl Into<Body>) -> Response {
+    (status, [(CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
 
-fn error(status: StatusCode, message: &str) -> Response<SimBody> {
-    let body = openai_error(message, "invalid_request_error", None, None);
-    let mut response = respond(status, String::new());
-    *response.body_mut() = SimBody::full(body);
-    response
+fn error(status: StatusCode, message: &str) -> Response {
+    respond(
+        status,
+        openai_error(message, "invalid_request_error", None, None),
+    )
 }

@@ -1,4 +1,4 @@
-//! One request to a simulated backend, in order: admin routes; route; method; auth; body;
+//! One model request to a simulated backend, in order: route; method; auth; body;
 //! `api-version` rules; the call; faults; rate limit; latency; the response; the ledger.
 //!
 //! Input: a hyper request and the backend's live state. Output: a response (a buffer or a
@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::admin;
+use super::admin::X_SIM_BACKEND;
 use super::backend::Backend;
 use super::body::{ConnControl, SimBody, SseStream, StreamRecord};
 use super::call::Call;
@@ -37,10 +37,12 @@ pub const MAX_REQUEST_BODY: usize = 16 << 20;
 #[error("simulated connection close without response")]
 pub struct ConnectionDropped;
 
-static X_SIM_BACKEND: HeaderName = HeaderName::from_static("x-sim-backend");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Serves one request on `backend`; `conn` controls the connection it arrived on.
+/// Serves one model request on `backend`; `conn` controls the connection it arrived on.
+/// (Control requests under `/_sim/` go to [`super::admin`] instead: axum routes them, but
+/// a model request must be able to close its connection without any answer, which an axum
+/// handler cannot do.)
 ///
 /// # Errors
 /// [`ConnectionDropped`] when a `connectionClose` fault applies.
@@ -49,13 +51,6 @@ pub async fn handle(
     conn: ConnControl,
     request: Request<Incoming>,
 ) -> Result<Response<SimBody>, ConnectionDropped> {
-    if request.uri().path().starts_with("/_sim/") {
-        let mut response = admin::handle(&backend, request).await;
-        if let Ok(name) = HeaderValue::try_from(backend.name.as_str()) {
-            response.headers_mut().insert(X_SIM_BACKEND.clone(), name);
-        }
-        return Ok(response);
-    }
     let mut exchange = Exchange::begin(&backend, &request);
     match serve(&backend, &conn, &mut exchange, request).await {
         Ok(Some(response)) => Ok(exchange.decorate(&backend, response)),

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 listener of one simulated backend: accepts connections, serves them with
-//! hyper, and shuts down gracefully.
+//! hyper — control requests through the axum router of [`super::admin`], model requests
+//! through [`super::handler`] — and shuts down gracefully.
 //!
 //! Input: a bound [`TcpListener`], the backend state and a shutdown signal. Output: served
 //! connections until the signal, then in-flight responses get [`SHUTDOWN_GRACE`] to finish
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -20,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::admin;
 use super::backend::Backend;
 use super::body::ConnControl;
 use super::handler;
@@ -33,6 +37,7 @@ pub async fn serve(
     backend: Arc<Backend>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let control = admin::router(Arc::clone(&backend));
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
@@ -44,8 +49,17 @@ pub async fn serve(
                     let conn = ConnControl::default();
                     let io = TokioIo::new(ResettableStream { inner: stream, conn: conn.clone() });
                     let backend = Arc::clone(&backend);
-                    let service = service_fn(move |request| {
-                        handler::handle(Arc::clone(&backend), conn.clone(), request)
+                    let control = control.clone();
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let (backend, conn, control) =
+                            (Arc::clone(&backend), conn.clone(), control.clone());
+                        async move {
+                            if request.uri().path().starts_with(admin::PREFIX) {
+                                Ok(admin::serve(&control, &backend.name, request).await)
+                            } else {
+                                handler::handle(backend, conn, request).await
+                            }
+                        }
                     });
                     let connection = builder.serve_connection(io, service);
                     connections.spawn(serve_connection(connection, shutdown.clone()));

@@ -67,7 +67,29 @@ async fn ledger_and_latency_over_http() {
             .status,
         400
     );
-    assert_eq!(get(addr, "/_sim/health").await.json()["status"], "ok");
+    let health = get(addr, "/_sim/health").await;
+    assert_eq!(health.json()["status"], "ok");
+    assert!(health.header("x-sim-backend").is_some());
+    let unknown = get(addr, "/_sim/nope").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["error"]["type"], "invalid_request_error");
+    let wrong_method = post(addr, "/_sim/health", &json!({}), &[]).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(
+        wrong_method.json()["error"]["message"],
+        "/_sim/health does not accept POST"
+    );
+    let not_json = client::send(addr, Method::POST, "/_sim/limits", &[], "{")
+        .await
+        .expect("answered");
+    assert_eq!(not_json.status, 400);
+    assert!(
+        not_json.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("not valid JSON")),
+        "{}",
+        not_json.json()
+    );
 }
 
 #[test]

@@ -19,18 +19,6 @@ mod pool;
 mod quota;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_access;
-#[cfg(test)]
-mod tests_audit;
-#[cfg(test)]
-mod tests_cors;
-#[cfg(test)]
-mod tests_entra;
-#[cfg(test)]
-mod tests_history;
-#[cfg(test)]
-mod tests_support;
 mod validate;
 
 pub use history::{Compilation, History, LastGood, Served, compile_with_history};

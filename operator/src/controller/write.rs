@@ -29,7 +29,7 @@ use spillway_crds::v1alpha1::Condition;
 use tokio::time::Instant;
 
 use super::{Compiled, Context, Error, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, ScopeObjects};
-use crate::sidecars::SyncCounts;
+use crate::status::SyncCounts;
 use crate::status::live::{self, LiveSidecar};
 use crate::status::{self, Observed, Serving, Transition};
 

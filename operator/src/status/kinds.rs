@@ -8,8 +8,8 @@ use spillway_crds::v1alpha1::{
     QuotaPeriod, QuotaPeriodStatus, ServedVersion, TokenQuotaSpec, TokenQuotaStatus,
 };
 
+use super::SyncCounts;
 use super::{FALSE, Kind, Observed, TRUE, UNKNOWN, condition, conditions, live, reason};
-use crate::sidecars::SyncCounts;
 
 /// What an `AIGateway` turns on, for `kubectl get aigw`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

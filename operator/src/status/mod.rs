@@ -31,6 +31,21 @@ mod tests;
 
 pub use kinds::{GatewaySettings, gateway_status, pool_status, quota_periods, quota_status};
 
+/// Sidecars of a scope running the current version, out of all live ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Live sidecars whose last report names the current version.
+    pub synced: usize,
+    /// Live sidecars.
+    pub total: usize,
+}
+
+impl std::fmt::Display for SyncCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.synced, self.total)
+    }
+}
+
 /// Condition types.
 pub mod condition {
     /// The spec is valid and does not conflict with another object.

@@ -3,7 +3,7 @@
 use spillway_crds::v1alpha1::{AiBackendPoolSpec, Backend, TokenQuotaStatus};
 
 use super::*;
-use crate::sidecars::SyncCounts;
+use crate::status::SyncCounts;
 
 const T0: &str = "2025-01-01T00:00:00Z";
 const T1: &str = "2025-01-01T00:05:00Z";

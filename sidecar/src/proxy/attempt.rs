@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use spillway_crds::snapshot::BackendConfig;
 
 use super::body::{AuditHook, BodyKind, Finish, ProxyBody, READ_WHOLE, Upstream};
-use super::handler::{Call, with_common_headers};
+use super::call::{Call, with_common_headers};
 use super::ids::{attempt_traceparent, span_id};
 use super::inbound::InboundRoute;
 use super::upstream::{self, CallShape};

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::handler::Call;
+use super::call::Call;
 use crate::audit::{AuditPolicy, AuditSink, PendingAudit};
 use crate::limiter::Reservation;
 use crate::usage::sse::{ScanOptions, StreamScanner};

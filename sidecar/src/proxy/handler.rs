@@ -5,72 +5,41 @@
 //! request, whatever its end, produces exactly one usage record.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::Shared;
 use super::attempt::Attempt;
 use super::body::ProxyBody;
+use super::call::{Call, with_common_headers};
 use super::cors;
-use super::ids::{request_id, request_trace};
 use super::inbound;
 use crate::error::ProxyError;
 use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens};
 use crate::protocol::request;
-use crate::usage::record::{RequestTrace, UpstreamAttempt};
-use crate::usage::{ErrorType, Operation, Usage, UsageRecord};
+use crate::usage::{ErrorType, Usage};
 
-/// What is known about the call so far; becomes the usage record.
-#[derive(Clone, Debug)]
-pub(crate) struct Call {
-    pub request_id: HeaderValue,
-    pub app_id: String,
-    pub pool: String,
-    pub model: String,
-    pub operation: Option<Operation>,
-    pub stream: bool,
-    pub started: Instant,
-    pub attempts: u32,
-    pub backend: Option<String>,
-    /// Every attempt so far, for the usage record.
-    pub upstream: Vec<UpstreamAttempt>,
-    /// The request's trace context.
-    pub trace: RequestTrace,
+/// A client's request body: hyper's `Incoming`, or any body of bytes a server hands over.
+pub(crate) trait RequestBody:
+    http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send
+{
 }
 
-impl Call {
-    pub(crate) fn record(&self, status: u16, usage: Usage, estimated: bool) -> UsageRecord {
-        UsageRecord {
-            request_id: self.request_id.to_str().unwrap_or_default().to_owned(),
-            app_id: self.app_id.clone(),
-            pool: self.pool.clone(),
-            backend: self.backend.clone(),
-            model: self.model.clone(),
-            response_model: None,
-            operation: self.operation,
-            stream: self.stream,
-            usage,
-            estimated,
-            status,
-            attempts: self.attempts,
-            duration: self.started.elapsed(),
-            time_to_first_token: None,
-            client_disconnected: false,
-            error_type: (status >= 400).then_some(ErrorType::BackendStatus(status)),
-            upstream: self.upstream.clone(),
-            trace: Some(self.trace),
-        }
-    }
+impl<B> RequestBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send
+{
 }
 
 /// Serves one request. Never fails: every error becomes an OpenAI-shaped response. Browser
 /// calls get their CORS headers here: preflights are answered before anything else, and
 /// every answer to an allowed origin — errors included — can be read by the page.
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub(crate) async fn handle<B: RequestBody>(
+    shared: Arc<Shared>,
+    req: Request<B>,
+) -> Response<ProxyBody> {
     let origin = req.headers().get(header::ORIGIN).cloned();
     let cors = shared
         .applied
@@ -96,7 +65,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
 
 /// Answers a CORS preflight: 204 with the CORS headers, or 403 without them (recorded, so
 /// refused origins are counted).
-fn preflight(shared: &Shared, cors: &cors::Cors, req: &Request<Incoming>) -> Response<ProxyBody> {
+fn preflight<B>(shared: &Shared, cors: &cors::Cors, req: &Request<B>) -> Response<ProxyBody> {
     match cors.preflight(req.headers()) {
         Ok(headers) => {
             let mut response = Response::new(ProxyBody::full(Bytes::new()));
@@ -105,26 +74,10 @@ fn preflight(shared: &Shared, cors: &cors::Cors, req: &Request<Incoming>) -> Res
             response
         }
         Err(refusal) => {
-            let call = new_call(shared, req.headers());
+            let call = Call::new(&shared.sampler.load(), req.headers());
             tracing::info!(request_id = ?call.request_id, %refusal, "CORS preflight refused");
             refused(shared, &call, &ProxyError::CorsRefused(refusal.to_string()))
         }
-    }
-}
-
-fn new_call(shared: &Shared, headers: &HeaderMap) -> Call {
-    Call {
-        request_id: request_id(headers),
-        app_id: "anonymous".to_owned(),
-        pool: String::new(),
-        model: String::new(),
-        operation: None,
-        stream: false,
-        started: Instant::now(),
-        attempts: 0,
-        backend: None,
-        upstream: Vec::new(),
-        trace: request_trace(&shared.sampler.load(), headers),
     }
 }
 
@@ -137,8 +90,8 @@ fn refused(shared: &Shared, call: &Call, error: &ProxyError) -> Response<ProxyBo
     with_common_headers(response.map(ProxyBody::full), call)
 }
 
-async fn handle_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let mut call = new_call(shared, req.headers());
+async fn handle_call<B: RequestBody>(shared: &Arc<Shared>, req: Request<B>) -> Response<ProxyBody> {
+    let mut call = Call::new(&shared.sampler.load(), req.headers());
     match serve(shared, req, &mut call).await {
         Ok(response) => response,
         Err(error) => {
@@ -148,9 +101,9 @@ async fn handle_call(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<P
     }
 }
 
-async fn serve(
+async fn serve<B: RequestBody>(
     shared: &Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<B>,
     call: &mut Call,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = req.into_parts();
@@ -227,7 +180,11 @@ async fn admit(
 }
 
 /// Reads the body, refusing more than `limit` bytes (early on `Content-Length`).
-async fn read_body(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+async fn read_body<B: RequestBody>(
+    headers: &HeaderMap,
+    body: B,
+    limit: u64,
+) -> Result<Bytes, ProxyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -245,26 +202,4 @@ async fn read_body(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<By
             "the request body could not be read: {e}"
         ))),
     }
-}
-
-pub(crate) fn with_common_headers(
-    mut response: Response<ProxyBody>,
-    call: &Call,
-) -> Response<ProxyBody> {
-    let headers = response.headers_mut();
-    headers.insert("x-request-id", call.request_id.clone());
-    if let Some(value) = call
-        .backend
-        .as_deref()
-        .and_then(|b| HeaderValue::from_str(b).ok())
-    {
-        headers.insert("x-spillway-backend", value);
-    }
-    headers.insert("x-spillway-attempts", HeaderValue::from(call.attempts));
-    if response.status() == StatusCode::OK && call.attempts > 1 {
-        response
-            .headers_mut()
-            .insert("x-spillway-retried", HeaderValue::from_static("true"));
-    }
-    response
 }

@@ -13,6 +13,7 @@
 pub mod admin;
 mod attempt;
 mod body;
+mod call;
 pub mod cors;
 mod handler;
 mod ids;

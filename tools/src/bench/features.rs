@@ -3,9 +3,14 @@
 //! round: latency one request at a time, and throughput at 64 connections (with the
 //! gateway's CPU-seconds per 1,000 requests).
 //!
+//! Scenario (f), with `--compare-bin`: this build and another `spillway` binary (the previous
+//! commit's, say), each a fresh everything-on gateway measured the same way in the same round,
+//! the order alternating between rounds.
+//!
 //! Input: the [`Bench`] and a [`GatewaySetup`]. Output: samples in `bench.results`, one
-//! scenario group per variant.
+//! scenario group per variant (and per binary compared).
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::scenarios::{Bench, load, micros, plan};
@@ -83,25 +88,61 @@ impl Bench {
         let fast = self.fast_direct.clone();
         let direct = measure(self, &fast, None).await?;
         for variant in Variant::ALL {
-            let gateway = setup.start(variant).await?;
-            let measured = match wait_until_serving(&gateway.url).await {
-                Ok(()) => measure(self, &gateway.url, Some(&gateway)).await,
-                Err(e) => Err(e),
-            };
-            gateway.child.stop().await;
-            let figures = measured?;
-            let scenario = format!("e. {}", variant.label());
-            let p50 = Metric::added(&scenario, "latency p50 (one at a time)", Unit::Micros);
-            let rps = Metric::added(&scenario, "RPS (64 conns)", Unit::PerSecond);
-            self.results.record(&p50, Side::Direct, direct.p50);
-            self.results.record(&p50, Side::Gateway, figures.p50);
-            self.results.record(&rps, Side::Direct, direct.rps);
-            self.results.record(&rps, Side::Gateway, figures.rps);
-            if let Some(cpu) = figures.cpu_per_1k {
-                let metric = Metric::plain(&scenario, "CPU-s / 1k req", Unit::CpuPer1k);
-                self.results.record(&metric, Side::Gateway, cpu);
-            }
+            let figures = self.fresh(setup, variant).await?;
+            self.record_side(&format!("e. {}", variant.label()), &direct, &figures);
         }
         Ok(())
+    }
+
+    /// One round of (f): the direct baseline, then this build and `other`, everything on;
+    /// `other` goes first in even rounds.
+    ///
+    /// # Errors
+    /// A gateway that does not start or serve, or a step without any success.
+    pub async fn compare(
+        &mut self,
+        setup: &GatewaySetup<'_>,
+        other: &Path,
+        round: usize,
+    ) -> anyhow::Result<()> {
+        let fast = self.fast_direct.clone();
+        let direct = measure(self, &fast, None).await?;
+        let theirs = GatewaySetup {
+            exe: other,
+            ..setup.clone()
+        };
+        let mut sides = [("f. this build", setup), ("f. --compare-bin", &theirs)];
+        if round.is_multiple_of(2) {
+            sides.reverse();
+        }
+        for (scenario, setup) in sides {
+            let figures = self.fresh(setup, Variant::AllOn).await?;
+            self.record_side(scenario, &direct, &figures);
+        }
+        Ok(())
+    }
+
+    /// Starts a gateway of `variant`, measures it, stops it.
+    async fn fresh(&self, setup: &GatewaySetup<'_>, variant: Variant) -> anyhow::Result<Figures> {
+        let gateway = setup.start(variant).await?;
+        let measured = match wait_until_serving(&gateway.url).await {
+            Ok(()) => measure(self, &gateway.url, Some(&gateway)).await,
+            Err(e) => Err(e),
+        };
+        gateway.child.stop().await;
+        measured
+    }
+
+    fn record_side(&mut self, scenario: &str, direct: &Figures, figures: &Figures) {
+        let p50 = Metric::added(scenario, "latency p50 (one at a time)", Unit::Micros);
+        let rps = Metric::added(scenario, "RPS (64 conns)", Unit::PerSecond);
+        self.results.record(&p50, Side::Direct, direct.p50);
+        self.results.record(&p50, Side::Gateway, figures.p50);
+        self.results.record(&rps, Side::Direct, direct.rps);
+        self.results.record(&rps, Side::Gateway, figures.rps);
+        if let Some(cpu) = figures.cpu_per_1k {
+            let metric = Metric::plain(scenario, "CPU-s / 1k req", Unit::CpuPer1k);
+            self.results.record(&metric, Side::Gateway, cpu);
+        }
     }
 }

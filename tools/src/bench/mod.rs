@@ -13,7 +13,7 @@
 //! Input: [`BenchArgs`]. Output: the table on stdout (progress on stderr). Modules:
 //! [`table`] (pure rows, medians, targets, rendering), [`sizes`], [`procs`] (children and
 //! `/proc`), [`stack`] (simulator + gateway manifests), [`sink`] (OTLP sink), [`streams`]
-//! (scenario d's probe), [`scenarios`] (a–d), [`features`] (e).
+//! (scenario d's probe), [`scenarios`] (a–d), [`features`] (e, and f with `--compare-bin`).
 
 pub mod features;
 pub mod procs;
@@ -81,6 +81,10 @@ pub struct BenchArgs {
     /// The `spillway` binary to run as simulator and gateway (default: this one).
     #[arg(long)]
     pub bin: Option<PathBuf>,
+    /// Another `spillway` binary (e.g. built from the previous commit) to measure against
+    /// this one in every round: scenario (f).
+    #[arg(long)]
+    pub compare_bin: Option<PathBuf>,
     /// Whether this process was pinned (set by [`pin_load_generator`]).
     #[arg(skip)]
     pub pinned: bool,
@@ -241,6 +245,12 @@ async fn measure(
         for round in 1..=sizes.rounds {
             progress(&format!("round {round} of {}: scenario e", sizes.rounds));
             bench.features(&setup).await?;
+        }
+    }
+    if let Some(other) = &args.compare_bin {
+        for round in 1..=sizes.rounds {
+            progress(&format!("round {round} of {}: scenario f", sizes.rounds));
+            bench.compare(&setup, other, round).await?;
         }
     }
     sim.child.stop().await;

@@ -29,12 +29,14 @@ fn check(held: Option<bool>, text: String) -> Check {
     Check { held, text }
 }
 
-/// `✓`, `✗` or `·`.
-pub fn mark(check: &Check) -> &'static str {
-    match check.held {
-        Some(true) => "✓",
-        Some(false) => "✗",
-        None => "·",
+impl Check {
+    /// `✓`, `✗` or `·`.
+    pub fn mark(&self) -> &'static str {
+        match self.held {
+            Some(true) => "✓",
+            Some(false) => "✗",
+            None => "·",
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `compile()` of an `AIGateway`'s audit settings: off by default, defaults, bad patterns.
 
-use super::tests_support::compile_text;
+use super::support::compile_text;
 use crate::v1alpha1::RedactionBuiltin;
 
 const GW: &str =

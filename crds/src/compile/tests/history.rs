@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::tests_support::{Secrets, secrets};
+use super::support::{Secrets, secrets};
 use super::{AnonymousAccess, CompileInput, History, ProblemReason, Served, compile_with_history};
 use crate::manifest;
 use crate::snapshot::SecretString;

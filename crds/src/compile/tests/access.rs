@@ -1,6 +1,6 @@
 //! `compile()` of `AIGateway` identity / rate limiting and of `TokenQuota`: every problem case.
 
-use super::tests_support::{compile_text, only_problems};
+use super::support::{compile_text, only_problems};
 use crate::snapshot::{IdentityMethod, QuotaPeriod, RateLimitMode, RedisUnavailablePolicy};
 
 const GW: &str =

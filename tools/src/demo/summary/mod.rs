@@ -12,7 +12,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::checks::mark;
 use super::clients::{Refusals, other_failures};
 use super::monitor::BreakerStats;
 use super::probe::ProbeAnswer;
@@ -134,7 +133,7 @@ pub fn render(f: &Findings, manifest: &Path) -> String {
         f.report.retried
     );
     for c in f.checks() {
-        let _ = writeln!(out, "{} {}", mark(&c), c.text);
+        let _ = writeln!(out, "{} {}", c.mark(), c.text);
     }
     where_next(&mut out, manifest);
     out

@@ -1,6 +1,6 @@
 //! Compiling a backend's `entraId`: both grants, defaults, and every problem case.
 
-use super::tests_support::compile_text;
+use super::support::compile_text;
 use crate::snapshot::{COGNITIVE_SERVICES_SCOPE, EntraGrant, SecretString};
 
 fn pool(auth: &str) -> String {

@@ -45,8 +45,8 @@ const MINUTE_MS: u64 = 60_000;
 /// Largest integer Lua (doubles) holds exactly.
 const LUA_MAX: u64 = 1 << 53;
 
-static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/admit.lua")));
-static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/settle.lua")));
+static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("admit.lua")));
+static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
 
 /// Redis could not answer in time; the caller applies the unavailability policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

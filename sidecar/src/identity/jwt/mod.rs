@@ -354,5 +354,4 @@ fn millis(value: &Value) -> Option<i128> {
 }
 
 #[cfg(test)]
-#[path = "jwt_tests.rs"]
 mod tests;

@@ -1,7 +1,7 @@
 //! `compile()` of an `AIGateway`'s CORS settings: defaults, normalisation, every problem case.
 
 use super::gateway::{CORS_DEFAULT_ALLOWED_HEADERS, CORS_DEFAULT_EXPOSED_HEADERS, check_origin};
-use super::tests_support::compile_text;
+use super::support::compile_text;
 
 const GW: &str =
     "apiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {name: gw, namespace: ns}\n";

@@ -28,6 +28,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::publish::Publisher;
+use crate::status::SyncCounts;
 use crate::status::live::LiveSidecar;
 use crate::wire::SidecarReport;
 
@@ -96,21 +97,6 @@ fn change(before: Option<&LiveSidecar>, after: Option<&LiveSidecar>) -> Change {
 impl Session {
     fn is_live(&self, now: Instant, grace: Duration) -> bool {
         self.open_streams > 0 || now.saturating_duration_since(self.last_seen) <= grace
-    }
-}
-
-/// Sidecars of a scope running the current version, out of all live ones.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SyncCounts {
-    /// Live sidecars whose last report names the current version.
-    pub synced: usize,
-    /// Live sidecars.
-    pub total: usize,
-}
-
-impl std::fmt::Display for SyncCounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.synced, self.total)
     }
 }
 

@@ -1,10 +1,17 @@
 //! Every problem case of `compile()`, each checked for its reason, field and message.
 
-use super::tests_support::secrets;
+mod access;
+mod audit;
+mod cors;
+mod entra;
+mod history;
+mod support;
+
 use super::*;
 use crate::manifest;
 use crate::snapshot::{SecretString, TripThreshold};
 use crate::v1alpha1::{BreakerRule, CircuitBreaker, ErrorReason, RetryPolicy, StatusCodeRange};
+use support::secrets;
 
 const POOL: &str = r#"
 apiVersion: spillway.dev/v1alpha1

@@ -257,13 +257,13 @@ async fn hot_reload_under_load_loses_no_request_and_rejects_bad_changes() {
     .enumerate()
     {
         gw.reload(&pool(weights, with_b)).await;
-        assert_eq!(gw.version().await, i as u64 + 1);
+        assert_eq!(gw.version().await, i as u64 + 2, "the file starts at version 1");
     }
     let after_reloads = done.load(Ordering::Relaxed);
     // An invalid change is rejected and the last good configuration keeps serving.
     std::fs::write(&gw.config, pool((0, 1), true)).unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(gw.version().await, 4, "weight 0 must be rejected");
+    assert_eq!(gw.version().await, 5, "weight 0 must be rejected");
     stop.store(true, Ordering::Relaxed);
     let mut served = 0;
     for worker in load {

@@ -101,7 +101,7 @@ async fn a_started_gateway_serves_at_once_reports_quota_levels_and_logs_usage() 
     let (status, ready) = get(&http, format!("{}/readyz", process.admin_url())).await;
     assert_eq!(
         (status, ready.trim()),
-        (200, "ready: configuration version 0")
+        (200, "ready: configuration version 1")
     );
 
     // Quota levels come from the limiter: the daily window holds the call's tokens.

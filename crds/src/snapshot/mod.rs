@@ -11,9 +11,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod access;
+mod check;
 
 pub use crate::v1alpha1::{BackendType, StreamUsage};
 pub use access::*;
+pub use check::InvalidSnapshot;
 
 /// One complete, versioned configuration.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

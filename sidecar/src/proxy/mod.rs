@@ -160,8 +160,14 @@ impl Gateway {
         loop {
             let snapshot = rx.borrow_and_update().clone();
             let version = snapshot.version;
-            self.apply(snapshot);
-            tracing::info!(version, "configuration applied");
+            let applied = self.applied();
+            let current =
+                Option::as_ref(&applied).is_some_and(|a| Arc::ptr_eq(&a.snapshot, &snapshot));
+            // Version 0 is "nothing yet"; a snapshot applied before following is not re-applied.
+            if version > 0 && !current {
+                self.apply(snapshot);
+                tracing::info!(version, "configuration applied");
+            }
             if rx.changed().await.is_err() {
                 return;
             }

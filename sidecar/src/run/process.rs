@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::usage_log::UsageLog;
@@ -151,17 +151,20 @@ pub struct GatewayProcess {
 /// A manifest file that cannot be used (every reason listed), an address that cannot be
 /// bound, a usage log that cannot be opened, or an OTLP exporter that cannot be built.
 pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
-    let first = match &options.source {
-        ConfigSource::File { path, secrets, .. } => {
-            Some(Arc::new(file::load(path, secrets).map_err(|reasons| {
-                anyhow::anyhow!(
-                    "{} cannot be used:\n  {}",
-                    path.display(),
-                    reasons.join("\n  ")
-                )
-            })?))
-        }
-        ConfigSource::Operator(_) => None,
+    // One config path for both sources: a receiver of checked snapshots (version 0 = none yet).
+    let (config, source_task) = match &options.source {
+        ConfigSource::File {
+            path,
+            secrets,
+            reload_interval,
+        } => file::watch(path.clone(), secrets.clone(), *reload_interval).map_err(|reasons| {
+            anyhow::anyhow!(
+                "{} cannot be used:\n  {}",
+                path.display(),
+                reasons.join("\n  ")
+            )
+        })?,
+        ConfigSource::Operator(client) => OperatorClient::clone(client).watch(),
     };
     let (listener, admin_listener) = bind(&options).await?;
     let (listen, admin) = (listener.local_addr()?, admin_listener.local_addr()?);
@@ -173,9 +176,10 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
     };
     let gateway = Gateway::new(sink.clone());
     gateway.set_sampler(options.sampler);
-    if let Some(first) = &first {
+    let first = Arc::clone(&config.borrow());
+    if first.version > 0 {
         // The first request is served with this configuration, never refused as "not ready".
-        gateway.apply(Arc::clone(first));
+        gateway.apply(first);
         wait_for_redis(&gateway).await;
     }
     let telemetry = Telemetry::start(&options.telemetry, Arc::new(gateway.clone()))?;
@@ -195,31 +199,10 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
     if let Some(settings) = &options.logs {
         exporting.push(telemetry.start_logs(settings, sink.subscribe())?);
     }
-    match (&options.source, first) {
-        (
-            ConfigSource::File {
-                path,
-                secrets,
-                reload_interval,
-            },
-            Some(first),
-        ) => {
-            let (tx, rx) = watch::channel(first);
-            tasks.push(tokio::spawn(file::watch_file(
-                path.clone(),
-                secrets.clone(),
-                *reload_interval,
-                tx,
-            )));
-            tasks.push(tokio::spawn(gateway.clone().follow(rx)));
-        }
-        (ConfigSource::Operator(client), _) => {
-            let client = OperatorClient::clone(client);
-            tasks.push(tokio::spawn(client.run(gateway.clone(), totals.clone())));
-        }
-        (ConfigSource::File { .. }, None) => {
-            anyhow::bail!("internal: the manifest file was not loaded before serving")
-        }
+    tasks.push(source_task);
+    tasks.push(tokio::spawn(gateway.clone().follow(config)));
+    if let ConfigSource::Operator(client) = &options.source {
+        tasks.push(OperatorClient::clone(client).report(gateway.clone(), totals.clone()));
     }
     tasks.extend([tokio::spawn(admin::serve_with_metrics(
         admin_listener,

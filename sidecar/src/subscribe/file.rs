@@ -1,8 +1,8 @@
 //! Standalone configuration: a multi-document YAML manifest file, compiled with the shared
 //! `compile()`, re-read when it changes.
 //!
-//! Inputs: the file path, a secrets directory and the process environment. Output: new
-//! snapshot versions on a `watch` channel. A change that does not parse or compile is
+//! Inputs: the file path, a secrets directory and the process environment. Output: snapshot
+//! versions 1, 2, … on a [`SnapshotRx`] ([`watch`]). A change that does not parse or compile is
 //! rejected with every reason logged, and the last good snapshot keeps serving. The file is
 //! polled (content hash), which also works for Kubernetes ConfigMap mounts whose files are
 //! swapped through symlinks.
@@ -15,6 +15,9 @@ use std::time::Duration;
 use spillway_crds::v1alpha1::SecretSource;
 use spillway_crds::{SecretResolver, Snapshot, compile, manifest};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::SnapshotRx;
 
 /// Resolves backend secrets without Kubernetes: `secretRef` from `<dir>/<name>/<key>` (the
 /// layout of a mounted Secret), `env` from the environment, `file` from a file.
@@ -69,12 +72,32 @@ pub fn load_text(text: &str, secrets: &LocalSecrets) -> Result<Snapshot, Vec<Str
     for skipped in &manifests.skipped {
         tracing::debug!(object = %skipped, "skipping a kind the gateway does not read");
     }
-    let (snapshot, problems) = compile(&manifests.input, secrets);
-    if problems.is_empty() {
-        Ok(snapshot)
-    } else {
-        Err(problems.iter().map(ToString::to_string).collect())
+    let (mut snapshot, problems) = compile(&manifests.input, secrets);
+    if !problems.is_empty() {
+        return Err(problems.iter().map(ToString::to_string).collect());
     }
+    snapshot.version = 1;
+    snapshot.check().map_err(|invalid| {
+        vec![format!(
+            "internal: the compiled snapshot is invalid: {invalid}"
+        )]
+    })?;
+    Ok(snapshot)
+}
+
+/// Loads `path` (version 1) and watches it every `interval` in a task: each valid change is
+/// published as the next version on the returned channel.
+///
+/// # Errors
+/// As [`load`]: a file that cannot be used at start-up fails loudly.
+pub fn watch(
+    path: PathBuf,
+    secrets: LocalSecrets,
+    interval: Duration,
+) -> Result<(SnapshotRx, JoinHandle<()>), Vec<String>> {
+    let first = load(&path, &secrets)?;
+    let (tx, rx) = watch::channel(Arc::new(first));
+    Ok((rx, tokio::spawn(watch_file(path, secrets, interval, tx))))
 }
 
 fn fingerprint(bytes: &[u8]) -> u64 {
@@ -84,9 +107,8 @@ fn fingerprint(bytes: &[u8]) -> u64 {
 }
 
 /// Watches `path` every `interval` and publishes each valid change as the next version.
-/// Runs until every receiver is gone. The caller publishes the first version (see [`load`])
-/// so start-up fails loudly on a bad file.
-pub async fn watch_file(
+/// Runs until every receiver is gone. The caller publishes the first version (see [`watch`]).
+async fn watch_file(
     path: PathBuf,
     secrets: LocalSecrets,
     interval: Duration,
@@ -172,14 +194,13 @@ mod tests {
         let path = dir.path().join("gw.yaml");
         let good = POOL.replace("apiKey: {secretRef: {name: keys, key: b}}", "weight: 1");
         std::fs::write(&path, &good).expect("write");
-        let first = load(&path, &LocalSecrets::default()).expect("valid");
-        let (tx, mut rx) = watch::channel(Arc::new(first));
-        let task = tokio::spawn(watch_file(
+        let (mut rx, task) = watch(
             path.clone(),
             LocalSecrets::default(),
             Duration::from_millis(100),
-            tx,
-        ));
+        )
+        .expect("valid");
+        assert_eq!(rx.borrow_and_update().version, 1);
 
         std::fs::write(&path, good.replace("weight: 1", "weight: 0")).expect("write bad");
         tokio::time::sleep(Duration::from_millis(350)).await;
@@ -194,7 +215,7 @@ mod tests {
             .expect("in time")
             .expect("open");
         let snapshot = rx.borrow_and_update().clone();
-        assert_eq!(snapshot.version, 1);
+        assert_eq!(snapshot.version, 2);
         assert_eq!(snapshot.pools[0].backends[0].weight, 5);
         drop(rx);
         task.await.expect("watch ends when receivers are gone");

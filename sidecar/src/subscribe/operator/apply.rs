@@ -2,14 +2,14 @@
 //!
 //! Input: one line of the operator stream. Output: the snapshot published on the `watch`
 //! channel the gateway follows, or the reason it was not. A snapshot is applied only if it
-//! deserialises completely, passes [`validate`], and carries a higher version than the one
-//! serving; anything else leaves the last good snapshot in place.
+//! deserialises completely, passes [`Snapshot::check`], and carries a higher version than the
+//! one serving; anything else leaves the last good snapshot in place.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use spillway_crds::Snapshot;
+use spillway_crds::snapshot::InvalidSnapshot;
 use tokio::sync::watch;
 
 use super::wire::StreamLine;
@@ -24,19 +24,14 @@ pub enum Outcome {
     },
     /// A heartbeat.
     Heartbeat,
-    /// A snapshot was applied.
-    Applied {
-        /// Its version.
-        version: u64,
-        /// The channel to follow, with the very first snapshot only.
-        first: Option<watch::Receiver<Arc<Snapshot>>>,
-    },
+    /// A snapshot was published; its version.
+    Applied(u64),
     /// The snapshot is the one already serving.
     AlreadyApplied(u64),
 }
 
 /// Why a line was not applied.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum Refusal {
     /// Not a stream line; only the error's category and position are kept, never content
     /// (a snapshot line holds backend keys).
@@ -61,20 +56,27 @@ pub enum Refusal {
         /// Its version.
         version: u64,
         /// The broken rule.
-        reason: String,
+        reason: InvalidSnapshot,
     },
 }
 
-/// Applies stream lines to a `watch` channel, created with the first good snapshot.
-#[derive(Debug, Default)]
+/// Applies stream lines to a `watch` channel. Until the first good snapshot the channel holds
+/// an empty one of version 0: "nothing yet", never applied.
+#[derive(Debug)]
 pub struct Applier {
-    tx: Option<watch::Sender<Arc<Snapshot>>>,
+    tx: watch::Sender<Arc<Snapshot>>,
 }
 
 impl Applier {
+    /// An applier and the channel it publishes on.
+    pub fn new() -> (Self, watch::Receiver<Arc<Snapshot>>) {
+        let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        (Self { tx }, rx)
+    }
+
     /// The version serving, if any.
     pub fn serving(&self) -> Option<u64> {
-        self.tx.as_ref().map(|tx| tx.borrow().version)
+        Some(self.tx.borrow().version).filter(|version| *version > 0)
     }
 
     /// Handles one line (without its newline).
@@ -108,64 +110,10 @@ impl Applier {
                 });
             }
         }
-        validate(&snapshot).map_err(|reason| Refusal::Invalid { version, reason })?;
-        match &self.tx {
-            Some(tx) => {
-                tx.send_replace(snapshot);
-                Ok(Outcome::Applied {
-                    version,
-                    first: None,
-                })
-            }
-            None => {
-                let (tx, rx) = watch::channel(snapshot);
-                self.tx = Some(tx);
-                Ok(Outcome::Applied {
-                    version,
-                    first: Some(rx),
-                })
-            }
-        }
+        snapshot
+            .check()
+            .map_err(|reason| Refusal::Invalid { version, reason })?;
+        self.tx.send_replace(snapshot);
+        Ok(Outcome::Applied(version))
     }
-}
-
-/// The rules the data plane relies on, checked before a pushed snapshot is applied.
-///
-/// # Errors
-/// The first rule broken.
-pub fn validate(snapshot: &Snapshot) -> Result<(), String> {
-    if snapshot.version == 0 {
-        return Err("version 0 is never published".into());
-    }
-    let mut models = BTreeSet::new();
-    for pool in &snapshot.pools {
-        if pool.models.is_empty() || pool.backends.is_empty() {
-            return Err(format!("pool {} has no models or no backends", pool.id));
-        }
-        if let Some(model) = pool.models.iter().find(|m| !models.insert(m.as_str())) {
-            return Err(format!("model {model} is served by two pools"));
-        }
-        if pool.retry.max_attempts == 0 {
-            return Err(format!("pool {} allows no attempt", pool.id));
-        }
-        for backend in &pool.backends {
-            let url_ok =
-                backend.base_url.starts_with("http://") || backend.base_url.starts_with("https://");
-            if !url_ok || backend.weight == 0 || backend.priority == 0 {
-                return Err(format!(
-                    "backend {} of pool {} needs an http(s) URL, weight ≥ 1 and priority ≥ 1",
-                    backend.name, pool.id
-                ));
-            }
-        }
-    }
-    for quota in &snapshot.quotas {
-        if !(quota.share > 0.0 && quota.share <= 1.0) {
-            return Err(format!(
-                "quota {} has share {} outside (0, 1]",
-                quota.id, quota.share
-            ));
-        }
-    }
-    Ok(())
 }

@@ -2,8 +2,9 @@
 //!
 //! Inputs: the operator's HTTPS URL, the projected ServiceAccount token file and an optional
 //! CA file (both re-read on every request, as the kubelet updates mounted files in place), and
-//! the gateway whose state is reported. Outputs: snapshots on the `watch` channel that [`Gateway::follow`] applies,
-//! and a report every few seconds (`POST /v1/sidecars/report`: sidecar id, applied version,
+//! the gateway whose state is reported. Outputs: snapshots on the [`SnapshotRx`] channel that
+//! [`Gateway::follow`] applies ([`OperatorClient::watch`]), and a report every few seconds
+//! ([`OperatorClient::report`] (`POST /v1/sidecars/report`: sidecar id, applied version,
 //! breaker state per backend, tokens per app, and tokens left per quota window — at most
 //! [`MAX_REPORTED_LEVELS`] of them, marked as Redis-mode local views when the shared counters
 //! live in Redis).
@@ -34,11 +35,14 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use tokio::task::JoinHandle;
+
 use self::apply::{Applier, Outcome};
 use self::wire::{
     AppUsage, BreakerDetail, QuotaCounters, QuotaLevelReport, REPORT_PATH, SIDECAR_HEADER,
     SidecarReport, VERSION_HEADER, WATCH_PATH,
 };
+use super::SnapshotRx;
 use crate::breaker::Breaker;
 use crate::proxy::Gateway;
 use crate::telemetry::{QuotaLevel, QuotaSource as _};
@@ -166,17 +170,25 @@ impl OperatorClient {
         })
     }
 
-    /// Follows the operator forever: applies snapshots to `gateway` and reports its state.
-    pub async fn run(self, gateway: Gateway, totals: UsageTotals) {
-        tokio::spawn(self.clone().report_loop(gateway.clone(), totals));
-        let mut applier = Applier::default();
+    /// Follows the operator's stream in a task, for ever: each good snapshot is published on
+    /// the returned channel (version 0 until the first one arrives), the last good one kept
+    /// whatever the stream does.
+    pub fn watch(self) -> (SnapshotRx, JoinHandle<()>) {
+        let (applier, rx) = Applier::new();
+        (rx, tokio::spawn(self.follow(applier)))
+    }
+
+    /// Reports `gateway`'s state (applied version, breakers, quota levels, usage) to the
+    /// operator in a task, every report interval, for ever.
+    pub fn report(self, gateway: Gateway, totals: UsageTotals) -> JoinHandle<()> {
+        tokio::spawn(self.report_loop(gateway, totals))
+    }
+
+    async fn follow(self, mut applier: Applier) {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         loop {
             let mut delivered = false;
-            match self
-                .stream_once(&mut applier, &gateway, &mut delivered)
-                .await
-            {
+            match self.stream_once(&mut applier, &mut delivered).await {
                 Ok(()) => tracing::info!("operator stream ended; reconnecting"),
                 Err(error) => {
                     tracing::warn!(error = %format!("{error:#}"), serving = ?applier.serving(), "operator stream failed; keeping the last good configuration")
@@ -202,12 +214,7 @@ impl OperatorClient {
     }
 
     /// One stream, until it ends or fails. `delivered` turns true once a line arrived.
-    async fn stream_once(
-        &self,
-        applier: &mut Applier,
-        gateway: &Gateway,
-        delivered: &mut bool,
-    ) -> anyhow::Result<()> {
+    async fn stream_once(&self, applier: &mut Applier, delivered: &mut bool) -> anyhow::Result<()> {
         let mut request = Request::get(format!("{}{WATCH_PATH}", self.base))
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token()?))
             .header(SIDECAR_HEADER, &self.sidecar);
@@ -249,7 +256,7 @@ impl OperatorClient {
             while let Some(end) = memchr::memchr(b'\n', &buffer) {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
                 *delivered = true;
-                if let Some(heartbeat) = handle_line(applier, gateway, &line[..end]) {
+                if let Some(heartbeat) = handle_line(applier, &line[..end]) {
                     silence =
                         (heartbeat * 3).clamp(Duration::from_secs(1), Duration::from_secs(600));
                 }
@@ -291,7 +298,7 @@ impl OperatorClient {
 }
 
 /// Applies one line; returns the heartbeat interval when the line was a `hello`.
-fn handle_line(applier: &mut Applier, gateway: &Gateway, line: &[u8]) -> Option<Duration> {
+fn handle_line(applier: &mut Applier, line: &[u8]) -> Option<Duration> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
@@ -304,11 +311,8 @@ fn handle_line(applier: &mut Applier, gateway: &Gateway, line: &[u8]) -> Option<
         Ok(Outcome::AlreadyApplied(version)) => {
             tracing::debug!(version, "configuration already serving")
         }
-        Ok(Outcome::Applied { version, first }) => {
+        Ok(Outcome::Applied(version)) => {
             tracing::info!(version, "configuration received from the operator");
-            if let Some(rx) = first {
-                tokio::spawn(gateway.clone().follow(rx));
-            }
         }
         Err(refusal) => {
             tracing::warn!(%refusal, "snapshot not applied; keeping the last good configuration")

@@ -7,7 +7,7 @@ use spillway_crds::Snapshot;
 use spillway_crds::snapshot::QuotaConfig;
 
 use super::Backoff;
-use super::apply::{Applier, Outcome, Refusal, validate};
+use super::apply::{Applier, Outcome, Refusal};
 
 fn snapshot_line(version: u64, weight: u32, key: &str) -> Vec<u8> {
     let line = json!({
@@ -33,14 +33,14 @@ fn snapshot_line(version: u64, weight: u32, key: &str) -> Vec<u8> {
 
 fn applied_version(outcome: Result<Outcome, Refusal>) -> u64 {
     match outcome {
-        Ok(Outcome::Applied { version, .. }) => version,
+        Ok(Outcome::Applied(version)) => version,
         other => panic!("expected an applied snapshot, got {other:?}"),
     }
 }
 
 #[test]
 fn hello_and_heartbeats_apply_nothing() {
-    let mut applier = Applier::default();
+    let (mut applier, _rx) = Applier::new();
     let hello = br#"{"type":"hello","scope":"team","sidecar":"a","heartbeatMs":2000}"#;
     match applier.line(hello) {
         Ok(Outcome::Hello { heartbeat }) => assert_eq!(heartbeat, Duration::from_secs(2)),
@@ -55,14 +55,13 @@ fn hello_and_heartbeats_apply_nothing() {
 
 #[test]
 fn the_first_snapshot_opens_the_channel_and_later_ones_update_it() {
-    let mut applier = Applier::default();
-    let rx = match applier.line(&snapshot_line(3, 1, "sk-a")) {
-        Ok(Outcome::Applied {
-            version: 3,
-            first: Some(rx),
-        }) => rx,
-        other => panic!("{other:?}"),
-    };
+    let (mut applier, rx) = Applier::new();
+    assert_eq!(rx.borrow().version, 0, "nothing yet");
+    assert_eq!(
+        applied_version(applier.line(&snapshot_line(3, 1, "sk-a"))),
+        3
+    );
+    assert_eq!(rx.borrow().version, 3);
     assert_eq!(
         applied_version(applier.line(&snapshot_line(4, 2, "sk-a"))),
         4
@@ -82,7 +81,7 @@ fn the_first_snapshot_opens_the_channel_and_later_ones_update_it() {
 
 #[test]
 fn older_versions_are_refused() {
-    let mut applier = Applier::default();
+    let (mut applier, _rx) = Applier::new();
     applied_version(applier.line(&snapshot_line(5, 1, "sk-a")));
     assert_eq!(
         applier.line(&snapshot_line(4, 1, "sk-a")).map(|_| ()),
@@ -96,7 +95,7 @@ fn older_versions_are_refused() {
 
 #[test]
 fn invalid_snapshots_are_refused_and_the_last_good_one_stays() {
-    let mut applier = Applier::default();
+    let (mut applier, _rx) = Applier::new();
     applied_version(applier.line(&snapshot_line(1, 1, "sk-a")));
     let refusal = applier
         .line(&snapshot_line(2, 0, "sk-a"))
@@ -110,7 +109,7 @@ fn invalid_snapshots_are_refused_and_the_last_good_one_stays() {
 
 #[test]
 fn unreadable_lines_never_echo_their_content() {
-    let mut applier = Applier::default();
+    let (mut applier, _rx) = Applier::new();
     applied_version(applier.line(&snapshot_line(1, 1, "sk-a")));
     // A key where a number belongs: serde would quote the value in its message.
     let line = String::from_utf8(snapshot_line(2, 1, "sk-secret-value"))
@@ -128,45 +127,6 @@ fn snapshot(version: u64) -> Snapshot {
     let line: serde_json::Value =
         serde_json::from_slice(&snapshot_line(version, 1, "sk-a")).expect("json");
     serde_json::from_value(line["snapshot"].clone()).expect("snapshot")
-}
-
-#[test]
-fn validation_rules() {
-    assert!(
-        validate(&snapshot(0)).is_err(),
-        "version 0 is never published"
-    );
-    let mut snapshot = snapshot(1);
-    assert_eq!(validate(&snapshot), Ok(()));
-    snapshot.pools.push(snapshot.pools[0].clone());
-    assert!(
-        validate(&snapshot)
-            .expect_err("duplicate")
-            .contains("two pools")
-    );
-    snapshot.pools.pop();
-    snapshot.pools[0].backends[0].base_url = "ftp://x".into();
-    assert!(
-        validate(&snapshot)
-            .expect_err("scheme")
-            .contains("http(s) URL")
-    );
-    snapshot.pools[0].backends[0].base_url = "http://x".into();
-    snapshot.quotas.push(QuotaConfig {
-        id: "team/q".into(),
-        name: "q".into(),
-        app_id: None,
-        pools: Vec::new(),
-        models: Vec::new(),
-        tokens_per_minute: Some(10),
-        requests_per_minute: None,
-        calendar: Vec::new(),
-        default_max_tokens: 10,
-        share: 0.0,
-    });
-    assert!(validate(&snapshot).expect_err("share").contains("share"));
-    snapshot.quotas[0].share = 0.5;
-    assert_eq!(validate(&snapshot), Ok(()));
 }
 
 #[test]

@@ -257,7 +257,11 @@ async fn hot_reload_under_load_loses_no_request_and_rejects_bad_changes() {
     .enumerate()
     {
         gw.reload(&pool(weights, with_b)).await;
-        assert_eq!(gw.version().await, i as u64 + 2, "the file starts at version 1");
+        assert_eq!(
+            gw.version().await,
+            i as u64 + 2,
+            "the file starts at version 1"
+        );
     }
     let after_reloads = done.load(Ordering::Relaxed);
     // An invalid change is rejected and the last good configuration keeps serving.

@@ -8,7 +8,7 @@ use spillway_crds::v1alpha1::RedactionBuiltin;
 use super::redact::{Redactor, cap, luhn};
 use super::writer::line;
 use super::{AuditPolicy, PendingAudit, queue};
-use crate::usage::{Operation, Usage, UsageRecord};
+use crate::usage::{Usage, UsageRecord};
 
 fn config(builtins: &[RedactionBuiltin], patterns: &[(&str, &str)]) -> AuditConfig {
     AuditConfig {
@@ -98,26 +98,13 @@ fn luhn_and_caps() {
 fn record(app: &str) -> UsageRecord {
     UsageRecord {
         request_id: "r1".into(),
-        app_id: app.into(),
-        pool: "chat".into(),
         backend: Some("east".into()),
-        model: "gpt-4o".into(),
-        response_model: None,
-        operation: Some(Operation::ChatCompletions),
         stream: true,
         usage: Usage {
             prompt_tokens: 12,
             completion_tokens: 7,
         },
-        estimated: false,
-        status: 200,
-        attempts: 1,
-        duration: Duration::from_millis(5),
-        time_to_first_token: None,
-        client_disconnected: false,
-        error_type: None,
-        upstream: Vec::new(),
-        trace: None,
+        ..UsageRecord::served(app)
     }
 }
 

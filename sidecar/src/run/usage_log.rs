@@ -100,26 +100,14 @@ mod tests {
     fn record(id: &str) -> UsageRecord {
         UsageRecord {
             request_id: id.to_owned(),
-            app_id: "app".to_owned(),
             pool: "pool".to_owned(),
-            backend: Some("b".to_owned()),
-            model: "gpt-4o".to_owned(),
-            response_model: None,
             operation: None,
-            stream: false,
             usage: Usage {
                 prompt_tokens: 3,
                 completion_tokens: 4,
             },
-            estimated: false,
-            status: 200,
-            attempts: 1,
             duration: std::time::Duration::ZERO,
-            time_to_first_token: None,
-            client_disconnected: false,
-            error_type: None,
-            upstream: Vec::new(),
-            trace: None,
+            ..UsageRecord::served("app")
         }
     }
 

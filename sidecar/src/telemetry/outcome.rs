@@ -155,21 +155,11 @@ mod tests {
 
     fn record(status: u16, error: Option<ErrorType>, trail: &[Option<u16>]) -> UsageRecord {
         UsageRecord {
-            request_id: "r".into(),
-            app_id: "a".into(),
-            pool: "p".into(),
             backend: None,
-            model: "m".into(),
-            response_model: None,
             operation: None,
-            stream: false,
             usage: Usage::default(),
-            estimated: false,
             status,
             attempts: u32::try_from(trail.len()).unwrap_or(0),
-            duration: Duration::ZERO,
-            time_to_first_token: None,
-            client_disconnected: false,
             error_type: error,
             upstream: trail
                 .iter()
@@ -182,7 +172,7 @@ mod tests {
                     trace: None,
                 })
                 .collect(),
-            trace: None,
+            ..UsageRecord::served("a")
         }
     }
 

@@ -8,7 +8,7 @@ use prom_text_format_parser::Scrape;
 use super::*;
 use crate::subscribe::file::{LocalSecrets, load_text};
 use crate::usage::record::UpstreamAttempt;
-use crate::usage::{Operation, Usage, UsageSink};
+use crate::usage::{Usage, UsageSink};
 
 const MANIFESTS: &str = "apiVersion: spillway.dev/v1alpha1
 kind: AIBackendPool
@@ -57,27 +57,16 @@ fn attempt(backend: &str, status: Option<u16>) -> UpstreamAttempt {
 
 fn served(app: &str, backend: &str, prompt: u64, completion: u64) -> UsageRecord {
     UsageRecord {
-        request_id: "r".into(),
-        app_id: app.into(),
         pool: "chat".into(),
         backend: Some(backend.into()),
-        model: "gpt-4o".into(),
         response_model: Some("gpt-4o-2024-08-06".into()),
-        operation: Some(Operation::ChatCompletions),
-        stream: false,
         usage: Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
         },
-        estimated: false,
-        status: 200,
-        attempts: 1,
         duration: Duration::from_millis(510),
-        time_to_first_token: None,
-        client_disconnected: false,
-        error_type: None,
         upstream: vec![attempt(backend, Some(200))],
-        trace: None,
+        ..UsageRecord::served(app)
     }
 }
 

@@ -60,6 +60,38 @@ pub struct UsageRecord {
     pub trace: Option<RequestTrace>,
 }
 
+#[cfg(test)]
+impl UsageRecord {
+    /// A test record: `app`'s chat completion served by backend `b` of pool `chat` (model
+    /// `gpt-4o`, 12 prompt + 34 completion tokens, one attempt, 200). Tests change what they
+    /// check with struct update syntax: `UsageRecord { status: 429, ..UsageRecord::served("a") }`.
+    pub(crate) fn served(app: &str) -> Self {
+        Self {
+            request_id: "r".into(),
+            app_id: app.into(),
+            pool: "chat".into(),
+            backend: Some("b".into()),
+            model: "gpt-4o".into(),
+            response_model: None,
+            operation: Some(Operation::ChatCompletions),
+            stream: false,
+            usage: Usage {
+                prompt_tokens: 12,
+                completion_tokens: 34,
+            },
+            estimated: false,
+            status: 200,
+            attempts: 1,
+            duration: Duration::from_millis(5),
+            time_to_first_token: None,
+            client_disconnected: false,
+            error_type: None,
+            upstream: Vec::new(),
+            trace: None,
+        }
+    }
+}
+
 /// Why a call failed, set where it is known and carried as it is to every consumer (metrics'
 /// and spans' `error.type`, span status, logs, the usage log); [`ErrorType::label`] is the one
 /// place it becomes text.

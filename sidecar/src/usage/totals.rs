@@ -143,34 +143,22 @@ impl UsageTotals {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::usage::{Usage, UsageSink};
 
     fn record(app: &str, backend: Option<&str>, prompt: u64, estimated: bool) -> UsageRecord {
         UsageRecord {
-            request_id: "r".into(),
-            app_id: app.into(),
             pool: "p".into(),
             backend: backend.map(Into::into),
             model: "m".into(),
-            response_model: None,
             operation: None,
-            stream: false,
             usage: Usage {
                 prompt_tokens: prompt,
                 completion_tokens: 1,
             },
             estimated,
-            status: 200,
-            attempts: 1,
-            duration: Duration::from_millis(1),
-            time_to_first_token: None,
-            client_disconnected: false,
-            error_type: None,
-            upstream: Vec::new(),
-            trace: None,
+            ..UsageRecord::served(app)
         }
     }
 

@@ -5,7 +5,6 @@ use std::sync::Mutex;
 use super::*;
 use crate::usage::ErrorType;
 use crate::usage::record::RequestTrace;
-use crate::usage::{Operation, Usage};
 
 /// A processor keeping what was emitted.
 #[derive(Debug, Default, Clone)]
@@ -26,25 +25,14 @@ impl LogProcessor for Keep {
 fn record() -> UsageRecord {
     UsageRecord {
         request_id: "req-1".into(),
-        app_id: "chat-web".into(),
         pool: "gpt-4o".into(),
         backend: Some("ptu".into()),
-        model: "gpt-4o".into(),
         response_model: Some("gpt-4o-2024-08-06".into()),
-        operation: Some(Operation::ChatCompletions),
         stream: true,
-        usage: Usage {
-            prompt_tokens: 12,
-            completion_tokens: 34,
-        },
         estimated: true,
-        status: 200,
         attempts: 2,
         duration: Duration::from_millis(1500),
         time_to_first_token: Some(Duration::from_millis(200)),
-        client_disconnected: false,
-        error_type: None,
-        upstream: Vec::new(),
         trace: Some(RequestTrace {
             trace_id: [7; 16],
             span_id: [9; 8],
@@ -52,6 +40,7 @@ fn record() -> UsageRecord {
             sampled: false,
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
         }),
+        ..UsageRecord::served("chat-web")
     }
 }
 

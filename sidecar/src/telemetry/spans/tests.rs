@@ -7,7 +7,6 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 
 use super::*;
 use crate::usage::record::{AttemptTrace, RequestTrace};
-use crate::usage::{Operation, Usage};
 
 fn attempt(backend: &str, status: Option<u16>, id: u8, start: SystemTime) -> UpstreamAttempt {
     UpstreamAttempt {
@@ -30,22 +29,9 @@ fn record(sampled: bool) -> UsageRecord {
         request_id: "req-1".into(),
         app_id: "team-a".into(),
         pool: "gpt".into(),
-        backend: Some("b".into()),
-        model: "gpt-4o".into(),
         response_model: Some("gpt-4o-2024-08-06".into()),
-        operation: Some(Operation::ChatCompletions),
-        stream: false,
-        usage: Usage {
-            prompt_tokens: 12,
-            completion_tokens: 34,
-        },
-        estimated: false,
-        status: 200,
         attempts: 2,
         duration: Duration::from_millis(100),
-        time_to_first_token: None,
-        client_disconnected: false,
-        error_type: None,
         upstream: vec![
             attempt("a", Some(429), 1, start),
             attempt("b", Some(200), 2, start + Duration::from_millis(10)),
@@ -57,6 +43,7 @@ fn record(sampled: bool) -> UsageRecord {
             sampled,
             start,
         }),
+        ..UsageRecord::served("team-a")
     }
 }
 

@@ -5,7 +5,10 @@
 //!   stripping the injected usage chunk), chunk by chunk as it arrives;
 //! - the breaker check (`Breaker::can_admit`, and `admit` + `record` of a success);
 //! - bucket admit: `TokenBucket::take` alone, and `Limiter::admit` + `settle` of an app with a
-//!   token, a request and a daily quota.
+//!   token, a request and a daily quota;
+//! - request dispatch: one request through a hyper `service_fn` and through an axum `Router`
+//!   (fallback handler) around the same trivial handler, as the data path's server would;
+//!   the difference is what axum would add per request (BENCHMARKS.md).
 //!
 //! Run: `cargo bench -p spillway-sidecar --bench hot_paths`. Inputs are built once outside
 //! the timed loops; outputs are passed through `black_box`.
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::Full;
 use spillway_crds::compile::default_breaker;
 use spillway_sidecar::breaker::{Breaker, Outcome};
 use spillway_sidecar::clock::SystemClock;
@@ -194,11 +198,52 @@ fn bucket_admit(c: &mut Criterion) {
     group.finish();
 }
 
+fn answer<B>(_request: http::Request<B>) -> http::Response<Full<Bytes>> {
+    http::Response::new(Full::new(Bytes::from_static(b"{}")))
+}
+
+fn request() -> http::Request<Full<Bytes>> {
+    http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(chat_body()))
+        .expect("request")
+}
+
+fn dispatch(c: &mut Criterion) {
+    use hyper::service::Service as _;
+    use tower::ServiceExt as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("dispatch");
+    let plain = hyper::service::service_fn(|request: http::Request<Full<Bytes>>| async move {
+        Ok::<_, std::convert::Infallible>(answer(request))
+    });
+    group.bench_function("hyper service_fn", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(plain.call(black_box(request())))
+                .expect("answer")
+        });
+    });
+    let router = axum::Router::new().fallback(|request: axum::extract::Request| async move {
+        axum::response::IntoResponse::into_response(answer(request))
+    });
+    group.bench_function("axum Router fallback", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(router.clone().oneshot(black_box(request())))
+                .expect("answer")
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = hot_paths;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = request_inspection, sse_usage, breaker_check, bucket_admit
+    targets = request_inspection, sse_usage, breaker_check, bucket_admit, dispatch
 }
 criterion_main!(hot_paths);

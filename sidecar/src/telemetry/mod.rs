@@ -25,6 +25,7 @@
 mod backends;
 mod config;
 mod export_config;
+mod exporter;
 mod gauges;
 mod instruments;
 mod labels;

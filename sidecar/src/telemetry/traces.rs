@@ -10,18 +10,16 @@
 
 use std::sync::Arc;
 
-use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use tokio::sync::broadcast;
 
-use super::config::OtlpProtocol;
 use super::export_config::TraceSettings;
-use super::otlp::TokioHttpClient;
+use super::exporter::otlp_exporter;
 use super::pipeline::{self, BatchExport, Counts, Exporting};
 use super::semconv;
 use super::{Telemetry, resource};
-use crate::http_client;
 use crate::usage::UsageRecord;
 
 impl Telemetry {
@@ -38,19 +36,7 @@ impl Telemetry {
     ) -> anyhow::Result<Exporting> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| anyhow::anyhow!("traces must start inside the Tokio runtime"))?;
-        let mut exporter = match settings.protocol {
-            OtlpProtocol::HttpProtobuf => SpanExporter::builder()
-                .with_http()
-                .with_http_client(TokioHttpClient {
-                    runtime,
-                    client: http_client::client(),
-                    timeout: settings.timeout,
-                })
-                .with_endpoint(settings.endpoint.clone())
-                .with_timeout(settings.timeout)
-                .build()?,
-            OtlpProtocol::Grpc => grpc_exporter(settings)?,
-        };
+        let mut exporter = otlp_exporter!(SpanExporter, settings, runtime)?;
         exporter.set_resource(&resource());
         let counts = Arc::new(Counts::default());
         let (queue, export) = pipeline::spawn_export(
@@ -72,22 +58,6 @@ impl Telemetry {
         };
         Ok(Exporting::follow(rx, on_record, counts, export))
     }
-}
-
-#[cfg(feature = "otlp-grpc")]
-fn grpc_exporter(settings: &TraceSettings) -> anyhow::Result<SpanExporter> {
-    Ok(SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(settings.endpoint.clone())
-        .with_timeout(settings.timeout)
-        .build()?)
-}
-
-#[cfg(not(feature = "otlp-grpc"))]
-fn grpc_exporter(_settings: &TraceSettings) -> anyhow::Result<SpanExporter> {
-    anyhow::bail!(
-        "OTLP protocol `grpc` needs a spillway built with the `otlp-grpc` feature; use `http/protobuf`"
-    )
 }
 
 /// The span exporter as a [`BatchExport`].

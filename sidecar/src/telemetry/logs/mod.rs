@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::InstrumentationScope;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
-use opentelemetry_otlp::{LogExporter, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::LogExporter;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{
     LogBatch, LogExporter as _, LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider,
@@ -25,14 +25,12 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::backends::BackendIndex;
-use super::config::OtlpProtocol;
 use super::export_config::LogSettings;
-use super::otlp::TokioHttpClient;
+use super::exporter::otlp_exporter;
 use super::outcome::RequestOutcome;
 use super::pipeline::{self, BatchExport, Counts, Exporting, Queue};
 use super::semconv::{self, attr};
 use super::{Telemetry, resource};
-use crate::http_client;
 use crate::usage::UsageRecord;
 use crate::usage::record::RequestTrace;
 
@@ -85,19 +83,7 @@ impl Telemetry {
     ) -> anyhow::Result<(SdkLogger, Arc<Counts>, JoinHandle<()>)> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| anyhow::anyhow!("logs must start inside the Tokio runtime"))?;
-        let mut exporter = match settings.protocol {
-            OtlpProtocol::HttpProtobuf => LogExporter::builder()
-                .with_http()
-                .with_http_client(TokioHttpClient {
-                    runtime,
-                    client: http_client::client(),
-                    timeout: settings.timeout,
-                })
-                .with_endpoint(settings.endpoint.clone())
-                .with_timeout(settings.timeout)
-                .build()?,
-            OtlpProtocol::Grpc => grpc_exporter(settings)?,
-        };
+        let mut exporter = otlp_exporter!(LogExporter, settings, runtime)?;
         exporter.set_resource(&resource());
         let scope = InstrumentationScope::builder("spillway")
             .with_version(env!("CARGO_PKG_VERSION"))
@@ -220,22 +206,6 @@ fn attributes(record: &UsageRecord, outcome: RequestOutcome) -> Vec<(&'static st
         out.push((attr::ERROR_TYPE, text(&error.label())));
     }
     out
-}
-
-#[cfg(feature = "otlp-grpc")]
-fn grpc_exporter(settings: &LogSettings) -> anyhow::Result<LogExporter> {
-    Ok(LogExporter::builder()
-        .with_tonic()
-        .with_endpoint(settings.endpoint.clone())
-        .with_timeout(settings.timeout)
-        .build()?)
-}
-
-#[cfg(not(feature = "otlp-grpc"))]
-fn grpc_exporter(_settings: &LogSettings) -> anyhow::Result<LogExporter> {
-    anyhow::bail!(
-        "OTLP protocol `grpc` needs a spillway built with the `otlp-grpc` feature; use `http/protobuf`"
-    )
 }
 
 /// The logger's processor: queues each record without waiting (dropped, counted, when full).

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::identity::IdentityError;
 use crate::limiter::Refusal;
 use crate::protocol::request::InspectError;
+use crate::usage::{ErrorType, GatewayErrorKind};
 
 /// Why the gateway answered instead of a backend.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -155,6 +156,33 @@ impl ProxyError {
         }
     }
 
+    /// How usage records, metrics, spans and logs carry this error: its code and kind.
+    pub fn recorded(&self) -> ErrorType {
+        let kind = match self {
+            Self::QuotaRefused {
+                refusal: Refusal::QuotaExhausted { .. },
+                ..
+            } => GatewayErrorKind::QuotaExhausted,
+            Self::QuotaRefused {
+                refusal: Refusal::RateLimited { .. },
+                ..
+            } => GatewayErrorKind::RateLimited,
+            Self::QuotaRefused { .. } | Self::NotReady | Self::Internal => {
+                GatewayErrorKind::Internal
+            }
+            Self::NoBackendAvailable { .. } => GatewayErrorKind::NoBackend,
+            Self::UpstreamUnreachable(_) | Self::UpstreamTimeout => GatewayErrorKind::Backend,
+            _ => match self.status().as_u16() {
+                401 => GatewayErrorKind::Unauthenticated,
+                403 => GatewayErrorKind::Forbidden,
+                429 => GatewayErrorKind::RateLimited,
+                400..=499 => GatewayErrorKind::Client,
+                _ => GatewayErrorKind::Internal,
+            },
+        };
+        ErrorType::gateway(self.code(), kind)
+    }
+
     /// The OpenAI `error.type`.
     pub fn error_type(&self) -> &'static str {
         match self {
@@ -280,6 +308,48 @@ mod tests {
                     .is_some_and(|m| !m.is_empty())
             );
             assert!(json["error"]["type"].is_string());
+        }
+    }
+
+    #[test]
+    fn every_error_is_recorded_with_its_code_and_kind() {
+        use crate::usage::{ErrorType, GatewayErrorKind as K};
+        let now = SystemTime::UNIX_EPOCH;
+        let exhausted = Refusal::QuotaExhausted {
+            quota: "q".into(),
+            period: spillway_crds::v1alpha1::QuotaPeriod::Monthly,
+            resets_at: now,
+        };
+        for (error, kind) in [
+            (ProxyError::from(IdentityError::Expired), K::Unauthenticated),
+            (ProxyError::quota_refused(exhausted, now), K::QuotaExhausted),
+            (
+                ProxyError::quota_refused(Refusal::Unavailable, now),
+                K::Internal,
+            ),
+            (
+                ProxyError::from(IdentityError::JwksUnavailable),
+                K::Internal,
+            ),
+            (
+                ProxyError::NoBackendAvailable {
+                    pool: "p".into(),
+                    retry_after: Duration::from_secs(1),
+                },
+                K::NoBackend,
+            ),
+            (ProxyError::UpstreamTimeout, K::Backend),
+            (ProxyError::MissingModel, K::Client),
+            (ProxyError::NotReady, K::Internal),
+        ] {
+            let ErrorType::Gateway(recorded) = error.recorded() else {
+                panic!("{error:?} is the gateway's own error");
+            };
+            assert_eq!(
+                (recorded.code, recorded.kind),
+                (error.code(), kind),
+                "{error:?}"
+            );
         }
     }
 

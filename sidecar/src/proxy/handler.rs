@@ -20,7 +20,7 @@ use super::inbound;
 use crate::error::ProxyError;
 use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens};
 use crate::protocol::request;
-use crate::usage::{ErrorType, Usage};
+use crate::usage::Usage;
 
 /// A client's request body: hyper's `Incoming`, or any body of bytes a server hands over.
 pub(crate) trait RequestBody:
@@ -85,7 +85,7 @@ fn preflight<B>(shared: &Shared, cors: &cors::Cors, req: &Request<B>) -> Respons
 fn refused(shared: &Shared, call: &Call, error: &ProxyError) -> Response<ProxyBody> {
     let response = error.to_response();
     let mut record = call.record(response.status().as_u16(), Usage::default(), false);
-    record.error_type = Some(ErrorType::Gateway(error.code()));
+    record.error_type = Some(error.recorded());
     shared.usage.send(record);
     with_common_headers(response.map(ProxyBody::full), call)
 }

@@ -6,7 +6,7 @@
 //! for `spillway.upstream.attempts`. Pure functions; the table is in `docs/observability.md`.
 
 use crate::usage::record::UpstreamAttempt;
-use crate::usage::{ErrorType, UsageRecord};
+use crate::usage::{ErrorType, GatewayErrorKind, UsageRecord};
 
 /// How a client request ended (`spillway.outcome`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,10 +59,6 @@ impl RequestOutcome {
     /// than the pool's first group.
     pub fn of(record: &UsageRecord, spilled: bool) -> Self {
         let status = record.status;
-        let code = match record.error_type {
-            Some(ErrorType::Gateway(code)) => code,
-            _ => "",
-        };
         let from_backend = record
             .upstream
             .last()
@@ -84,17 +80,23 @@ impl RequestOutcome {
                 _ => Self::BackendError,
             };
         }
-        if code.contains("quota") {
-            return Self::QuotaExhausted;
-        }
-        match (status, code) {
-            (401, _) => Self::Unauthenticated,
-            (403, _) => Self::Forbidden,
-            (429, _) => Self::RateLimited,
-            (_, "no_backend_available") => Self::NoBackend,
-            (_, "backend_unreachable" | "backend_timeout") | (502 | 504, _) => Self::BackendError,
-            (400..=499, _) => Self::ClientError,
-            _ => Self::GatewayError,
+        match record.error_type {
+            Some(ErrorType::Gateway(error)) => match error.kind {
+                GatewayErrorKind::Unauthenticated => Self::Unauthenticated,
+                GatewayErrorKind::Forbidden => Self::Forbidden,
+                GatewayErrorKind::RateLimited => Self::RateLimited,
+                GatewayErrorKind::QuotaExhausted => Self::QuotaExhausted,
+                GatewayErrorKind::NoBackend => Self::NoBackend,
+                GatewayErrorKind::Backend => Self::BackendError,
+                GatewayErrorKind::Client => Self::ClientError,
+                GatewayErrorKind::Internal => Self::GatewayError,
+            },
+            // A backend's answer replaced or cut off by the gateway.
+            _ => match status {
+                502 | 504 => Self::BackendError,
+                400..=499 => Self::ClientError,
+                _ => Self::GatewayError,
+            },
         }
     }
 }
@@ -206,7 +208,10 @@ mod tests {
         assert_eq!(
             of(&record(
                 503,
-                Some(ErrorType::Gateway("no_backend_available")),
+                Some(ErrorType::gateway(
+                    "no_backend_available",
+                    GatewayErrorKind::NoBackend
+                )),
                 &[]
             )),
             RequestOutcome::NoBackend
@@ -214,7 +219,10 @@ mod tests {
         assert_eq!(
             of(&record(
                 504,
-                Some(ErrorType::Gateway("backend_timeout")),
+                Some(ErrorType::gateway(
+                    "backend_timeout",
+                    GatewayErrorKind::Backend
+                )),
                 &[None, None]
             )),
             RequestOutcome::BackendError
@@ -226,7 +234,10 @@ mod tests {
         assert_eq!(
             of(&record(
                 403,
-                Some(ErrorType::Gateway("app_not_allowed")),
+                Some(ErrorType::gateway(
+                    "app_not_allowed",
+                    GatewayErrorKind::Forbidden
+                )),
                 &[]
             )),
             RequestOutcome::Forbidden
@@ -234,7 +245,10 @@ mod tests {
         assert_eq!(
             of(&record(
                 403,
-                Some(ErrorType::Gateway("monthly_quota_exceeded")),
+                Some(ErrorType::gateway(
+                    "quota_exceeded",
+                    GatewayErrorKind::QuotaExhausted
+                )),
                 &[]
             )),
             RequestOutcome::QuotaExhausted
@@ -242,7 +256,10 @@ mod tests {
         assert_eq!(
             of(&record(
                 503,
-                Some(ErrorType::Gateway("gateway_not_ready")),
+                Some(ErrorType::gateway(
+                    "gateway_not_ready",
+                    GatewayErrorKind::Internal
+                )),
                 &[]
             )),
             RequestOutcome::GatewayError
@@ -250,7 +267,10 @@ mod tests {
         assert_eq!(
             of(&record(
                 413,
-                Some(ErrorType::Gateway("request_too_large")),
+                Some(ErrorType::gateway(
+                    "request_too_large",
+                    GatewayErrorKind::Client
+                )),
                 &[]
             )),
             RequestOutcome::ClientError

@@ -8,7 +8,7 @@ use prom_text_format_parser::Scrape;
 use super::*;
 use crate::subscribe::file::{LocalSecrets, load_text};
 use crate::usage::record::UpstreamAttempt;
-use crate::usage::{Usage, UsageSink};
+use crate::usage::{GatewayErrorKind, Usage, UsageSink};
 
 const MANIFESTS: &str = "apiVersion: spillway.dev/v1alpha1
 kind: AIBackendPool
@@ -70,14 +70,14 @@ fn served(app: &str, backend: &str, prompt: u64, completion: u64) -> UsageRecord
     }
 }
 
-fn refused(app: &str, status: u16, code: &'static str) -> UsageRecord {
+fn refused(app: &str, status: u16, code: &'static str, kind: GatewayErrorKind) -> UsageRecord {
     UsageRecord {
         pool: String::new(),
         backend: None,
         usage: Usage::default(),
         status,
         attempts: 0,
-        error_type: Some(ErrorType::Gateway(code)),
+        error_type: Some(ErrorType::gateway(code, kind)),
         upstream: Vec::new(),
         trace: None,
         response_model: None,
@@ -199,11 +199,36 @@ fn outcomes_tell_served_retried_spilled_and_refused_apart() {
     let mut spilled = served("app-a", "paygo", 1, 1);
     spilled.upstream.insert(0, attempt("ptu", Some(429)));
     t.record(&spilled);
-    t.record(&refused("app-a", 401, "invalid_api_key"));
-    t.record(&refused("app-a", 429, "rate_limit_exceeded"));
-    t.record(&refused("app-a", 429, "quota_exceeded"));
-    t.record(&refused("app-a", 404, "model_not_found"));
-    t.record(&refused("app-a", 502, "backend_unreachable"));
+    t.record(&refused(
+        "app-a",
+        401,
+        "invalid_api_key",
+        GatewayErrorKind::Unauthenticated,
+    ));
+    t.record(&refused(
+        "app-a",
+        429,
+        "rate_limit_exceeded",
+        GatewayErrorKind::RateLimited,
+    ));
+    t.record(&refused(
+        "app-a",
+        429,
+        "quota_exceeded",
+        GatewayErrorKind::QuotaExhausted,
+    ));
+    t.record(&refused(
+        "app-a",
+        404,
+        "model_not_found",
+        GatewayErrorKind::Client,
+    ));
+    t.record(&refused(
+        "app-a",
+        502,
+        "backend_unreachable",
+        GatewayErrorKind::Backend,
+    ));
     let text = t.prometheus();
     let requests = |outcome: &str| {
         value(

@@ -14,7 +14,7 @@ pub mod sse;
 pub mod tokenizer;
 pub mod totals;
 
-pub use record::{ErrorType, UsageRecord, UsageSink};
+pub use record::{ErrorType, GatewayError, GatewayErrorKind, UsageRecord, UsageSink};
 
 /// Token counts of one call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

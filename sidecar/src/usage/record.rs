@@ -97,9 +97,9 @@ impl UsageRecord {
 /// place it becomes text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorType {
-    /// The gateway answered with its own error; its code (`no_backend_available`,
-    /// `rate_limit_exceeded`, …), as in the response's `error.code`.
-    Gateway(&'static str),
+    /// The gateway answered with its own error: its code (`no_backend_available`,
+    /// `rate_limit_exceeded`, …, as in the response's `error.code`) and its kind.
+    Gateway(GatewayError),
     /// The backend's error response (this status) was passed back to the client.
     BackendStatus(u16),
     /// The backend broke the response off after it had started: a stream cut before its
@@ -112,10 +112,47 @@ impl ErrorType {
     /// `response_interrupted`.
     pub fn label(self) -> Cow<'static, str> {
         match self {
-            Self::Gateway(code) => Cow::Borrowed(code),
+            Self::Gateway(error) => Cow::Borrowed(error.code),
             Self::BackendStatus(status) => Cow::Owned(status.to_string()),
             Self::Interrupted => Cow::Borrowed("response_interrupted"),
         }
+    }
+}
+
+/// An error the gateway answered with itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GatewayError {
+    /// The response's `error.code`.
+    pub code: &'static str,
+    /// What kind of refusal or failure it is (decided once, from `ProxyError`).
+    pub kind: GatewayErrorKind,
+}
+
+/// The kinds of the gateway's own errors, as metrics and dashboards group them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GatewayErrorKind {
+    /// No or a bad credential (401).
+    Unauthenticated,
+    /// A valid caller not allowed this (403).
+    Forbidden,
+    /// A per-minute limit (429), or the shared limiter unreachable under `failClosed`.
+    RateLimited,
+    /// A calendar quota used up until its period resets.
+    QuotaExhausted,
+    /// Every backend of the pool is open or was tried.
+    NoBackend,
+    /// The backend could not be reached or did not answer in time.
+    Backend,
+    /// The request itself is wrong (4xx).
+    Client,
+    /// The gateway could not serve (not ready, not configured, internal).
+    Internal,
+}
+
+impl ErrorType {
+    /// The gateway's own error `code` of `kind`.
+    pub fn gateway(code: &'static str, kind: GatewayErrorKind) -> Self {
+        Self::Gateway(GatewayError { code, kind })
     }
 }
 

@@ -3,8 +3,8 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::usage::ErrorType;
 use crate::usage::record::RequestTrace;
+use crate::usage::{ErrorType, GatewayErrorKind};
 
 /// A processor keeping what was emitted.
 #[derive(Debug, Default, Clone)]
@@ -123,14 +123,17 @@ fn failures_carry_error_type_and_severity() {
     let mut refused = record();
     refused.status = 429;
     refused.backend = None;
-    refused.error_type = Some(ErrorType::Gateway("tokens_per_minute_exceeded"));
+    refused.error_type = Some(ErrorType::gateway(
+        "rate_limit_exceeded",
+        GatewayErrorKind::RateLimited,
+    ));
     refused.trace = None;
     let log = emitted(&refused);
     assert_eq!(log.severity_number(), Some(Severity::Warn));
     assert!(log.trace_context().is_none());
     assert_eq!(
         attribute(&log, attr::ERROR_TYPE),
-        Some(AnyValue::from("tokens_per_minute_exceeded".to_owned()))
+        Some(AnyValue::from("rate_limit_exceeded".to_owned()))
     );
     assert_eq!(
         attribute(&log, attr::OUTCOME),
@@ -138,6 +141,9 @@ fn failures_carry_error_type_and_severity() {
     );
     let mut failed = record();
     failed.status = 502;
-    failed.error_type = Some(ErrorType::Gateway("backend_unreachable"));
+    failed.error_type = Some(ErrorType::gateway(
+        "backend_unreachable",
+        GatewayErrorKind::Backend,
+    ));
     assert_eq!(emitted(&failed).severity_number(), Some(Severity::Error));
 }

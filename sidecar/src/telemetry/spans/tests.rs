@@ -7,6 +7,7 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 
 use super::*;
 use crate::usage::record::{AttemptTrace, RequestTrace};
+use crate::usage::{ErrorType, GatewayErrorKind};
 
 fn attempt(backend: &str, status: Option<u16>, id: u8, start: SystemTime) -> UpstreamAttempt {
     UpstreamAttempt {
@@ -123,13 +124,16 @@ fn failures_mark_both_spans() {
     let mut failed = record(true);
     failed.status = 504;
     failed.backend = None;
-    failed.error_type = Some(ErrorType::Gateway("upstream_timeout"));
+    failed.error_type = Some(ErrorType::gateway(
+        "backend_timeout",
+        GatewayErrorKind::Backend,
+    ));
     failed.upstream = vec![attempt("a", None, 1, SystemTime::UNIX_EPOCH)];
     let spans = spans(&failed, &BackendIndex::default());
     assert!(matches!(spans[0].status, Status::Error { .. }));
     assert_eq!(
         value(&spans[0], attr::ERROR_TYPE),
-        Some(&Value::from("upstream_timeout"))
+        Some(&Value::from("backend_timeout"))
     );
     assert_eq!(value(&spans[0], attr::USAGE_INPUT_TOKENS), None);
     assert_eq!(

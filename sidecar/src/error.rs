@@ -73,6 +73,10 @@ pub enum ProxyError {
     /// Every attempt timed out.
     #[error("the backend did not answer in time")]
     UpstreamTimeout,
+    /// The backend's answer was broken before anything reached the client: a success whose
+    /// JSON is cut short or invalid, or a stream that ended or broke before its first event.
+    #[error("the backend's answer was broken: {0}")]
+    BadUpstreamResponse(String),
     /// The caller could not be identified (401), or its identity cannot be checked or
     /// configured (503).
     #[error(transparent)]
@@ -108,7 +112,7 @@ impl ProxyError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::CorsRefused(_) => StatusCode::FORBIDDEN,
             Self::NotReady | Self::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamUnreachable(_) | Self::BadUpstreamResponse(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unauthenticated(e) => match e {
@@ -149,6 +153,7 @@ impl ProxyError {
             Self::NotReady => "gateway_not_ready",
             Self::NoBackendAvailable { .. } => "no_backend_available",
             Self::UpstreamUnreachable(_) => "backend_unreachable",
+            Self::BadUpstreamResponse(_) => "bad_backend_response",
             Self::UpstreamTimeout => "backend_timeout",
             Self::Internal => "internal_error",
             Self::Unauthenticated(e) => e.reason(),
@@ -171,7 +176,9 @@ impl ProxyError {
                 GatewayErrorKind::Internal
             }
             Self::NoBackendAvailable { .. } => GatewayErrorKind::NoBackend,
-            Self::UpstreamUnreachable(_) | Self::UpstreamTimeout => GatewayErrorKind::Backend,
+            Self::UpstreamUnreachable(_) | Self::UpstreamTimeout | Self::BadUpstreamResponse(_) => {
+                GatewayErrorKind::Backend
+            }
             _ => match self.status().as_u16() {
                 401 => GatewayErrorKind::Unauthenticated,
                 403 => GatewayErrorKind::Forbidden,
@@ -275,6 +282,11 @@ mod tests {
                 "method_not_allowed",
             ),
             (ProxyError::UpstreamTimeout, 504, "backend_timeout"),
+            (
+                ProxyError::BadUpstreamResponse("cut".into()),
+                502,
+                "bad_backend_response",
+            ),
             (
                 ProxyError::from(InspectError::Empty),
                 400,

@@ -124,8 +124,9 @@ pub struct Backend {
     /// and Azure api-version 2024-09-01-preview or later, whose older versions reject the field.
     #[serde(default)]
     pub stream_usage: StreamUsage,
-    /// Time allowed for this backend to start answering (response headers) before the attempt
-    /// counts as a timeout. Default `60s`.
+    /// Time allowed for this backend to start answering before the attempt counts as a
+    /// timeout: its response headers and then, for a stream, its first bytes; for a
+    /// non-streaming answer, the whole body. Default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,

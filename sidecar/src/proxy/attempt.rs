@@ -128,9 +128,10 @@ impl Attempt<'_> {
                 }
                 Sent::Failed(outcome, error) => {
                     let transition = attempt.record(Instant::now(), &outcome);
-                    let failure = match outcome {
-                        Outcome::Timeout => "timeout",
-                        Outcome::CredentialUnavailable => "credential_unavailable",
+                    let failure = match (outcome, &error) {
+                        (_, ProxyError::BadUpstreamResponse(_)) => "bad_response",
+                        (Outcome::Timeout, _) => "timeout",
+                        (Outcome::CredentialUnavailable, _) => "credential_unavailable",
                         _ => "connection_failure",
                     };
                     call.upstream.push(upstream_attempt(
@@ -198,15 +199,16 @@ impl Attempt<'_> {
         }
         match tokio::time::timeout_at(until.into(), self.shared.client.request(request)).await {
             Ok(Ok(response)) => {
-                let whole = response.status().is_success() && !self.info.stream;
+                let success = response.status().is_success();
                 let (parts, body) = response.into_parts();
-                let body = if whole {
-                    match read_whole(body, until, &backend.name).await {
-                        Ok(body) => body,
-                        Err((outcome, error)) => return Sent::Failed(outcome, error),
-                    }
-                } else {
-                    Upstream::unread(body)
+                let read = match (success, self.info.stream) {
+                    (true, false) => read_whole(body, until, &backend.name).await,
+                    (true, true) => read_first_event(body, until, &backend.name).await,
+                    (false, _) => Ok(Upstream::unread(body)),
+                };
+                let body = match read {
+                    Ok(body) => body,
+                    Err((outcome, error)) => return Sent::Failed(outcome, error),
                 };
                 Sent::Response {
                     response: Response::from_parts(parts, body),
@@ -357,9 +359,9 @@ fn discard(response: Response<Upstream>) {
 pub(crate) const TOKENS_CONSUMED: &str = "x-spillway-tokens-consumed";
 
 /// Reads a successful non-streaming answer whole (up to [`READ_WHOLE`] bytes) before the
-/// response starts, within the attempt's time: a backend that breaks it off or stalls fails
-/// the attempt like a connection failure or a timeout — retried on the next candidate — since
-/// the client has seen nothing yet.
+/// response starts, within the attempt's time: a backend that breaks it off, stalls, or sends
+/// JSON that is cut short or invalid fails the attempt like a connection failure or a timeout
+/// — retried on the next candidate — since the client has seen nothing yet.
 async fn read_whole(
     mut body: Incoming,
     until: Instant,
@@ -370,7 +372,15 @@ async fn read_whole(
     loop {
         match tokio::time::timeout_at(until.into(), body.frame()).await {
             Err(_) => return Err((Outcome::Timeout, ProxyError::UpstreamTimeout)),
-            Ok(None) => return Ok(Upstream { read, rest: None }),
+            Ok(None) => {
+                return match complete_json(&read) {
+                    Ok(()) => Ok(Upstream { read, rest: None }),
+                    Err(why) => Err((
+                        Outcome::ConnectionFailure,
+                        ProxyError::BadUpstreamResponse(format!("{backend}: {why}")),
+                    )),
+                };
+            }
             Ok(Some(Err(e))) => {
                 return Err((
                     Outcome::ConnectionFailure,
@@ -390,6 +400,64 @@ async fn read_whole(
                             rest: Some(body),
                         });
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `chunks` hold exactly one complete JSON value (whitespace around it allowed).
+fn complete_json(chunks: &[Bytes]) -> Result<(), String> {
+    let joined;
+    let bytes: &[u8] = match chunks {
+        [one] => one,
+        many => {
+            joined = many.concat();
+            &joined
+        }
+    };
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map(|_| ())
+        .map_err(|e| format!("the answer is not complete JSON ({e})"))
+}
+
+/// Waits for a successful stream's first bytes before the response starts, within the
+/// attempt's time: a stream that ends, breaks or stalls before them fails the attempt —
+/// retried on the next candidate — since the client has seen nothing yet. What was read is
+/// handed over with the rest of the stream.
+async fn read_first_event(
+    mut body: Incoming,
+    until: Instant,
+    backend: &str,
+) -> Result<Upstream, (Outcome, ProxyError)> {
+    loop {
+        match tokio::time::timeout_at(until.into(), body.frame()).await {
+            Err(_) => return Err((Outcome::Timeout, ProxyError::UpstreamTimeout)),
+            Ok(None) => {
+                return Err((
+                    Outcome::ConnectionFailure,
+                    ProxyError::BadUpstreamResponse(format!(
+                        "{backend}: the stream ended before its first event"
+                    )),
+                ));
+            }
+            Ok(Some(Err(e))) => {
+                return Err((
+                    Outcome::ConnectionFailure,
+                    ProxyError::BadUpstreamResponse(format!(
+                        "{backend}: the stream broke before its first event: {}",
+                        error_chain(&e)
+                    )),
+                ));
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(chunk) = frame.into_data()
+                    && !chunk.is_empty()
+                {
+                    return Ok(Upstream {
+                        read: vec![chunk],
+                        rest: Some(body),
+                    });
                 }
             }
         }

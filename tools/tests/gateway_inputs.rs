@@ -14,10 +14,14 @@ use serde_json::json;
 const GATEWAY: &str = "---\napiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {name: gw}\nspec: {maxRequestBodyBytes: 4096}\n";
 
 async fn stack() -> (Sim, Gateway) {
-    let sim = Sim::start("backends:\n  - name: east\n    apiKey: backend-secret\n").await;
+    let sim = Sim::start(
+        "backends:\n  - name: east\n    apiKey: backend-secret\n  - name: west\n    apiKey: backend-secret\n",
+    )
+    .await;
     let backends = format!(
-        "    - name: east\n      url: {}\n      apiKey: {{env: EAST_KEY}}\n",
-        sim.url("east")
+        "    - name: east\n      url: {}\n      apiKey: {{env: EAST_KEY}}\n    - name: west\n      url: {}\n      priority: 2\n      apiKey: {{env: EAST_KEY}}\n",
+        sim.url("east"),
+        sim.url("west")
     );
     let manifests = format!("{}{GATEWAY}", pool_yaml("chat", &["gpt-4o"], &backends, ""));
     let gw = Gateway::start_with(&manifests, &[("EAST_KEY", "backend-secret")]).await;
@@ -174,13 +178,18 @@ async fn client_credentials_stay_at_the_gateway_and_trace_context_passes() {
     );
     let id = reply.header("x-request-id").to_owned();
     assert_eq!(id.len(), 32, "a generated id: {id}");
-    let attempts: Vec<_> = sim
-        .entries("east")
-        .await
-        .into_iter()
-        .filter(|e| e["requestId"] == id.as_str())
-        .collect();
+    let mut attempts: Vec<_> = sim.entries("east").await;
+    attempts.extend(sim.entries("west").await);
+    attempts.retain(|e| e["requestId"] == id.as_str());
     assert_eq!(attempts.len(), 2, "both attempts carry the request's id");
+    assert_eq!(
+        (
+            attempts[0]["backend"].as_str(),
+            attempts[1]["backend"].as_str()
+        ),
+        (Some("east"), Some("west")),
+        "the retry goes to another backend, never the one that just failed"
+    );
     let trace = attempts[0]["traceparent"].as_str().unwrap().to_owned();
     assert_eq!(trace.len(), 55);
     assert!(trace.starts_with("00-") && trace.ends_with("-01"));

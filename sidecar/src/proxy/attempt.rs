@@ -62,6 +62,9 @@ impl Attempt<'_> {
         let mut tried: Vec<usize> = Vec::with_capacity(2);
         let mut rng = fastrand::Rng::new();
         let mut last_error = None;
+        // A retryable answer (429, 5xx) is kept until the next candidate is picked: when none
+        // is left, the client gets that answer rather than a gateway error.
+        let mut held: Option<(Response<Upstream>, bool, String)> = None;
         while call.attempts < retry.max_attempts && Instant::now() < deadline {
             let (index, backend, mut attempt) = match pool.pick(Instant::now(), &tried, &mut rng) {
                 Pick::Backend {
@@ -69,6 +72,7 @@ impl Attempt<'_> {
                     backend,
                     attempt,
                 } => (index, backend, attempt),
+                Pick::Unavailable { .. } if !tried.is_empty() => break,
                 Pick::Unavailable { retry_after } => {
                     return Err(ProxyError::NoBackendAvailable {
                         pool: call.pool.clone(),
@@ -76,6 +80,9 @@ impl Attempt<'_> {
                     });
                 }
             };
+            if let Some((response, ..)) = held.take() {
+                discard(response);
+            }
             call.attempts += 1;
             tried.push(index);
             call.backend = Some(backend.name.clone());
@@ -121,7 +128,7 @@ impl Attempt<'_> {
                     log_transition(transition, backend);
                     if retry.retries_status(status) && !is_last && Instant::now() < deadline {
                         tracing::debug!(backend = %backend.name, status, "retrying on the next candidate");
-                        discard(response);
+                        held = Some((response, asked_usage, backend.name.clone()));
                         continue;
                     }
                     return Ok(self.respond(response, asked_usage, call, reservation.take()));
@@ -153,6 +160,12 @@ impl Attempt<'_> {
                 }
                 Sent::Refused(error) => return Err(error),
             }
+        }
+        if let Some((response, asked_usage, backend)) = held {
+            // A backend answered with a retryable status and no later candidate did better:
+            // the client gets that answer (its Retry-After included) rather than an error.
+            call.backend = Some(backend);
+            return Ok(self.respond(response, asked_usage, call, reservation.take()));
         }
         Err(last_error.unwrap_or(ProxyError::UpstreamTimeout))
     }

@@ -94,14 +94,14 @@ impl Drop for Attempt {
 }
 
 impl PoolRoutes {
-    /// Picks the backend for the next attempt at `now`, skipping `tried` (indices from
-    /// earlier [`Pick::Backend`]s of the same client request) while untried ones admit.
+    /// Picks the backend for the next attempt at `now`, never one of `tried` (indices from
+    /// earlier [`Pick::Backend`]s of the same client request): one call reaches each backend
+    /// at most once, so one request that every backend fails (a "poison" request) counts once
+    /// per breaker, and its retries are never spent on the backend that just failed it.
     pub fn pick(&self, now: Instant, tried: &[usize], rng: &mut fastrand::Rng) -> Pick<'_> {
-        for allow_tried in [false, true] {
-            for group in &self.groups {
-                if let Some(pick) = self.pick_in_group(group, now, tried, allow_tried, rng) {
-                    return pick;
-                }
+        for group in &self.groups {
+            if let Some(pick) = self.pick_in_group(group, now, tried, rng) {
+                return pick;
             }
         }
         Pick::Unavailable {
@@ -117,13 +117,11 @@ impl PoolRoutes {
         group: &Range<usize>,
         now: Instant,
         tried: &[usize],
-        allow_tried: bool,
         rng: &mut fastrand::Rng,
     ) -> Option<Pick<'_>> {
         let members = self.order.get(group.clone())?;
-        let eligible = |index: usize| {
-            (allow_tried || !tried.contains(&index)) && self.runtimes[index].breaker.can_admit(now)
-        };
+        let eligible =
+            |index: usize| !tried.contains(&index) && self.runtimes[index].breaker.can_admit(now);
         for _ in 0..=members.len() {
             let total: u64 = members
                 .iter()

@@ -159,22 +159,32 @@ fn tried_backends_are_skipped_while_others_admit() {
             2,
             "spills to priority 2"
         );
-        // All tried: priority order again among the tried ones.
-        assert!(pick_index(pool, now, &[0, 1, 2], &mut rng) < 2);
+        // All tried: nothing is picked again for the same call.
+        assert!(matches!(
+            pool.pick(now, &[0, 1, 2], &mut rng),
+            Pick::Unavailable { .. }
+        ));
     }
-    // A tried backend is not picked again while an untried one admits, even if it is open.
+    // A tried backend is never picked again, even when the untried one is open.
     trip(pool, 2, now, Duration::from_secs(5));
     for _ in 0..100 {
-        assert!(pick_index(pool, now, &[0, 1], &mut rng) < 2);
+        assert!(matches!(
+            pool.pick(now, &[0, 1], &mut rng),
+            Pick::Unavailable { .. }
+        ));
     }
 }
 
 #[test]
-fn single_backend_pool_can_retry() {
+fn a_single_backend_pool_is_tried_once_per_call() {
     let routes = single_pool(vec![backend("only", 1, 1)]);
     let pool = the_pool(&routes);
     let mut rng = fastrand::Rng::with_seed(4);
-    assert_eq!(pick_index(pool, Instant::now(), &[0], &mut rng), 0);
+    assert_eq!(pick_index(pool, Instant::now(), &[], &mut rng), 0);
+    assert!(matches!(
+        pool.pick(Instant::now(), &[0], &mut rng),
+        Pick::Unavailable { .. }
+    ));
 }
 
 #[test]

@@ -66,3 +66,56 @@ async fn two_poison_requests_leave_a_healthy_pool_serving() {
         }
     }
 }
+
+/// What a backend says about itself stays at the gateway: an app without a quota never sees
+/// the backend's `x-ratelimit-*` (a shared deployment's capacity) or identifying headers;
+/// `passResponseHeaders` lets chosen ones through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_headers_stay_at_the_gateway_unless_allowed() {
+    // A backend with limits sends x-ratelimit-*; the simulator names itself in x-sim-backend.
+    let sim = Sim::start("backends:\n  - name: ptu\n    tpm: 1000000\n    rpm: 100000\n").await;
+    let backends = format!("    - name: ptu\n      url: {}\n", sim.url("ptu"));
+    let pool = pool_yaml("chat", &["gpt-4o"], &backends, "");
+    let direct = http(
+        Method::POST,
+        &format!("{}/v1/chat/completions", sim.url("ptu")),
+        &[],
+        chat_body("gpt-4o", false).to_string(),
+    )
+    .await;
+    assert!(!direct.header("x-ratelimit-remaining-tokens").is_empty());
+    assert!(!direct.header("x-sim-backend").is_empty());
+
+    let gw = Gateway::start(&pool).await;
+    for stream in [false, true] {
+        let reply = gw
+            .chat(&format!("hidden-{stream}"), chat_body("gpt-4o", stream))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        for leaked in [
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-requests",
+            "x-sim-backend",
+        ] {
+            assert!(
+                reply.header(leaked).is_empty(),
+                "{leaked} leaked (stream {stream})"
+            );
+        }
+        assert!(!reply.header("content-type").is_empty());
+        assert_eq!(
+            reply.header("x-spillway-backend"),
+            "ptu",
+            "the gateway's own name for it"
+        );
+    }
+
+    let allowing = format!(
+        "{pool}---\napiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: gw}}\nspec:\n  passResponseHeaders: [\"x-sim-*\"]\n"
+    );
+    let gw = Gateway::start(&allowing).await;
+    let reply = gw.chat("allowed", chat_body("gpt-4o", false)).await;
+    assert_eq!(reply.header("x-sim-backend"), "ptu");
+    assert!(reply.header("x-ratelimit-remaining-tokens").is_empty());
+}

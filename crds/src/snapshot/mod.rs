@@ -63,6 +63,10 @@ pub struct GatewayConfig {
     /// Audit logging; none: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditConfig>,
+    /// Backend response headers passed through besides the defaults: lower-case names, or
+    /// prefixes ending in `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_response_headers: Vec<String>,
 }
 
 /// Audit logging, validated (patterns compile).
@@ -107,6 +111,7 @@ impl Default for GatewayConfig {
             stream_drain_max_bytes: 4 * 1024 * 1024,
             cors: None,
             audit: None,
+            pass_response_headers: Vec::new(),
         }
     }
 }

@@ -59,6 +59,14 @@ pub struct AiGatewaySpec {
     /// Audit log of prompts and completions. Off unless set and enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSpec>,
+    /// Backend response headers passed through to apps besides the default ones
+    /// (`content-type`, `content-length`, `content-encoding`, `cache-control`, `retry-after`,
+    /// `retry-after-ms`, `x-ms-retry-after-ms`). Everything else a backend sends stays at the
+    /// gateway: its own `x-ratelimit-*` (the capacity of a shared deployment; apps see their
+    /// own quota's instead), `server`, region, deployment and organization headers. Header
+    /// names, or a prefix ending in `*` (e.g. `openai-*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_response_headers: Vec<String>,
 }
 
 /// Audit logging: one record per call with the request messages and the completion

@@ -72,7 +72,14 @@ impl Attempt<'_> {
                     backend,
                     attempt,
                 } => (index, backend, attempt),
-                Pick::Unavailable { .. } if !tried.is_empty() => break,
+                // Every admitting backend was tried: the call ends with what it got.
+                Pick::Unavailable { .. }
+                    if !tried.is_empty() && pool.any_admits(Instant::now()) =>
+                {
+                    break;
+                }
+                Pick::Unavailable { .. } if !tried.is_empty() && held.is_none() => break,
+                // Every breaker open: 503 with the earliest reopening.
                 Pick::Unavailable { retry_after } => {
                     return Err(ProxyError::NoBackendAvailable {
                         pool: call.pool.clone(),
@@ -256,7 +263,10 @@ impl Attempt<'_> {
         if asked_usage {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
-        retain_passing_back(&mut parts.headers);
+        retain_passing_back(
+            &mut parts.headers,
+            &self.applied.snapshot.gateway.pass_response_headers,
+        );
         if let Some(reservation) = &reservation {
             // The app's own quota view replaces the backend's capacity headers.
             reservation.headers().write_to(&mut parts.headers);
@@ -323,10 +333,10 @@ async fn with_token(
     ))
 }
 
-fn retain_passing_back(headers: &mut HeaderMap) {
+fn retain_passing_back(headers: &mut HeaderMap, extra: &[String]) {
     let dropped: Vec<_> = headers
         .keys()
-        .filter(|n| !upstream::passes_back(n))
+        .filter(|n| !upstream::passes_back(n, extra))
         .cloned()
         .collect();
     for name in dropped {

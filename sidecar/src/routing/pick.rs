@@ -94,6 +94,11 @@ impl Drop for Attempt {
 }
 
 impl PoolRoutes {
+    /// Whether any backend's breaker admits at `now` (tried or not).
+    pub fn any_admits(&self, now: Instant) -> bool {
+        self.runtimes.iter().any(|r| r.breaker.can_admit(now))
+    }
+
     /// Picks the backend for the next attempt at `now`, never one of `tried` (indices from
     /// earlier [`Pick::Backend`]s of the same client request): one call reaches each backend
     /// at most once, so one request that every backend fails (a "poison" request) counts once

@@ -68,7 +68,31 @@ pub(super) fn compile_gateway(
             .as_ref()
             .filter(|audit| audit.enabled)
             .map(|audit| compile_audit(audit, check)),
+        pass_response_headers: compile_passed_headers(&spec.pass_response_headers, check),
     }
+}
+
+/// Header names (or `prefix*`), lower-cased; anything that cannot be a header name is a
+/// problem on its entry.
+fn compile_passed_headers(names: &[String], check: &mut Checker) -> Vec<String> {
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let lower = name.trim().to_ascii_lowercase();
+        let stem = lower.strip_suffix('*').unwrap_or(&lower);
+        let valid = !stem.is_empty()
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'+^`|~".contains(&b));
+        if valid {
+            out.push(lower);
+        } else {
+            check.invalid(
+                format!("spec.passResponseHeaders[{i}]"),
+                format!("{name:?} is not a header name; write a name such as openai-processing-ms, or a prefix such as openai-*"),
+            );
+        }
+    }
+    out
 }
 
 /// Longest compiled program a redaction pattern may become (keeps a pattern from costing

@@ -169,9 +169,32 @@ pub fn set_bearer(headers: &mut HeaderMap, token: &AccessToken) -> bool {
     true
 }
 
-/// Whether a response header is passed back to the client.
-pub fn passes_back(name: &HeaderName) -> bool {
-    !HOP_BY_HOP.contains(name) && name != header::UPGRADE
+/// Backend response headers every app gets: what the SDKs read to decode an answer and to
+/// back off. Everything else the backend sends — its own `x-ratelimit-*` (a shared
+/// deployment's capacity), `server`, region, deployment, organization and request ids —
+/// stays at the gateway unless `AIGateway.spec.passResponseHeaders` names it.
+const PASSED_BACK: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "cache-control",
+    "retry-after",
+    "retry-after-ms",
+    "x-ms-retry-after-ms",
+];
+
+/// Whether a backend response header is passed back to the client: a default one, or one
+/// `extra` names (lower-case names, or prefixes ending in `*`). Never a hop-by-hop header.
+pub fn passes_back(name: &HeaderName, extra: &[String]) -> bool {
+    let name = name.as_str();
+    if PASSED_BACK.contains(&name) {
+        return true;
+    }
+    let hop = HOP_BY_HOP.iter().any(|h| h.as_str() == name) || name == header::UPGRADE.as_str();
+    !hop && extra.iter().any(|allowed| match allowed.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == allowed,
+    })
 }
 
 #[cfg(test)]

@@ -186,3 +186,40 @@ fn entra_token_replaces_any_key_as_a_sensitive_bearer() {
     assert_eq!(headers["authorization"], "Bearer eyJ-token");
     assert!(headers["authorization"].is_sensitive());
 }
+
+#[test]
+fn only_what_apps_need_passes_back_unless_the_gateway_allows_more() {
+    let name = |n: &'static str| HeaderName::from_static(n);
+    for kept in [
+        "content-type",
+        "content-length",
+        "retry-after",
+        "retry-after-ms",
+    ] {
+        assert!(passes_back(&name(kept), &[]), "{kept}");
+    }
+    for dropped in [
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-limit-requests",
+        "server",
+        "x-ms-region",
+        "apim-request-id",
+        "openai-organization",
+        "azureml-model-session",
+        "transfer-encoding",
+        "connection",
+    ] {
+        assert!(!passes_back(&name(dropped), &[]), "{dropped}");
+    }
+    let extra = ["openai-*".to_owned(), "x-ms-region".to_owned()];
+    assert!(passes_back(&name("openai-processing-ms"), &extra));
+    assert!(passes_back(&name("x-ms-region"), &extra));
+    assert!(!passes_back(&name("x-ms-regionx"), &extra));
+    assert!(!passes_back(&name("server"), &extra));
+    let hop = ["transfer-*".to_owned(), "connection".to_owned()];
+    assert!(
+        !passes_back(&name("transfer-encoding"), &hop),
+        "never hop-by-hop"
+    );
+    assert!(!passes_back(&name("connection"), &hop));
+}

@@ -15,12 +15,30 @@ use crate::limiter::Refusal;
 use crate::protocol::request::InspectError;
 use crate::usage::{ErrorType, GatewayErrorKind};
 
+/// Longest piece of client input an error message repeats.
+const ECHO_LIMIT: usize = 200;
+
+/// `text` as an error message repeats it: at most [`ECHO_LIMIT`] bytes (on a character
+/// boundary), then `…(N bytes)` — a 20 KB deployment name is not sent back whole.
+fn echo(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= ECHO_LIMIT {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = ECHO_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…({} bytes)", &text[..end], text.len()))
+}
+
 /// Why the gateway answered instead of a backend.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProxyError {
     /// The path is not one of the supported OpenAI / Azure OpenAI operations.
     #[error(
-        "no such API: {method} {path}; Spillway serves /openai/deployments/{{deployment}}/{{chat/completions|completions|embeddings|responses}}, /openai/v1/… and /v1/…"
+        "no such API: {} {}; Spillway serves /openai/deployments/{{deployment}}/{{chat/completions|completions|embeddings|responses}}, /openai/v1/… and /v1/…",
+        echo(method),
+        echo(path)
     )]
     UnknownRoute {
         /// Request method.
@@ -29,16 +47,18 @@ pub enum ProxyError {
         path: String,
     },
     /// The operation exists, but not for this method.
-    #[error("method {0} is not allowed; use POST")]
+    #[error("method {} is not allowed; use POST", echo(.0))]
     MethodNotAllowed(String),
     /// No pool serves the deployment (Azure-style path).
     #[error(
-        "the API deployment `{0}` does not exist on this gateway; check the deployment name or ask your platform team to add it to an AIBackendPool"
+        "the API deployment `{}` does not exist on this gateway; check the deployment name or ask your platform team to add it to an AIBackendPool",
+        echo(.0)
     )]
     DeploymentNotFound(String),
     /// No pool serves the model (OpenAI-style path).
     #[error(
-        "the model `{0}` does not exist on this gateway; check the model name or ask your platform team to add it to an AIBackendPool"
+        "the model `{}` does not exist on this gateway; check the model name or ask your platform team to add it to an AIBackendPool",
+        echo(.0)
     )]
     ModelNotFound(String),
     /// An OpenAI-style call without a `model`.
@@ -321,6 +341,16 @@ mod tests {
             );
             assert!(json["error"]["type"].is_string());
         }
+    }
+
+    #[test]
+    fn long_client_input_is_not_echoed_whole() {
+        let name = "é".repeat(10_000);
+        let message = ProxyError::DeploymentNotFound(name).to_string();
+        assert!(message.len() < 600, "{} bytes", message.len());
+        assert!(message.contains("…(20000 bytes)"), "{message}");
+        let short = ProxyError::ModelNotFound("gpt-4o".into()).to_string();
+        assert!(short.contains("`gpt-4o`"), "{short}");
     }
 
     #[test]

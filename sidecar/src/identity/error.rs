@@ -47,9 +47,12 @@ pub enum IdentityError {
     /// The signature does not verify.
     #[error("the token's signature is not valid")]
     BadSignature,
-    /// `exp` is in the past (beyond the allowed clock skew), or absent.
+    /// `exp` is in the past (beyond the allowed clock skew).
     #[error("the token has expired; get a new token")]
     Expired,
+    /// The token has no `exp` claim: a token that never expires is not accepted.
+    #[error("the token has no `exp` claim; the gateway accepts only tokens that expire")]
+    NoExpiry,
     /// `nbf` is in the future (beyond the allowed clock skew).
     #[error("the token is not valid yet (nbf is in the future); check the client's clock")]
     NotYetValid,
@@ -95,7 +98,7 @@ pub enum IdentityError {
 }
 
 /// Every [`IdentityError::reason`], in counter order.
-pub const REASONS: [&str; 15] = [
+pub const REASONS: [&str; 16] = [
     "missing",
     "malformed",
     "disallowed_algorithm",
@@ -111,6 +114,7 @@ pub const REASONS: [&str; 15] = [
     "jwks_unavailable",
     "malformed_header",
     "identity_not_configured",
+    "no_expiry",
 ];
 
 impl IdentityError {
@@ -136,6 +140,7 @@ impl IdentityError {
             Self::JwksUnavailable => 12,
             Self::MalformedHeader { .. } => 13,
             Self::NotConfigured { .. } => 14,
+            Self::NoExpiry => 15,
         }
     }
 }
@@ -200,6 +205,7 @@ mod tests {
                 problem: "p",
             },
             IdentityError::NotConfigured { why: "w".into() },
+            IdentityError::NoExpiry,
         ];
         let reasons: Vec<_> = errors.iter().map(IdentityError::reason).collect();
         assert_eq!(reasons, REASONS);

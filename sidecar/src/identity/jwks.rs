@@ -34,9 +34,14 @@ const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// Timing of JWKS fetches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JwksOptions {
-    /// Least time between two fetch attempts while keys are loaded (unknown-`kid` refetches
-    /// and failed refreshes). Default 30 s.
+    /// Least time between two fetch attempts while keys are loaded, for background refreshes
+    /// and their retries after a failure. Default 30 s.
     pub min_refetch_interval: Duration,
+    /// Least time between two fetches caused by a token whose `kid` is unknown: a rotated
+    /// key is fetched at once, and tokens naming made-up keys cause at most one fetch per
+    /// interval (single-flight besides). So after a rotation, tokens signed with the new key
+    /// fail for at most this long. Default 2 s.
+    pub unknown_key_refetch_interval: Duration,
     /// Least time between two fetch attempts while no key could be loaded yet. Default 5 s.
     pub retry_without_keys: Duration,
     /// Age after which loaded keys are refreshed in the background. Default 1 h.
@@ -49,6 +54,7 @@ impl Default for JwksOptions {
     fn default() -> Self {
         Self {
             min_refetch_interval: Duration::from_secs(30),
+            unknown_key_refetch_interval: Duration::from_secs(2),
             retry_without_keys: Duration::from_secs(5),
             refresh_interval: Duration::from_secs(3600),
             fetch_timeout: Duration::from_secs(5),
@@ -133,9 +139,21 @@ impl JwksCache {
     /// Fetches the keys unless another attempt finished since the caller saw attempt
     /// `seen`, or the last attempt is too recent. Returns the keys as loaded afterwards.
     pub(super) async fn refetch(&self, seen: u64) -> Arc<Loaded> {
+        self.refetch_after(seen, self.options.min_refetch_interval)
+            .await
+    }
+
+    /// [`Self::refetch`] for a token whose `kid` is not among the loaded keys: allowed once
+    /// the last attempt is `unknown_key_refetch_interval` old.
+    pub(super) async fn refetch_for_unknown_key(&self, seen: u64) -> Arc<Loaded> {
+        self.refetch_after(seen, self.options.unknown_key_refetch_interval)
+            .await
+    }
+
+    async fn refetch_after(&self, seen: u64, gap: Duration) -> Arc<Loaded> {
         let mut discovered = self.fetching.lock().await;
         let current = self.current();
-        if current.attempt != seen || !self.may_attempt(&current) {
+        if current.attempt != seen || !self.may_attempt(&current, gap) {
             return current;
         }
         self.attempt(&mut discovered, &current).await
@@ -149,7 +167,7 @@ impl JwksCache {
         let stale = current.fetched_at.is_some_and(|at| {
             self.clock.now().saturating_duration_since(at) >= self.options.refresh_interval
         });
-        if !stale || !self.may_attempt(&current) {
+        if !stale || !self.may_attempt(&current, self.options.min_refetch_interval) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -165,9 +183,9 @@ impl JwksCache {
         });
     }
 
-    fn may_attempt(&self, current: &Loaded) -> bool {
+    fn may_attempt(&self, current: &Loaded, gap: Duration) -> bool {
         let gap = if current.keys.is_some() {
-            self.options.min_refetch_interval
+            gap
         } else {
             self.options.retry_without_keys
         };

@@ -103,7 +103,7 @@ impl JwtValidator {
         };
         match verify(&parsed, &keys, alg) {
             Err(IdentityError::UnknownKey { .. }) => {
-                let after = self.cache.refetch(loaded.attempt).await;
+                let after = self.cache.refetch_for_unknown_key(loaded.attempt).await;
                 self.verify_after_refetch(&parsed, alg, &after)?;
             }
             other => other?,
@@ -273,10 +273,12 @@ pub(super) fn check_claims(
     now_ms: i128,
 ) -> Result<String, IdentityError> {
     let leeway = i128::from(rules.leeway_ms);
-    let exp = claims
-        .get("exp")
-        .and_then(millis)
-        .ok_or(IdentityError::Expired)?;
+    let exp = match claims.get("exp") {
+        None => return Err(IdentityError::NoExpiry),
+        Some(value) => millis(value).ok_or(IdentityError::MalformedToken(
+            "the `exp` claim is not a number",
+        ))?,
+    };
     if now_ms >= exp + leeway {
         return Err(IdentityError::Expired);
     }

@@ -177,7 +177,24 @@ async fn every_dashboard_query_uses_only_emitted_metrics_and_labels() {
     )
     .await;
     real_traffic(&gw, &sim).await;
-    let samples = scrape(&gw.admin).await;
+    // Usage records reach the metrics through a queue: wait (bounded) until the last
+    // call's effects — the breaker transition and the 404 — are in.
+    let mut samples = scrape(&gw.admin).await;
+    for _ in 0..50 {
+        let has = |name: &str| samples.iter().any(|s| s.name == name);
+        let refused = samples.iter().any(|s| {
+            s.name == "spillway_requests_total"
+                && s.labels
+                    .get("http_response_status_code")
+                    .map(String::as_str)
+                    == Some("404")
+        });
+        if has("spillway_breaker_transitions_total") && refused {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        samples = scrape(&gw.admin).await;
+    }
     assert_quota_levels(&samples);
     let real = emitted(&samples);
     let labels_of = |metric: &str| -> &BTreeSet<String> {

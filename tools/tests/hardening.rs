@@ -119,3 +119,43 @@ async fn backend_headers_stay_at_the_gateway_unless_allowed() {
     assert_eq!(reply.header("x-sim-backend"), "ptu");
     assert!(reply.header("x-ratelimit-remaining-tokens").is_empty());
 }
+
+/// Bodies every backend would refuse are refused at the gateway with an OpenAI-shaped 400,
+/// with bounded work and no backend call: invalid UTF-8 inside a JSON string, and arrays
+/// nested 100,000 levels deep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_bodies_are_refused_without_a_backend_call() {
+    let sim = Sim::start("backends:\n  - name: ptu\n").await;
+    let backends = format!("    - name: ptu\n      url: {}\n", sim.url("ptu"));
+    let gw = Gateway::start(&pool_yaml("chat", &["gpt-4o"], &backends, "")).await;
+    let mut not_utf8 = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"caf"#.to_vec();
+    not_utf8.extend_from_slice(&[0xC3, 0x28]);
+    not_utf8.extend_from_slice(br#""}]}"#);
+    let deep = format!(
+        r#"{{"model":"gpt-4o","messages":[],"x":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    for (name, body, fragment) in [
+        ("not-utf8", not_utf8, "UTF-8"),
+        ("too-deep", deep.into_bytes(), "levels deep"),
+    ] {
+        let reply = http(
+            Method::POST,
+            &format!("{}/v1/chat/completions", gw.url),
+            &[("x-request-id", name), ("content-type", "application/json")],
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{name}: {}", reply.text());
+        let error = &reply.json()["error"];
+        assert_eq!(error["type"], "invalid_request_error", "{name}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(fragment)),
+            "{name}: {error}"
+        );
+    }
+    assert!(sim.entries("ptu").await.is_empty(), "no backend call");
+}

@@ -116,6 +116,51 @@ pub enum InspectError {
         /// The repeated member.
         field: &'static str,
     },
+    /// Bytes that are not UTF-8 (JSON text must be), e.g. inside a string.
+    #[error("the request body is not valid UTF-8 (at byte {at}); JSON text must be UTF-8")]
+    NotUtf8 {
+        /// Offset of the first invalid byte.
+        at: usize,
+    },
+    /// Arrays and objects nested deeper than any API accepts.
+    #[error("the request body nests arrays and objects more than {limit} levels deep")]
+    TooDeep {
+        /// The deepest nesting accepted.
+        limit: usize,
+    },
+}
+
+/// Deepest nesting of arrays and objects accepted in a request body (serde_json's own limit
+/// when it builds values; tool schemas stay far below it).
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether `json` nests arrays and objects deeper than `limit`, in one pass that skips
+/// strings (and the escapes in them). Bounded work: linear in the body, no allocation.
+fn nests_deeper_than(json: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Reads what the gateway needs from a request body.
@@ -134,6 +179,14 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, InspectError> {
     };
     if json[first] != b'{' {
         return Err(not_an_object(json));
+    }
+    if let Err(e) = std::str::from_utf8(json) {
+        return Err(InspectError::NotUtf8 {
+            at: bom + e.valid_up_to(),
+        });
+    }
+    if nests_deeper_than(json, MAX_DEPTH) {
+        return Err(InspectError::TooDeep { limit: MAX_DEPTH });
     }
     let found = scan_object(json, &TOP_KEYS).map_err(|e| match e.duplicate {
         Some(i) => InspectError::DuplicateField { field: TOP_KEYS[i] },

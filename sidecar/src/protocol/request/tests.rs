@@ -355,3 +355,30 @@ fn info_from_another_body_is_refused() {
         Err(RewriteError::InfoMismatch)
     ));
 }
+
+#[test]
+fn invalid_utf8_and_deep_nesting_are_refused_before_any_backend_sees_them() {
+    let mut body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"caf"#.to_vec();
+    let at = body.len();
+    body.extend_from_slice(&[0xC3, 0x28]);
+    body.extend_from_slice(br#""}]}"#);
+    assert_eq!(inspect(&body), Err(InspectError::NotUtf8 { at }));
+    let deep = format!(
+        r#"{{"model":"m","x":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert_eq!(
+        inspect(deep.as_bytes()),
+        Err(InspectError::TooDeep { limit: MAX_DEPTH })
+    );
+    let fine = format!(
+        r#"{{"model":"m","x":{}1{},"s":"[[[{{{{\"]]"}}"#,
+        "[".repeat(MAX_DEPTH - 1),
+        "]".repeat(MAX_DEPTH - 1)
+    );
+    assert!(
+        inspect(fine.as_bytes()).is_ok(),
+        "brackets in strings do not count"
+    );
+}

@@ -93,6 +93,9 @@ pub enum ProxyError {
     /// Every attempt timed out.
     #[error("the backend did not answer in time")]
     UpstreamTimeout,
+    /// The client did not send its whole request body in time.
+    #[error("the request body did not arrive within {}s; send it faster or in a smaller request", .0.as_secs())]
+    BodyTimeout(Duration),
     /// The backend's answer was broken before anything reached the client: a success whose
     /// JSON is cut short or invalid, or a stream that ended or broke before its first event.
     #[error("the backend's answer was broken: {0}")]
@@ -133,6 +136,7 @@ impl ProxyError {
             Self::CorsRefused(_) => StatusCode::FORBIDDEN,
             Self::NotReady | Self::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) | Self::BadUpstreamResponse(_) => StatusCode::BAD_GATEWAY,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unauthenticated(e) => match e {
@@ -174,6 +178,7 @@ impl ProxyError {
             Self::NoBackendAvailable { .. } => "no_backend_available",
             Self::UpstreamUnreachable(_) => "backend_unreachable",
             Self::BadUpstreamResponse(_) => "bad_backend_response",
+            Self::BodyTimeout(_) => "request_timeout",
             Self::UpstreamTimeout => "backend_timeout",
             Self::Internal => "internal_error",
             Self::Unauthenticated(e) => e.reason(),
@@ -216,7 +221,7 @@ impl ProxyError {
             Self::Unauthenticated(_) => "authentication_error",
             Self::QuotaRefused { .. } => "rate_limit_error",
             _ => match self.status().as_u16() {
-                404 | 400 | 403 | 405 | 413 => "invalid_request_error",
+                404 | 400 | 403 | 405 | 408 | 413 => "invalid_request_error",
                 _ => "server_error",
             },
         }

@@ -1,6 +1,10 @@
 //! The adversarial suite of issue #13 (loopback only, bounded): what one bad request or one
 //! broken backend must never do to everybody else.
 //!
+//! - Slow and idle connections are closed (header-read timeout, body deadline), and a
+//!   connection cap holds new clients until one leaves.
+//! - Broken bodies (not UTF-8, nested 100,000 deep) never reach a backend.
+//! - Backend headers stay at the gateway unless allowed.
 //! - Poison requests: a request that a backend always fails reaches each backend at most once
 //!   per call, so two of them leave a healthy pool serving (the default breaker opens on 5
 //!   server errors within 10 s); the client gets the backend's own answer, not a gateway error.
@@ -8,9 +12,13 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Gateway, Sim, chat_body, http, pool_yaml};
 use http::Method;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_poison_requests_leave_a_healthy_pool_serving() {
@@ -158,4 +166,130 @@ async fn poison_bodies_are_refused_without_a_backend_call() {
         );
     }
     assert!(sim.entries("ptu").await.is_empty(), "no backend call");
+}
+
+/// Reads from `socket` until the peer closes it (or `within` passes); returns what arrived
+/// and whether it was closed in time.
+async fn read_until_closed(socket: &mut TcpStream, within: Duration) -> (String, bool) {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&seen).into_owned(), false),
+            Ok(Ok(0) | Err(_)) => return (String::from_utf8_lossy(&seen).into_owned(), true),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn address(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
+}
+
+/// Connections that never finish are not held: silent sockets, headers sent a byte at a
+/// time, idle keep-alive connections (data path and admin port) are closed after the
+/// header-read timeout; a body that trickles gets an OpenAI-shaped 408 at the body deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed() {
+    let sim = Sim::start("backends:\n  - name: ptu\n").await;
+    let backends = format!("    - name: ptu\n      url: {}\n", sim.url("ptu"));
+    let gw = Gateway::start_with(
+        &pool_yaml("chat", &["gpt-4o"], &backends, ""),
+        &[
+            ("SPILLWAY_HEADER_READ_TIMEOUT", "1s"),
+            ("SPILLWAY_BODY_READ_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    for (port, url) in [("data", &gw.url), ("admin", &gw.admin)] {
+        let mut silent = TcpStream::connect(address(url)).await.unwrap();
+        let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(4)).await;
+        assert!(closed, "{port}: a silent socket is closed");
+    }
+    // Headers one byte every 200 ms: never complete within the timeout.
+    let mut trickle = TcpStream::connect(address(&gw.url)).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let head =
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n";
+    for byte in head.iter().take(20) {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, closed) = read_until_closed(&mut trickle, Duration::from_secs(3)).await;
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(8),
+        "header trickle closed"
+    );
+    // A body one byte every 300 ms: 408 at the 1 s body deadline.
+    let mut slow_body = TcpStream::connect(address(&gw.url)).await.unwrap();
+    slow_body
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{")
+        .await
+        .unwrap();
+    let writer = tokio::spawn(async move {
+        for _ in 0..20 {
+            if slow_body.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        slow_body
+    });
+    let mut slow_body = writer.await.unwrap();
+    let (answer, _) = read_until_closed(&mut slow_body, Duration::from_secs(2)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    // An idle keep-alive connection after a complete call.
+    let mut idle = TcpStream::connect(address(&gw.url)).await.unwrap();
+    let body = chat_body("gpt-4o", false).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    idle.write_all(request.as_bytes()).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut idle, Duration::from_secs(4)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        closed,
+        "the idle keep-alive connection is closed after the timeout"
+    );
+}
+
+/// Past the connection cap the listener waits: a new client is served once another leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_holds_new_clients_until_one_leaves() {
+    let sim = Sim::start("backends:\n  - name: ptu\n").await;
+    let backends = format!("    - name: ptu\n      url: {}\n", sim.url("ptu"));
+    let gw = Gateway::start_with(
+        &pool_yaml("chat", &["gpt-4o"], &backends, ""),
+        &[("SPILLWAY_MAX_CONNECTIONS", "2")],
+    )
+    .await;
+    let first = TcpStream::connect(address(&gw.url)).await.unwrap();
+    let _second = TcpStream::connect(address(&gw.url)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = gw.url.clone();
+    let third = tokio::spawn(async move {
+        http(
+            Method::POST,
+            &format!("{url}/v1/chat/completions"),
+            &[],
+            chat_body("gpt-4o", false).to_string(),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !third.is_finished(),
+        "the third client waits while two are open"
+    );
+    drop(first);
+    let reply = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }

@@ -13,7 +13,11 @@ use http::{StatusCode, header};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+
 use super::Gateway;
+use super::limits::{Admission, ConnectionLimits, configure, first_bytes};
 use crate::telemetry::{Telemetry, prometheus};
 use crate::usage::totals::UsageTotals;
 
@@ -26,18 +30,42 @@ struct Admin {
 
 /// Serves the admin endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, gateway: Gateway, totals: UsageTotals) {
-    serve_with_metrics(listener, gateway, totals, None).await;
+    let limits = ConnectionLimits::default().admin();
+    serve_with_metrics(listener, gateway, totals, None, limits).await;
 }
 
-/// [`serve`], plus `/metrics` rendered from `telemetry` (404 without it).
+/// [`serve`], plus `/metrics` rendered from `telemetry` (404 without it), within `limits`.
 pub async fn serve_with_metrics(
     listener: TcpListener,
     gateway: Gateway,
     totals: UsageTotals,
     telemetry: Option<Telemetry>,
+    limits: ConnectionLimits,
 ) {
-    if let Err(error) = axum::serve(listener, router(gateway, totals, telemetry)).await {
-        tracing::error!(%error, "the admin server stopped");
+    let router = router(gateway, totals, telemetry);
+    let builder = configure(&limits);
+    let admission = Admission::new(&limits);
+    loop {
+        let permit = admission.permit().await;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            if first_bytes(&stream, &limits).await {
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+            drop(permit);
+        });
     }
 }
 

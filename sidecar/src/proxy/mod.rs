@@ -18,6 +18,7 @@ pub mod cors;
 mod handler;
 mod ids;
 pub mod inbound;
+pub mod limits;
 pub mod server;
 pub mod upstream;
 
@@ -66,6 +67,24 @@ pub struct Shared {
     audit: AuditSink,
     audit_queue: std::sync::Mutex<Option<AuditQueue>>,
     sampler: ArcSwap<Sampler>,
+    /// Time a client gets to send a request body, in milliseconds (see
+    /// [`limits::ConnectionLimits`]).
+    body_read_timeout_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn set_body_read_timeout(&self, timeout: std::time::Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.body_read_timeout_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn body_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.body_read_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
 }
 
 /// The gateway: cheap to clone, shared by the server, the admin endpoints and the
@@ -88,6 +107,7 @@ impl Gateway {
                 audit,
                 audit_queue: std::sync::Mutex::new(Some(audit_queue)),
                 sampler: ArcSwap::from_pointee(Sampler::default()),
+                body_read_timeout_ms: std::sync::atomic::AtomicU64::new(60_000),
             }),
         }
     }

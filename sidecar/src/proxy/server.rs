@@ -1,5 +1,6 @@
-//! Accept loop: HTTP/1.1 and h2c on one listener, one task per connection, graceful
-//! shutdown that lets in-flight requests (streams included) finish within a grace period.
+//! Accept loop: HTTP/1.1 and h2c on one listener, one task per connection, within the
+//! listener's [`ConnectionLimits`]; graceful shutdown that lets in-flight requests (streams
+//! included) finish within a grace period.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,29 +8,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use super::limits::{Admission, ConnectionLimits, configure, first_bytes};
 use super::{Gateway, ProxyBody, handler};
 use crate::error::ProxyError;
 
 impl Gateway {
-    /// Serves the data path on `listener` until `shutdown` resolves, then waits up to `grace`
-    /// for open connections to finish.
+    /// Serves the data path on `listener` within `limits` until `shutdown` resolves, then
+    /// waits up to `grace` for open connections to finish.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
         grace: Duration,
+        limits: ConnectionLimits,
     ) {
         let graceful = GracefulShutdown::new();
-        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let builder = Arc::new(configure(&limits));
+        let admission = Admission::new(&limits);
+        self.shared.set_body_read_timeout(limits.body_read_timeout);
         tokio::pin!(shutdown);
         loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+            let (permit, accepted) = tokio::select! {
+                accepted = async {
+                    let permit = admission.permit().await;
+                    (permit, listener.accept().await)
+                } => accepted,
                 () = &mut shutdown => break,
             };
             let (stream, _) = match accepted {
@@ -55,12 +62,16 @@ impl Gateway {
                     }))
                 }
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn.into_owned());
+            let (builder, watcher) = (Arc::clone(&builder), graceful.watcher());
             tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "connection ended with an error");
+                if first_bytes(&stream, &limits).await {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(error) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
                 }
+                drop(permit);
             });
         }
         if tokio::time::timeout(grace, graceful.shutdown())

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::proxy::limits::ConnectionLimits;
 use crate::subscribe::file::LocalSecrets;
 use crate::subscribe::operator::{OperatorArgs, OperatorClient};
 use crate::telemetry::TelemetryArgs;
@@ -55,6 +56,17 @@ pub struct RunArgs {
     /// Time in-flight requests get to finish on shutdown.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Time a client gets to send a request's headers; also how long an idle keep-alive
+    /// connection stays open (data path and admin port).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "SPILLWAY_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Duration,
+    /// Time a client gets to send a whole request body (408 after it).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "SPILLWAY_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Duration,
+    /// Open connections at most on the data path (the admin port: 256); past it the
+    /// listener waits for one to close.
+    #[arg(long, default_value_t = 10_000, env = "SPILLWAY_MAX_CONNECTIONS")]
+    pub max_connections: usize,
     /// Telemetry: OTLP endpoint and protocol (metrics, traces, logs) and label bounds.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -93,6 +105,11 @@ impl RunArgs {
             audit_log: self.audit_log.clone(),
             recent_records: 10_000,
             shutdown_grace: self.shutdown_grace,
+            limits: ConnectionLimits {
+                header_read_timeout: self.header_read_timeout,
+                body_read_timeout: self.body_read_timeout,
+                max_connections: self.max_connections,
+            },
             ..GatewayOptions::new("")
         };
         options.telemetry_from_env(&self.telemetry)

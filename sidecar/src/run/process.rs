@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::usage_log::UsageLog;
 use crate::audit::writer::{AuditLog, Destinations};
+use crate::proxy::limits::ConnectionLimits;
 use crate::proxy::{Gateway, admin};
 use crate::subscribe::file::{self, LocalSecrets};
 use crate::subscribe::operator::OperatorClient;
@@ -73,6 +74,9 @@ pub struct GatewayOptions {
     pub recent_records: usize,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Timeouts and the connection cap of the data path (the admin port uses the same
+    /// timeouts and at most 256 connections).
+    pub limits: ConnectionLimits,
     /// OTLP export and label bounds (`/metrics` is always served).
     pub telemetry: TelemetrySettings,
     /// Span export; `None` leaves traces off.
@@ -101,6 +105,7 @@ impl GatewayOptions {
             audit_log: None,
             recent_records: 10_000,
             shutdown_grace: Duration::from_secs(30),
+            limits: ConnectionLimits::default(),
             telemetry: TelemetrySettings::default(),
             traces: None,
             logs: None,
@@ -209,6 +214,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
         gateway.clone(),
         totals.clone(),
         Some(telemetry.clone()),
+        options.limits.admin(),
     ))]);
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(gateway.clone().serve(
@@ -217,6 +223,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
             let _ = stopped.await;
         },
         options.shutdown_grace,
+        options.limits,
     ));
     Ok(GatewayProcess {
         listen,

@@ -16,6 +16,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -215,16 +217,42 @@ impl AdminState {
             .with_state(self)
     }
 
-    /// Serves the admin endpoints on `listener` until the task is dropped.
+    /// Serves the admin endpoints on `listener` until the task is dropped: at most
+    /// [`MAX_ADMIN_CONNECTIONS`] at once, each closed when its headers do not arrive within
+    /// the header-read timeout (a silent socket included).
     pub async fn serve(self, listener: TcpListener) {
-        if let Err(error) = axum::serve(listener, self.router()).await {
-            tracing::error!(%error, "the admin server stopped");
+        let router = self.router();
+        let builder = crate::server::builder();
+        let admission = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
+        loop {
+            let Ok(permit) = Arc::clone(&admission).acquire_owned().await else {
+                return;
+            };
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
+            let service = TowerToHyperService::new(router.clone());
+            let builder = builder.clone();
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                let timeout = crate::server::HEADER_READ_TIMEOUT;
+                if let Ok(Ok(1..)) = tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                drop(permit);
+            });
         }
     }
 }
 
 /// The Prometheus text exposition format's content type.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Open connections at most on the admin port.
+const MAX_ADMIN_CONNECTIONS: usize = 256;
 
 fn plain(status: StatusCode, body: &'static str) -> Response {
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];

@@ -5,6 +5,7 @@ Both client classes (`OpenAI` and `AzureOpenAI`), streaming and not, with and wi
 the simulated backend billed; the client's key never reaches the backend.
 """
 
+import time
 import uuid
 
 from conftest import http_json
@@ -43,6 +44,18 @@ def assert_matches_ledger(stack, request_id, prompt, completion):
     assert entry["apiKey"] == "sim-key", "the backend must see the gateway's key"
     assert entry.get("authorization") in (None, ""), "the client's credential must not be forwarded"
     return record
+
+
+def statuses_of(stack, request_id, count):
+    """The statuses the gateway recorded for `request_id`, once `count` records arrived
+    (usage records reach /admin/usage through a queue; bounded wait of 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        recent = http_json(f"{stack.admin}/admin/usage")["recent"]
+        statuses = [r["status"] for r in recent if r["request_id"] == request_id]
+        if len(statuses) >= count or time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.05)
 
 
 def test_openai_client_chat(stack, oai):
@@ -159,7 +172,6 @@ def test_a_wrong_key_is_an_authentication_error_and_never_reaches_the_backend(st
 def test_the_sdk_rides_through_a_quota_429_with_its_own_retries(stack):
     """gpt-4o-mini has a 120 requests/minute quota for sdk-app: spend it, then a client with
     max_retries waits the gateway's exact retry-after-ms and its retry is admitted."""
-    import time
 
     strict = OpenAI(base_url=f"{stack.gateway}/v1", api_key="client-key", max_retries=0)
     patient = OpenAI(base_url=f"{stack.gateway}/v1", api_key="client-key", max_retries=2)

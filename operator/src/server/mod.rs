@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -39,6 +39,28 @@ use crate::webhook::{InjectConfig, Validator};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time open connections get to finish once shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client gets to send a request's headers (and how long an idle keep-alive
+/// connection stays open).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open connections at most on the stream server (sidecars hold one stream each, plus their
+/// reports and the API server's webhook calls).
+const MAX_CONNECTIONS: usize = 20_000;
+
+/// A connection builder (HTTP/1.1 and HTTP/2) that closes connections whose headers do not
+/// arrive within [`HEADER_READ_TIMEOUT`], and pings idle HTTP/2 peers.
+pub fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
 
 /// The stream server's shared state.
 #[derive(Clone)]
@@ -74,8 +96,13 @@ impl StreamServer {
         let graceful = GracefulShutdown::new();
         let (closing_tx, closing) = watch::channel(false);
         let router = self.router(closing);
+        let builder = Arc::new(builder());
+        let admission = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
+            let Ok(permit) = Arc::clone(&admission).acquire_owned().await else {
+                break;
+            };
             let (tcp, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
@@ -89,6 +116,7 @@ impl StreamServer {
                 },
             };
             let acceptor = acceptor.clone();
+            let builder = Arc::clone(&builder);
             let service = TowerToHyperService::new(router.clone());
             let watcher = graceful.watcher();
             tokio::spawn(async move {
@@ -104,9 +132,9 @@ impl StreamServer {
                         return;
                     }
                 };
-                let builder = auto::Builder::new(TokioExecutor::new());
                 let connection = builder.serve_connection(TokioIo::new(tls), service);
                 let _ = watcher.watch(connection.into_owned()).await;
+                drop(permit);
             });
         }
         drop(listener);

@@ -150,6 +150,7 @@ impl ProxyError {
                 Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Refusal::QuotaExhausted { .. } => StatusCode::FORBIDDEN,
                 Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                Refusal::NeverFits { .. } => StatusCode::BAD_REQUEST,
             },
         }
     }
@@ -197,6 +198,10 @@ impl ProxyError {
                 refusal: Refusal::RateLimited { .. },
                 ..
             } => GatewayErrorKind::RateLimited,
+            Self::QuotaRefused {
+                refusal: Refusal::NeverFits { .. },
+                ..
+            } => GatewayErrorKind::Client,
             Self::QuotaRefused { .. } | Self::NotReady | Self::Internal => {
                 GatewayErrorKind::Internal
             }
@@ -219,6 +224,10 @@ impl ProxyError {
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) => "authentication_error",
+            Self::QuotaRefused {
+                refusal: Refusal::NeverFits { .. },
+                ..
+            } => "invalid_request_error",
             Self::QuotaRefused { .. } => "rate_limit_error",
             _ => match self.status().as_u16() {
                 404 | 400 | 403 | 405 | 408 | 413 => "invalid_request_error",
@@ -231,6 +240,10 @@ impl ProxyError {
         match self {
             Self::NoBackendAvailable { retry_after, .. } => Some(*retry_after),
             Self::NotReady => Some(Duration::from_secs(1)),
+            Self::QuotaRefused {
+                refusal: Refusal::NeverFits { .. },
+                ..
+            } => None,
             Self::QuotaRefused { retry_after, .. } => Some(*retry_after),
             Self::Unauthenticated(_) if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 Some(Duration::from_secs(1))

@@ -293,3 +293,43 @@ async fn the_connection_cap_holds_new_clients_until_one_leaves() {
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+/// One call cannot blow through a per-minute quota: `max_tokens: 1e12` reserves what the
+/// model can really produce, a call that can never fit the quota is refused at once with a
+/// message naming the quota and what would fit, and no reset is announced beyond the minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_that_cannot_fit_is_refused_at_once() {
+    let sim = Sim::start("backends:\n  - name: ptu\n").await;
+    let backends = format!("    - name: ptu\n      url: {}\n", sim.url("ptu"));
+    let manifests = format!(
+        "{}---\napiVersion: spillway.dev/v1alpha1\nkind: TokenQuota\nmetadata: {{name: small}}\nspec: {{tokensPerMinute: 600}}\n",
+        pool_yaml("chat", &["gpt-4o"], &backends, "")
+    );
+    let gw = Gateway::start(&manifests).await;
+    let mut huge = chat_body("gpt-4o", false);
+    huge["max_tokens"] = json!(1_000_000_000_000u64);
+    let reply = gw.chat("huge", huge).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let error = &reply.json()["error"];
+    assert_eq!(error["code"], "request_exceeds_quota");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("`small`") && message.contains("at most 600 tokens"),
+        "{message}"
+    );
+    assert!(
+        message.contains("16"),
+        "capped at gpt-4o's 16,384 output tokens: {message}"
+    );
+    assert!(reply.header("retry-after").is_empty(), "no wait helps");
+    assert!(sim.entries("ptu").await.is_empty(), "never forwarded");
+    let mut fits = chat_body("gpt-4o", false);
+    fits["max_tokens"] = json!(400);
+    let reply = gw.chat("fits", fits).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let reset = reply.header("x-ratelimit-reset-tokens");
+    assert!(
+        !reset.is_empty() && !reset.contains('h') && !reset.contains("m0"),
+        "{reset}"
+    );
+}

@@ -93,6 +93,7 @@ pub(super) fn compile_pool(
         models: spec.models.clone(),
         backends,
         retry,
+        max_output_tokens: spec.max_output_tokens,
     })
 }
 

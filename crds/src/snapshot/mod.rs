@@ -130,6 +130,10 @@ pub struct PoolConfig {
     pub backends: Vec<BackendConfig>,
     /// Retry policy.
     pub retry: RetryConfig,
+    /// The most output tokens one call can produce, when the pool sets it (else the model
+    /// family's limit applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
 }
 
 /// A backend, validated and resolved.

@@ -56,6 +56,14 @@ pub struct AiBackendPoolSpec {
     /// request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// The most output tokens one call to this pool's models can produce. A call's quota
+    /// reservation counts its `max_tokens` / `max_completion_tokens` / `max_output_tokens` up
+    /// to this, so `max_tokens: 1e12` reserves what the model can really bill. Default: the
+    /// model family's limit (gpt-4o 16,384; gpt-4.1 32,768; gpt-5 128,000; o-series 100,000;
+    /// gpt-4 8,192; gpt-35-turbo 4,096; others 32,768).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_output_tokens: Option<u64>,
 }
 
 /// The wire protocol a backend speaks.

@@ -56,6 +56,7 @@ impl TokenReviewer for FakeReviewer {
 pub fn snapshot(pool: &str, weight: u32) -> Snapshot {
     Snapshot {
         pools: vec![PoolConfig {
+            max_output_tokens: None,
             id: format!("team/{pool}"),
             name: pool.into(),
             models: vec!["gpt-4o".into()],

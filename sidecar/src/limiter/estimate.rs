@@ -39,9 +39,56 @@ pub fn estimate_prompt_tokens(body: &[u8]) -> u64 {
     text_bytes.div_ceil(BYTES_PER_TOKEN) + inline * TOKENS_PER_INLINE_IMAGE
 }
 
+/// Output tokens one call to a model of this family can produce at most, by name (a deployment
+/// or model name as the client sent it; the pool's `maxOutputTokens` overrides it). The
+/// first matching prefix wins, so `gpt-4o` is matched before `gpt-4`.
+pub fn output_limit(model: &str) -> u64 {
+    const FAMILIES: [(&str, u64); 10] = [
+        ("gpt-5", 128_000),
+        ("gpt-4.1", 32_768),
+        ("gpt-4o", 16_384),
+        ("chatgpt-4o", 16_384),
+        ("gpt-4-turbo", 4_096),
+        ("gpt-4", 8_192),
+        ("gpt-35-turbo", 4_096),
+        ("gpt-3.5-turbo", 4_096),
+        ("o1", 100_000),
+        ("o3", 100_000),
+    ];
+    let model = model.to_ascii_lowercase();
+    if model.starts_with("o4") {
+        return 100_000;
+    }
+    FAMILIES
+        .iter()
+        .find(|(prefix, _)| model.starts_with(prefix))
+        .map_or(DEFAULT_OUTPUT_LIMIT, |(_, limit)| *limit)
+}
+
+/// [`output_limit`] of a model of no known family.
+pub const DEFAULT_OUTPUT_LIMIT: u64 = 32_768;
+
 #[cfg(test)]
 mod tests {
-    use super::{TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens};
+    use super::{TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens, output_limit};
+
+    #[test]
+    fn output_limits_follow_the_model_family() {
+        for (model, limit) in [
+            ("gpt-4o", 16_384),
+            ("gpt-4o-mini", 16_384),
+            ("GPT-4O-2024-08-06", 16_384),
+            ("gpt-4", 8_192),
+            ("gpt-4.1-nano", 32_768),
+            ("gpt-5-chat", 128_000),
+            ("o3-mini", 100_000),
+            ("o4-mini", 100_000),
+            ("gpt-35-turbo", 4_096),
+            ("my-deployment", 32_768),
+        ] {
+            assert_eq!(output_limit(model), limit, "{model}");
+        }
+    }
 
     #[test]
     fn text_counts_a_token_per_four_bytes() {

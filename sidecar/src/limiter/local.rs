@@ -360,13 +360,13 @@ fn reserve(slot: &mut QuotaState, demand: &Demand<'_>, now: Now, headers: &mut H
         slot.tokens.take(now.instant, limit, demand.tokens);
         let left = slot.tokens.available(now.instant, limit);
         let reset = slot.tokens.until_full(now.instant, limit);
-        headers.tokens(limit.capacity(), left, reset);
+        headers.per_minute(LimitKind::Tokens, limit.capacity(), left, reset);
     }
     if let Some(limit) = quota.requests(Scale::Share) {
         slot.requests.take(now.instant, limit, 1);
         let left = slot.requests.available(now.instant, limit);
         let reset = slot.requests.until_full(now.instant, limit);
-        headers.requests(limit.capacity(), left, reset);
+        headers.per_minute(LimitKind::Requests, limit.capacity(), left, reset);
     }
     for (period, capacity) in quota.calendar(Scale::Share) {
         let window = window(period, now.wall_ms);

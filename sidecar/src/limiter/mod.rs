@@ -44,10 +44,13 @@ use spillway_crds::snapshot::{RateLimitMode, RedisUnavailablePolicy};
 
 use crate::clock::Clock;
 use local::{Demand, LocalStore, Now};
-use plan::Plan;
+use plan::{Plan, Scale};
 use redis::RedisStore;
 
-pub use estimate::{BYTES_PER_TOKEN, TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens};
+pub use estimate::{
+    BYTES_PER_TOKEN, DEFAULT_OUTPUT_LIMIT, TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens,
+    output_limit,
+};
 pub use local::{LocalStats, SWEEP_INTERVAL};
 pub use outcome::{AdmitRequest, LimitKind, QuotaPeriod, RateHeaders, Refusal};
 pub use reservation::Reservation;
@@ -159,6 +162,13 @@ impl Limiter {
                 ),
             })
             .collect();
+        let scale = match self.core.redis.load().as_ref() {
+            Some(_) => Scale::Whole,
+            None => Scale::Share,
+        };
+        if let Some(refusal) = never_fits(&demands, scale) {
+            return Err(refusal);
+        }
         if let Some(store) = self.core.redis.load_full() {
             let wall_ms = calendar::unix_ms(self.core.clock.wall());
             match store.admit(request.app_id, &demands, wall_ms).await {
@@ -230,6 +240,19 @@ impl Limiter {
     pub fn has_quotas(&self) -> bool {
         !self.core.plan.load().is_empty()
     }
+}
+
+/// The first demand larger than its quota's per-minute token limit at `scale`: no wait can
+/// admit it, so it is refused at once rather than admitted into debt.
+fn never_fits(demands: &[Demand<'_>], scale: Scale) -> Option<Refusal> {
+    demands.iter().find_map(|demand| {
+        let capacity = demand.quota.tokens(scale)?.capacity();
+        (demand.tokens > capacity).then(|| Refusal::NeverFits {
+            quota: demand.quota.name.to_string(),
+            reserved: demand.tokens,
+            capacity,
+        })
+    })
 }
 
 #[cfg(test)]

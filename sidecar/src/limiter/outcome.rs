@@ -65,6 +65,19 @@ pub enum Refusal {
         /// Exact time until the limit can cover the call.
         retry_after: Duration,
     },
+    /// The call reserves more tokens than the per-minute limit can ever hold, so no wait
+    /// helps: HTTP 400 at once, saying what would fit.
+    #[error(
+        "this call reserves {reserved} tokens (its prompt estimate plus its output limit), more than quota `{quota}` allows in a minute ({capacity}); lower max_tokens / max_completion_tokens, or shorten the prompt, so the call needs at most {capacity} tokens"
+    )]
+    NeverFits {
+        /// The quota's `metadata.name`.
+        quota: String,
+        /// Tokens the call reserves.
+        reserved: u64,
+        /// The per-minute token limit it is held to (this sidecar's share in `Local` mode).
+        capacity: u64,
+    },
     /// A calendar quota is used up: HTTP 403 until it resets.
     #[error(
         "the {} token quota `{quota}` is used up; it resets at {} (UTC)",
@@ -100,6 +113,7 @@ impl Refusal {
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::QuotaExhausted { .. } => "quota_exceeded",
             Self::Unavailable => "rate_limiter_unavailable",
+            Self::NeverFits { .. } => "request_exceeds_quota",
         }
     }
 
@@ -107,11 +121,14 @@ impl Refusal {
     /// quota resets (403), one second (503).
     pub fn retry_after(&self, now: SystemTime) -> Duration {
         match self {
-            Self::RateLimited { retry_after, .. } => *retry_after,
+            // Never beyond the one-minute window, even for a bucket in debt after a call
+            // that used more than it reserved: a client is told to come back within it.
+            Self::RateLimited { retry_after, .. } => (*retry_after).min(WINDOW),
             Self::QuotaExhausted { resets_at, .. } => {
                 resets_at.duration_since(now).unwrap_or(Duration::ZERO)
             }
             Self::Unavailable => Duration::from_secs(1),
+            Self::NeverFits { .. } => Duration::ZERO,
         }
     }
 }
@@ -222,6 +239,10 @@ fn openai_duration(duration: Duration) -> String {
     crate::protocol::headers::reset_duration(duration)
 }
 
+/// The window of the per-minute limits: no reset or retry the gateway announces for them is
+/// longer.
+pub(super) const WINDOW: Duration = Duration::from_secs(60);
+
 /// Keeps the tightest limit of each kind while an admission is reserved.
 #[derive(Debug, Default)]
 pub(super) struct HeaderTracker {
@@ -235,9 +256,14 @@ impl HeaderTracker {
         Self::offer(&mut self.tokens, (limit, left, reset));
     }
 
-    /// A requests limit.
-    pub fn requests(&mut self, limit: u64, left: i64, reset: Duration) {
-        Self::offer(&mut self.requests, (limit, left, reset));
+    /// A per-minute limit (`tokens` or requests): its reset is told as at most the window,
+    /// even for a bucket in debt after a call that used more than it reserved.
+    pub fn per_minute(&mut self, kind: LimitKind, limit: u64, left: i64, reset: Duration) {
+        let slot = match kind {
+            LimitKind::Tokens => &mut self.tokens,
+            LimitKind::Requests => &mut self.requests,
+        };
+        Self::offer(slot, (limit, left, reset.min(WINDOW)));
     }
 
     fn offer(slot: &mut Option<(u64, i64, Duration)>, candidate: (u64, i64, Duration)) {

@@ -18,7 +18,7 @@ use super::call::{Call, with_common_headers};
 use super::cors;
 use super::inbound;
 use crate::error::ProxyError;
-use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens};
+use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens, output_limit};
 use crate::protocol::request;
 use crate::usage::Usage;
 
@@ -141,7 +141,11 @@ async fn serve<B: RequestBody>(
             None => ProxyError::ModelNotFound(requested.clone()),
         })?;
     call.pool.clone_from(&pool.config().name);
-    let mut reservation = admit(shared, call, &body, &info).await?;
+    let output_cap = pool
+        .config()
+        .max_output_tokens
+        .unwrap_or_else(|| output_limit(&requested));
+    let mut reservation = admit(shared, call, &body, &info, output_cap).await?;
     let attempt = Attempt {
         shared,
         applied,
@@ -159,12 +163,15 @@ async fn serve<B: RequestBody>(
     result
 }
 
-/// Reserves the call's estimated tokens against the app's quotas.
+/// Reserves the call's estimated tokens against the app's quotas: the prompt estimate plus
+/// its output limit, counted up to `output_cap` (what the model can really produce) per
+/// choice.
 async fn admit(
     shared: &Shared,
     call: &Call,
     body: &[u8],
     info: &request::RequestInfo,
+    output_cap: u64,
 ) -> Result<Option<Reservation>, ProxyError> {
     if !shared.limiter.has_quotas() {
         return Ok(None);
@@ -176,7 +183,7 @@ async fn admit(
         prompt_tokens_estimate: estimate_prompt_tokens(body),
         max_completion_tokens: info
             .max_tokens
-            .map(|m| m.saturating_mul(info.n.unwrap_or(1))),
+            .map(|m| m.min(output_cap).saturating_mul(info.n.unwrap_or(1).max(1))),
     };
     match shared.limiter.admit(&request).await {
         Ok(reservation) => Ok(Some(reservation)),

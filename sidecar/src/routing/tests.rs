@@ -42,6 +42,7 @@ fn pool(id: &str, models: &[&str], backends: Vec<BackendConfig>) -> PoolConfig {
             on_timeout: true,
             deadline_ms: 60_000,
         },
+        max_output_tokens: None,
     }
 }
 

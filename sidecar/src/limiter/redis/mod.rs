@@ -389,8 +389,10 @@ fn headers(limits: &[Limit], left: &[i64], wall_ms: i64) -> RateHeaders {
         let refill_ms = (used.max(0) * i128::from(MINUTE_MS)) / i128::from(limit.capacity.max(1));
         let refill = Duration::from_millis(u64::try_from(refill_ms).unwrap_or(u64::MAX));
         match limit.kind {
-            Kind::Tokens => tracker.tokens(limit.capacity, left, refill),
-            Kind::Requests => tracker.requests(limit.capacity, left, refill),
+            Kind::Tokens => tracker.per_minute(LimitKind::Tokens, limit.capacity, left, refill),
+            Kind::Requests => {
+                tracker.per_minute(LimitKind::Requests, limit.capacity, left, refill);
+            }
             Kind::Calendar(_, window) => {
                 let reset = u64::try_from(window.end_ms - wall_ms).unwrap_or(0);
                 tracker.tokens(limit.capacity, left, Duration::from_millis(reset));

@@ -387,3 +387,39 @@ fn the_limiter_and_its_futures_can_be_shared_between_tasks() {
         .expect("admitted");
     send_sync(&reservation);
 }
+
+#[tokio::test]
+async fn a_call_that_can_never_fit_is_refused_at_once_and_resets_stay_within_the_window() {
+    let clock = ManualClock::at(utc(2025, 1, 4, 14, 0));
+    let limiter = limiter(&clock, vec![tpm("small", None, 600)]);
+    let refusal = refused(&limiter, &call("a", 100, Some(16_384))).await;
+    assert_eq!(
+        refusal,
+        Refusal::NeverFits {
+            quota: "small".into(),
+            reserved: 16_484,
+            capacity: 600,
+        }
+    );
+    assert_eq!(refusal.code(), "request_exceeds_quota");
+    assert!(
+        refusal.to_string().contains("at most 600 tokens"),
+        "{refusal}"
+    );
+    // A call that fits, then bills far more than it reserved (the estimate was low): the
+    // bucket is in debt, yet no reset or retry is announced beyond the minute.
+    let r = admitted(&limiter, &call("a", 100, Some(400))).await;
+    r.settle(4_000);
+    let r = refused(&limiter, &call("a", 10, Some(10))).await;
+    assert_eq!(
+        r.retry_after(std::time::SystemTime::UNIX_EPOCH),
+        Duration::from_secs(60)
+    );
+    clock.advance(Duration::from_secs(400));
+    let r = admitted(&limiter, &call("a", 10, Some(590))).await;
+    assert!(
+        r.headers().reset_tokens <= Some(Duration::from_secs(60)),
+        "{:?}",
+        r.headers()
+    );
+}

@@ -333,3 +333,133 @@ async fn a_reservation_that_cannot_fit_is_refused_at_once() {
         "{reset}"
     );
 }
+
+/// No backend key or client credential appears in any response, log line, metric, admin view
+/// or usage record, whatever the call's end: served, streamed, refused for its key, failed by
+/// the backend, broken off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_leaks_into_answers_logs_metrics_or_records() {
+    use sha2::{Digest as _, Sha256};
+    const BACKEND_KEY: &str = "sk-backend-0c1d2e3f4a5b6c7d";
+    const CLIENT_KEY: &str = "client-key-9f8e7d6c5b4a";
+    const WRONG_KEY: &str = "client-key-wrong-1a2b3c";
+    let sim = Sim::start(&format!(
+        "backends:\n  - name: ptu\n    apiKey: {BACKEND_KEY}\n"
+    ))
+    .await;
+    let hash: String = Sha256::digest(CLIENT_KEY.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let manifests = format!(
+        "{}---\napiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: gw}}\nspec:\n  identity:\n    apiKeys: [{{appId: leak-check, keySha256: {hash}}}]\n",
+        pool_yaml(
+            "chat",
+            &["gpt-4o"],
+            &format!(
+                "    - name: ptu\n      url: {}\n      apiKey: {{env: PTU_KEY}}\n",
+                sim.url("ptu")
+            ),
+            ""
+        )
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(&config, manifests).unwrap();
+    let log = dir.path().join("gateway.log");
+    let usage = dir.path().join("usage.jsonl");
+    let mut child = tokio::process::Command::new(common::BIN)
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--usage-log",
+            usage.to_str().unwrap(),
+        ])
+        .env("PTU_KEY", BACKEND_KEY)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout);
+    let mut first = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut first)
+        .await
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let url = format!("http://{}", ready["listening"].as_str().unwrap());
+    let admin = format!("http://{}", ready["admin"].as_str().unwrap());
+    let mut seen = String::new();
+    let call = |key: &'static str, stream: bool| {
+        let url = url.clone();
+        async move {
+            http(
+                Method::POST,
+                &format!("{url}/v1/chat/completions"),
+                &[
+                    ("authorization", &format!("Bearer {key}")),
+                    ("api-key", key),
+                ],
+                chat_body("gpt-4o", stream).to_string(),
+            )
+            .await
+        }
+    };
+    for reply in [call(CLIENT_KEY, false).await, call(CLIENT_KEY, true).await] {
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        seen.push_str(&format!("{:?}{}", reply.headers, reply.text()));
+    }
+    let refused = call(WRONG_KEY, false).await;
+    assert_eq!(refused.status, 401);
+    seen.push_str(&format!("{:?}{}", refused.headers, refused.text()));
+    sim.set_faults("ptu", json!({"mode": "status", "status": 500, "count": 1}))
+        .await;
+    let failed = call(CLIENT_KEY, false).await;
+    seen.push_str(&format!("{:?}{}", failed.headers, failed.text()));
+    sim.set_faults(
+        "ptu",
+        json!({"mode": "resetMidStream", "afterChunks": 1, "count": 1}),
+    )
+    .await;
+    // The answer breaks off mid-stream: read it raw, as far as it goes.
+    let body = chat_body("gpt-4o", true).to_string();
+    let mut raw = TcpStream::connect(address(&url)).await.unwrap();
+    raw.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (broken, _) = read_until_closed(&mut raw, Duration::from_secs(3)).await;
+    assert!(broken.starts_with("HTTP/1.1 200"), "{broken}");
+    seen.push_str(&broken);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for path in ["/metrics", "/admin/usage", "/admin/config"] {
+        seen.push_str(
+            &http(Method::GET, &format!("{admin}{path}"), &[], "")
+                .await
+                .text(),
+        );
+    }
+    seen.push_str(&std::fs::read_to_string(&usage).unwrap_or_default());
+    drop(child);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.len() > 500, "debug logs were written: {logged}");
+    seen.push_str(&logged);
+    for secret in [BACKEND_KEY, CLIENT_KEY, WRONG_KEY] {
+        assert!(!seen.contains(secret), "{secret} leaked");
+    }
+}

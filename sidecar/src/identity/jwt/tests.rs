@@ -323,3 +323,37 @@ fn discovery_source_expands_the_tenant() {
         JwksSource::Uri("https://keys.example/jwks".into())
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::parse;
+    use crate::identity::keys::KeySet;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+        /// Any bearer text, three dot-separated base64url-ish parts included: a token or an
+        /// error, never a panic.
+        #[test]
+        fn the_token_parser_never_panics(
+            parts in prop::collection::vec("[A-Za-z0-9_=+/-]{0,40}", 0..5),
+            raw in "\\PC{0,64}",
+        ) {
+            let _ = parse(&parts.join("."));
+            let _ = parse(&raw);
+        }
+
+        /// Any JWKS document bytes: a key set or an error, never a panic.
+        #[test]
+        fn the_jwks_parser_never_panics(
+            body in prop::collection::vec(any::<u8>(), 0..256),
+            kty in prop_oneof![Just("RSA"), Just("EC"), Just("oct"), Just("")],
+            n in "[A-Za-z0-9_-]{0,64}",
+        ) {
+            let _ = KeySet::parse(&body);
+            let doc = format!(r#"{{"keys":[{{"kty":"{kty}","kid":"k","n":"{n}","e":"AQAB","crv":"P-256","x":"{n}","y":"{n}"}}]}}"#);
+            let _ = KeySet::parse(doc.as_bytes());
+        }
+    }
+}

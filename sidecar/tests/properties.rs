@@ -83,7 +83,7 @@ proptest! {
         strip in any::<bool>(),
     ) {
         let stream = sse_stream();
-        let whole = scan(&[stream.clone()], strip);
+        let whole = scan(std::slice::from_ref(&stream), strip);
         let mut pieces = Vec::new();
         let mut rest = stream;
         for cut in cuts {

@@ -32,6 +32,7 @@
 pub mod app;
 pub mod controller;
 pub mod leader;
+pub mod limits;
 pub mod metrics;
 pub mod presence;
 pub mod publish;

@@ -222,7 +222,7 @@ impl AdminState {
     /// the header-read timeout (a silent socket included).
     pub async fn serve(self, listener: TcpListener) {
         let router = self.router();
-        let builder = crate::server::builder();
+        let builder = crate::limits::builder();
         let admission = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
         loop {
             let Ok(permit) = Arc::clone(&admission).acquire_owned().await else {
@@ -236,7 +236,7 @@ impl AdminState {
             let builder = builder.clone();
             tokio::spawn(async move {
                 let mut first = [0u8; 1];
-                let timeout = crate::server::HEADER_READ_TIMEOUT;
+                let timeout = crate::limits::HEADER_READ_TIMEOUT;
                 if let Ok(Ok(1..)) = tokio::time::timeout(timeout, stream.peek(&mut first)).await {
                     let _ = builder
                         .serve_connection(TokioIo::new(stream), service)

@@ -20,8 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -39,28 +38,9 @@ use crate::webhook::{InjectConfig, Validator};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time open connections get to finish once shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time a client gets to send a request's headers (and how long an idle keep-alive
-/// connection stays open).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Open connections at most on the stream server (sidecars hold one stream each, plus their
 /// reports and the API server's webhook calls).
 const MAX_CONNECTIONS: usize = 20_000;
-
-/// A connection builder (HTTP/1.1 and HTTP/2) that closes connections whose headers do not
-/// arrive within [`HEADER_READ_TIMEOUT`], and pings idle HTTP/2 peers.
-pub fn builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
-    builder
-}
 
 /// The stream server's shared state.
 #[derive(Clone)]
@@ -96,7 +76,7 @@ impl StreamServer {
         let graceful = GracefulShutdown::new();
         let (closing_tx, closing) = watch::channel(false);
         let router = self.router(closing);
-        let builder = Arc::new(builder());
+        let builder = Arc::new(crate::limits::builder());
         let admission = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {

@@ -72,13 +72,14 @@ impl Attempt<'_> {
                     backend,
                     attempt,
                 } => (index, backend, attempt),
-                // Every admitting backend was tried: the call ends with what it got.
+                // No untried backend admits: the call ends with what it got (the held answer
+                // or the last error) — except a held answer when every breaker is open, which
+                // ends as the pool's 503 below.
                 Pick::Unavailable { .. }
-                    if !tried.is_empty() && pool.any_admits(Instant::now()) =>
+                    if !tried.is_empty() && (held.is_none() || pool.any_admits(Instant::now())) =>
                 {
                     break;
                 }
-                Pick::Unavailable { .. } if !tried.is_empty() && held.is_none() => break,
                 // Every breaker open: 503 with the earliest reopening.
                 Pick::Unavailable { retry_after } => {
                     return Err(ProxyError::NoBackendAvailable {

@@ -120,12 +120,13 @@ async fn serve<B: RequestBody>(
         .await
         .map_err(ProxyError::from)?;
     call.app_id = identity.app_id;
+    let body_timeout = shared.body_read_timeout();
     let body = tokio::time::timeout(
-        shared.body_read_timeout(),
+        body_timeout,
         read_body(&parts.headers, body, gateway.max_request_body_bytes),
     )
     .await
-    .map_err(|_| ProxyError::BodyTimeout(shared.body_read_timeout()))??;
+    .map_err(|_| ProxyError::BodyTimeout(body_timeout))??;
     let info = request::inspect(&body)?;
     call.stream = info.stream;
     let requested = match route.deployment {

@@ -116,9 +116,29 @@ pub enum ProxyError {
     /// A CORS preflight the scope's policy does not allow (answered without CORS headers).
     #[error("{0}")]
     CorsRefused(String),
+    /// A request head the HTTP parser refused before any handler ran.
+    #[error("{0}")]
+    BadHead(HeadRefusal),
     /// A bug in the gateway; logged with details.
     #[error("the gateway failed to handle the request; see its logs")]
     Internal,
+}
+
+/// Why the HTTP parser refused a request head (hyper answers these itself, before the
+/// handler; the gateway gives them the same JSON body as every other error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadRefusal {
+    /// Not a well-formed HTTP/1.1 request head.
+    #[error("the request is not well-formed HTTP: check the request line and headers")]
+    Malformed,
+    /// The request target is longer than the parser accepts.
+    #[error("the request URI is too long; send parameters in the body")]
+    UriTooLong,
+    /// Too many headers, or headers too large.
+    #[error(
+        "the request headers are too large or too many (at most 100 headers and about 400 KiB)"
+    )]
+    HeadersTooLarge,
 }
 
 impl ProxyError {
@@ -137,6 +157,11 @@ impl ProxyError {
             Self::NotReady | Self::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) | Self::BadUpstreamResponse(_) => StatusCode::BAD_GATEWAY,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::BadHead(HeadRefusal::Malformed) => StatusCode::BAD_REQUEST,
+            Self::BadHead(HeadRefusal::UriTooLong) => StatusCode::URI_TOO_LONG,
+            Self::BadHead(HeadRefusal::HeadersTooLarge) => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unauthenticated(e) => match e {
@@ -180,6 +205,9 @@ impl ProxyError {
             Self::UpstreamUnreachable(_) => "backend_unreachable",
             Self::BadUpstreamResponse(_) => "bad_backend_response",
             Self::BodyTimeout(_) => "request_timeout",
+            Self::BadHead(HeadRefusal::Malformed) => "malformed_request",
+            Self::BadHead(HeadRefusal::UriTooLong) => "uri_too_long",
+            Self::BadHead(HeadRefusal::HeadersTooLarge) => "request_headers_too_large",
             Self::UpstreamTimeout => "backend_timeout",
             Self::Internal => "internal_error",
             Self::Unauthenticated(e) => e.reason(),
@@ -230,7 +258,7 @@ impl ProxyError {
             } => "invalid_request_error",
             Self::QuotaRefused { .. } => "rate_limit_error",
             _ => match self.status().as_u16() {
-                404 | 400 | 403 | 405 | 408 | 413 => "invalid_request_error",
+                400 | 403 | 404 | 405 | 408 | 413 | 414 | 431 => "invalid_request_error",
                 _ => "server_error",
             },
         }
@@ -320,6 +348,21 @@ mod tests {
                 "method_not_allowed",
             ),
             (ProxyError::UpstreamTimeout, 504, "backend_timeout"),
+            (
+                ProxyError::BadHead(HeadRefusal::HeadersTooLarge),
+                431,
+                "request_headers_too_large",
+            ),
+            (
+                ProxyError::BadHead(HeadRefusal::UriTooLong),
+                414,
+                "uri_too_long",
+            ),
+            (
+                ProxyError::BadHead(HeadRefusal::Malformed),
+                400,
+                "malformed_request",
+            ),
             (
                 ProxyError::BadUpstreamResponse("cut".into()),
                 502,

@@ -5,6 +5,7 @@
 //!   connection cap holds new clients until one leaves.
 //! - Broken bodies (not UTF-8, nested 100,000 deep) never reach a backend.
 //! - Backend headers stay at the gateway unless allowed.
+//! - Request heads the HTTP parser refuses get OpenAI-shaped JSON, not empty bodies.
 //! - Poison requests: a request that a backend always fails reaches each backend at most once
 //!   per call, so two of them leave a healthy pool serving (the default breaker opens on 5
 //!   server errors within 10 s); the client gets the backend's own answer, not a gateway error.
@@ -166,6 +167,81 @@ async fn poison_bodies_are_refused_without_a_backend_call() {
         );
     }
     assert!(sim.entries("ptu").await.is_empty(), "no backend call");
+}
+
+/// Request heads the HTTP parser refuses before any handler (10,000 headers, a 1 MiB header,
+/// a 100 KB URI, garbage) get OpenAI-shaped JSON errors, on the data path and the admin port;
+/// no backend is called and the gateway keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_parser_refuses_get_openai_json() {
+    let sim = Sim::start("backends:\n  - name: ptu\n").await;
+    let backends = format!("    - name: ptu\n      url: {}\n", sim.url("ptu"));
+    let gw = Gateway::start(&pool_yaml("chat", &["gpt-4o"], &backends, "")).await;
+    let many_headers = {
+        let mut head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n".to_owned();
+        for i in 0..10_000 {
+            head.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        head + "content-length: 0\r\n\r\n"
+    };
+    let huge_header = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let long_uri = format!(
+        "GET /v1/models?q={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let cases = [
+        (
+            &gw.url,
+            many_headers.clone(),
+            "431",
+            "request_headers_too_large",
+        ),
+        (&gw.url, huge_header, "431", "request_headers_too_large"),
+        (&gw.url, long_uri.clone(), "414", "uri_too_long"),
+        (
+            &gw.url,
+            "NOT HTTP AT ALL\r\n\r\n".to_owned(),
+            "400",
+            "malformed_request",
+        ),
+        (&gw.admin, many_headers, "431", "request_headers_too_large"),
+        (&gw.admin, long_uri, "414", "uri_too_long"),
+    ];
+    for (url, request, status, code) in cases {
+        let mut socket = TcpStream::connect(address(url)).await.unwrap();
+        // The server may answer and close before it has read everything: a failed write is
+        // fine, the answer is what counts.
+        let _ = socket.write_all(request.as_bytes()).await;
+        let (answer, closed) = read_until_closed(&mut socket, Duration::from_secs(5)).await;
+        assert!(closed, "{code}: closed after the refusal");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer:.300}"
+        );
+        assert!(
+            answer.contains("content-type: application/json"),
+            "{answer:.300}"
+        );
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).expect(body);
+        assert_eq!(json["error"]["code"], code, "{body}");
+        assert_eq!(json["error"]["type"], "invalid_request_error", "{body}");
+    }
+    assert!(sim.entries("ptu").await.is_empty(), "no backend call");
+    let reply = http(
+        Method::POST,
+        &format!("{}/v1/chat/completions", gw.url),
+        &[("content-type", "application/json")],
+        chat_body("gpt-4o", false).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "still serving: {}", reply.text());
 }
 
 /// Reads from `socket` until the peer closes it (or `within` passes); returns what arrived

@@ -18,6 +18,7 @@ use hyper_util::service::TowerToHyperService;
 
 use super::Gateway;
 use super::limits::{Admission, ConnectionLimits, configure, first_bytes};
+use super::refusals::JsonRefusals;
 use crate::telemetry::{Telemetry, prometheus};
 use crate::usage::totals::UsageTotals;
 
@@ -61,7 +62,7 @@ pub async fn serve_with_metrics(
         tokio::spawn(async move {
             if first_bytes(&stream, &limits).await {
                 let _ = builder
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(TokioIo::new(JsonRefusals::new(stream)), service)
                     .await;
             }
             drop(permit);

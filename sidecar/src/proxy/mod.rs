@@ -19,6 +19,7 @@ mod handler;
 mod ids;
 pub mod inbound;
 pub mod limits;
+mod refusals;
 pub mod server;
 pub mod upstream;
 

@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::limits::{Admission, ConnectionLimits, configure, first_bytes};
+use super::refusals::JsonRefusals;
 use super::{Gateway, ProxyBody, handler};
 use crate::error::ProxyError;
 
@@ -65,8 +66,10 @@ impl Gateway {
             let (builder, watcher) = (Arc::clone(&builder), graceful.watcher());
             tokio::spawn(async move {
                 if first_bytes(&stream, &limits).await {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(JsonRefusals::new(stream)),
+                        service,
+                    );
                     if let Err(error) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%error, "connection ended with an error");
                     }

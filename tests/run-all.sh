@@ -18,6 +18,7 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v make >/dev/null || need_apt+=(make) # builds jemalloc
 if ((${#need_apt[@]})); then
   echo "==> installing ${need_apt[*]}"
   if [[ $(id -u) -ne 0 ]]; then sudo=sudo; else sudo=; fi

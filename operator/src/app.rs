@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::controller::queue::{self, WatchScope, Watches};
 use crate::controller::{Context, Stores, WriteLimiter};
 use crate::leader::{Elector, LeaseConfig};
+use crate::limits::ServerLimits;
 use crate::metrics::{AdminState, Metrics};
 use crate::presence::{Presence, PresenceConfig};
 use crate::publish::Publisher;
@@ -55,6 +56,11 @@ pub struct OperatorArgs {
     /// Address of /metrics, /healthz and /readyz (plain HTTP).
     #[arg(long, default_value = "0.0.0.0:8080", env = "SPILLWAY_ADMIN_LISTEN")]
     pub admin_listen: SocketAddr,
+    /// Time a client of the stream server or the admin port gets to send a request's
+    /// headers; an idle keep-alive connection is closed after it too. (The TLS handshake
+    /// has 10 s.)
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "SPILLWAY_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Duration,
     /// Serving certificate chain (PEM). Without it a CA and certificate are generated.
     #[arg(long, requires = "tls_key", env = "SPILLWAY_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -275,6 +281,10 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         Arc::clone(&metrics),
     ));
     let reviewer = KubeTokenReviewer::new(client.clone(), args.token_audience.clone());
+    let limits = ServerLimits {
+        header_read_timeout: args.header_read_timeout,
+        ..ServerLimits::default()
+    };
     let server = StreamServer {
         publisher: publisher.clone(),
         sidecars: sidecars.clone(),
@@ -284,6 +294,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         only_namespace: args.watch_namespace.clone(),
         injector,
         validator: Some(Validator::new(watches.stores.pools.clone())),
+        limits,
     };
     let admin = AdminState {
         metrics,
@@ -294,7 +305,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     };
     let background = [
         tokio::spawn(sidecars.clone().sweep_every(Duration::from_secs(1))),
-        tokio::spawn(admin.serve(admin_listener)),
+        tokio::spawn(admin.serve(admin_listener, limits.admin())),
     ];
     tokio::spawn(async move {
         shutdown_signal().await;

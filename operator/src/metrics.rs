@@ -21,6 +21,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::limits::ServerLimits;
 use crate::publish::Publisher;
 use crate::sidecars::Registry;
 
@@ -217,13 +218,13 @@ impl AdminState {
             .with_state(self)
     }
 
-    /// Serves the admin endpoints on `listener` until the task is dropped: at most
-    /// [`MAX_ADMIN_CONNECTIONS`] at once, each closed when its headers do not arrive within
-    /// the header-read timeout (a silent socket included).
-    pub async fn serve(self, listener: TcpListener) {
+    /// Serves the admin endpoints on `listener` until the task is dropped, within `limits`
+    /// (see [`ServerLimits::admin`]): each connection is closed when its headers do not
+    /// arrive within the header-read timeout (a silent socket included).
+    pub async fn serve(self, listener: TcpListener, limits: ServerLimits) {
         let router = self.router();
-        let builder = crate::limits::builder();
-        let admission = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
+        let builder = limits.builder();
+        let admission = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
         loop {
             let Ok(permit) = Arc::clone(&admission).acquire_owned().await else {
                 return;
@@ -235,9 +236,7 @@ impl AdminState {
             let service = TowerToHyperService::new(router.clone());
             let builder = builder.clone();
             tokio::spawn(async move {
-                let mut first = [0u8; 1];
-                let timeout = crate::limits::HEADER_READ_TIMEOUT;
-                if let Ok(Ok(1..)) = tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+                if limits.first_bytes(&stream).await {
                     let _ = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -250,9 +249,6 @@ impl AdminState {
 
 /// The Prometheus text exposition format's content type.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Open connections at most on the admin port.
-const MAX_ADMIN_CONNECTIONS: usize = 256;
 
 fn plain(status: StatusCode, body: &'static str) -> Response {
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];

@@ -24,6 +24,7 @@ use spillway_crds::v1alpha1::{
     TokenQuotaSpec,
 };
 use spillway_operator::controller::reconcile;
+use spillway_operator::limits::ServerLimits;
 use tokio::time::Instant;
 
 use harness::{World, events, status_patches};
@@ -128,6 +129,7 @@ async fn breaker_state_and_quota_levels_reach_status_from_a_real_sidecar() {
         None,
         world.ctx.publisher.clone(),
         world.ctx.sidecars.clone(),
+        ServerLimits::default(),
     )
     .await;
     let mut statuses = BTreeMap::new();

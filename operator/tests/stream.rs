@@ -210,3 +210,91 @@ async fn quota_shares_are_redivided_when_a_sidecar_leaves() {
     })
     .await;
 }
+
+/// Clients that never finish are not held by the operator's servers: a silent socket is
+/// dropped at the TLS handshake deadline; a TLS client whose headers trickle, and an idle
+/// keep-alive connection, at the header-read timeout. (The admin port uses the same
+/// `ServerLimits`, plus a wait for a silent socket's first bytes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_closed() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use spillway_operator::limits::ServerLimits;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Whether the peer closed the connection within `within` (anything it sends is read).
+    async fn closed_within(mut socket: impl AsyncRead + Unpin, within: Duration) -> bool {
+        let mut buf = [0u8; 1024];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_secs(1),
+        handshake_timeout: Duration::from_secs(1),
+        ..ServerLimits::default()
+    };
+    let operator = Operator::start_limited(dir.path(), limits).await;
+    let started = Instant::now();
+    let silent = TcpStream::connect(operator.addr).await.expect("connect");
+    assert!(closed_within(silent, Duration::from_secs(5)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "handshake deadline"
+    );
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&operator.ca).expect("ca") {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tls = |addr| {
+        let connector = connector.clone();
+        async move {
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let name = ServerName::try_from("127.0.0.1").expect("name");
+            connector.connect(name, tcp).await.expect("handshake")
+        }
+    };
+
+    // Headers one byte every 200 ms never complete within the 1 s timeout.
+    let mut trickle = tls(operator.addr).await;
+    let started = Instant::now();
+    for byte in b"GET /healthz HTTP/1.1\r\nhost: x\r\n".iter().take(15) {
+        if trickle.write_all(&[*byte]).await.is_err() || trickle.flush().await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(closed_within(trickle, Duration::from_secs(4)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "header-read timeout"
+    );
+
+    // A complete request, then silence: the idle keep-alive connection is closed.
+    let mut idle = tls(operator.addr).await;
+    idle.write_all(b"GET /v1/none HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("request");
+    idle.flush().await.expect("flush");
+    assert!(closed_within(idle, Duration::from_secs(4)).await);
+}

@@ -29,18 +29,14 @@ use tokio_rustls::TlsAcceptor;
 
 pub use auth::{Identity, ReviewError, TokenReviewer};
 
+use crate::limits::ServerLimits;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::sidecars::Registry;
 use crate::webhook::{InjectConfig, Validator};
 
-/// Time a client gets to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time open connections get to finish once shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Open connections at most on the stream server (sidecars hold one stream each, plus their
-/// reports and the API server's webhook calls).
-const MAX_CONNECTIONS: usize = 20_000;
 
 /// The stream server's shared state.
 #[derive(Clone)]
@@ -62,6 +58,8 @@ pub struct StreamServer {
     pub injector: Option<Arc<InjectConfig>>,
     /// The validating webhook; `POST /validate` answers 404 without it.
     pub validator: Option<Validator>,
+    /// Timeouts and the connection cap for clients.
+    pub limits: ServerLimits,
 }
 
 impl StreamServer {
@@ -75,9 +73,10 @@ impl StreamServer {
         let acceptor = TlsAcceptor::from(tls);
         let graceful = GracefulShutdown::new();
         let (closing_tx, closing) = watch::channel(false);
+        let limits = self.limits;
         let router = self.router(closing);
-        let builder = Arc::new(crate::limits::builder());
-        let admission = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let builder = Arc::new(limits.builder());
+        let admission = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
         tokio::pin!(shutdown);
         loop {
             let Ok(permit) = Arc::clone(&admission).acquire_owned().await else {
@@ -100,7 +99,8 @@ impl StreamServer {
             let service = TowerToHyperService::new(router.clone());
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
+                    .await
                 {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(error)) => {

@@ -16,6 +16,7 @@ use spillway_crds::Snapshot;
 use spillway_crds::snapshot::{
     BackendConfig, BreakerConfig, PoolConfig, QuotaConfig, RetryConfig, SecretString,
 };
+use spillway_operator::limits::ServerLimits;
 use spillway_operator::metrics::Metrics;
 use spillway_operator::publish::Publisher;
 use spillway_operator::server::{Identity, ReviewError, StreamServer, TokenReviewer, tls};
@@ -122,7 +123,15 @@ impl Operator {
     pub async fn start_serving(dir: &Path, port: u16, only_namespace: Option<&str>) -> Self {
         let publisher = Publisher::new();
         let sidecars = Registry::new(publisher.clone(), Duration::from_secs(1));
-        Self::serve_with(dir, port, only_namespace, publisher, sidecars).await
+        let limits = ServerLimits::default();
+        Self::serve_with(dir, port, only_namespace, publisher, sidecars, limits).await
+    }
+
+    /// As [`Operator::start`], with the given connection limits.
+    pub async fn start_limited(dir: &Path, limits: ServerLimits) -> Self {
+        let publisher = Publisher::new();
+        let sidecars = Registry::new(publisher.clone(), Duration::from_secs(1));
+        Self::serve_with(dir, 0, None, publisher, sidecars, limits).await
     }
 
     /// As [`Operator::start_serving`], with a given publisher and registry (those of a
@@ -133,6 +142,7 @@ impl Operator {
         only_namespace: Option<&str>,
         publisher: Publisher,
         sidecars: Registry,
+        limits: ServerLimits,
     ) -> Self {
         let tls = tls::self_signed(dir, &["127.0.0.1".into()]).expect("tls");
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
@@ -146,6 +156,7 @@ impl Operator {
             only_namespace: only_namespace.map(str::to_owned),
             injector: None,
             validator: None,
+            limits,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = tokio::spawn(server.serve(listener, tls.config, async {

@@ -204,6 +204,23 @@ impl Gateway {
         }
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self._proc.0.id().expect("the gateway runs")
+    }
+
+    /// The gateway's resident memory in MiB (Linux `/proc`).
+    pub fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS");
+        kib / 1024.0
+    }
+
     /// Rewrites the config file and waits until the gateway applied a newer version.
     pub async fn reload(&self, manifests: &str) {
         let before = self.version().await;

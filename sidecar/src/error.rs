@@ -36,7 +36,7 @@ fn echo(text: &str) -> std::borrow::Cow<'_, str> {
 pub enum ProxyError {
     /// The path is not one of the supported OpenAI / Azure OpenAI operations.
     #[error(
-        "no such API: {} {}; Spillway serves /openai/deployments/{{deployment}}/{{chat/completions|completions|embeddings|responses}}, /openai/v1/… and /v1/…",
+        "no such API: {} {}; Spillway serves chat/completions, completions, embeddings, responses (and responses/{{id}}, input_items, cancel, input_tokens) and models under /openai/deployments/{{deployment}}/…, /openai/…, /openai/v1/… and /v1/…",
         echo(method),
         echo(path)
     )]
@@ -47,8 +47,13 @@ pub enum ProxyError {
         path: String,
     },
     /// The operation exists, but not for this method.
-    #[error("method {} is not allowed; use POST", echo(.0))]
-    MethodNotAllowed(String),
+    #[error("method {} is not allowed here; use {allowed}", echo(method))]
+    MethodNotAllowed {
+        /// The method sent.
+        method: String,
+        /// The methods the path takes.
+        allowed: &'static str,
+    },
     /// No pool serves the deployment (Azure-style path).
     #[error(
         "the API deployment `{}` does not exist on this gateway; check the deployment name or ask your platform team to add it to an AIBackendPool",
@@ -61,6 +66,36 @@ pub enum ProxyError {
         echo(.0)
     )]
     ModelNotFound(String),
+    /// The app may not use this model (the AIGateway's `modelAccess`).
+    #[error(
+        "the app `{}` may not use the model `{}`; ask your platform team to grant it in the AIGateway's modelAccess",
+        echo(app),
+        echo(model)
+    )]
+    ModelAccessDenied {
+        /// The calling app.
+        app: String,
+        /// The model or deployment it asked for.
+        model: String,
+    },
+    /// No backend holds this stored response (for this app).
+    #[error("Response with id '{}' not found.", echo(.0))]
+    ResponseNotFound(String),
+    /// The backend holding a stored response cannot take calls right now; no other backend
+    /// has the response's state.
+    #[error(
+        "the response `{}` lives on backend `{backend}`, which is unavailable right now; retry after {} ms (its state exists only there; start a new response without previous_response_id to continue elsewhere)",
+        echo(id),
+        crate::protocol::headers::retry_after_ms(*retry_after)
+    )]
+    ResponseHomeUnavailable {
+        /// The response id.
+        id: String,
+        /// The backend that holds it.
+        backend: String,
+        /// Until its breaker half-opens.
+        retry_after: Duration,
+    },
     /// An OpenAI-style call without a `model`.
     #[error("you must provide a model parameter")]
     MissingModel,
@@ -145,10 +180,13 @@ impl ProxyError {
     /// HTTP status of the error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::UnknownRoute { .. } | Self::DeploymentNotFound(_) | Self::ModelNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnknownRoute { .. }
+            | Self::DeploymentNotFound(_)
+            | Self::ModelNotFound(_)
+            | Self::ResponseNotFound(_) => StatusCode::NOT_FOUND,
+            Self::ModelAccessDenied { .. } => StatusCode::FORBIDDEN,
+            Self::ResponseHomeUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::MissingModel | Self::InvalidRequest(_) | Self::InvalidBody(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -193,10 +231,13 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownRoute { .. } => "not_found",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::DeploymentNotFound(_) => "DeploymentNotFound",
             Self::ModelNotFound(_) => "model_not_found",
             Self::MissingModel => "missing_model",
+            Self::ModelAccessDenied { .. } => "model_access_denied",
+            Self::ResponseNotFound(_) => "response_not_found",
+            Self::ResponseHomeUnavailable { .. } => "response_backend_unavailable",
             Self::InvalidRequest(_) | Self::InvalidBody(_) => "invalid_request_body",
             Self::PayloadTooLarge { .. } => "request_too_large",
             Self::CorsRefused(_) => "cors_not_allowed",
@@ -233,7 +274,9 @@ impl ProxyError {
             Self::QuotaRefused { .. } | Self::NotReady | Self::Internal => {
                 GatewayErrorKind::Internal
             }
-            Self::NoBackendAvailable { .. } => GatewayErrorKind::NoBackend,
+            Self::NoBackendAvailable { .. } | Self::ResponseHomeUnavailable { .. } => {
+                GatewayErrorKind::NoBackend
+            }
             Self::UpstreamUnreachable(_) | Self::UpstreamTimeout | Self::BadUpstreamResponse(_) => {
                 GatewayErrorKind::Backend
             }
@@ -266,7 +309,8 @@ impl ProxyError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::NoBackendAvailable { retry_after, .. } => Some(*retry_after),
+            Self::NoBackendAvailable { retry_after, .. }
+            | Self::ResponseHomeUnavailable { retry_after, .. } => Some(*retry_after),
             Self::NotReady => Some(Duration::from_secs(1)),
             Self::QuotaRefused {
                 refusal: Refusal::NeverFits { .. },
@@ -284,7 +328,9 @@ impl ProxyError {
     /// (whole seconds, rounded up) and `retry-after-ms`.
     pub fn to_response(&self) -> Response<Bytes> {
         let param = match self {
-            Self::MissingModel | Self::ModelNotFound(_) => json!("model"),
+            Self::MissingModel | Self::ModelNotFound(_) | Self::ModelAccessDenied { .. } => {
+                json!("model")
+            }
             _ => serde_json::Value::Null,
         };
         let body = json!({"error": {
@@ -343,7 +389,10 @@ mod tests {
                 "request_too_large",
             ),
             (
-                ProxyError::MethodNotAllowed("GET".into()),
+                ProxyError::MethodNotAllowed {
+                    method: "GET".into(),
+                    allowed: "POST",
+                },
                 405,
                 "method_not_allowed",
             ),

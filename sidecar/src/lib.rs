@@ -24,6 +24,7 @@
 //! - [`error`]: one error type mapped to OpenAI-shaped JSON responses.
 //! - [`http_client`]: the pooled outbound HTTPS client and the text of its errors (a leaf).
 
+pub mod affinity;
 pub mod audit;
 pub mod breaker;
 pub mod clock;

@@ -136,3 +136,43 @@ pub struct CalendarQuotaConfig {
     /// Tokens per period.
     pub tokens: u64,
 }
+
+/// Which apps may use which pools and models: `spec.modelAccess` of the AIGateway. No rule:
+/// every app may use everything.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct ModelAccess {
+    /// The rules; a call is allowed when one of them allows it.
+    pub rules: Vec<ModelAccessRule>,
+}
+
+/// One rule: these apps may use these pools' models (empty lists: all).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelAccessRule {
+    /// appIds; `*` matches every app.
+    pub apps: Vec<String>,
+    /// Pool names; empty: every pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<String>,
+    /// Model names as clients send them; empty: every model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+}
+
+impl ModelAccess {
+    /// No rule: nothing is restricted.
+    pub fn is_open(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether `app` may call `model` of `pool`.
+    pub fn allows(&self, app: &str, pool: &str, model: &str) -> bool {
+        self.is_open()
+            || self.rules.iter().any(|rule| {
+                rule.apps.iter().any(|a| a == "*" || a == app)
+                    && (rule.pools.is_empty() || rule.pools.iter().any(|p| p == pool))
+                    && (rule.models.is_empty() || rule.models.iter().any(|m| m == model))
+            })
+    }
+}

@@ -67,6 +67,9 @@ pub struct GatewayConfig {
     /// prefixes ending in `*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_response_headers: Vec<String>,
+    /// Which apps may use which pools and models (empty: all).
+    #[serde(default, skip_serializing_if = "ModelAccess::is_open")]
+    pub model_access: ModelAccess,
 }
 
 /// Audit logging, validated (patterns compile).
@@ -112,6 +115,7 @@ impl Default for GatewayConfig {
             cors: None,
             audit: None,
             pass_response_headers: Vec::new(),
+            model_access: ModelAccess::default(),
         }
     }
 }

@@ -67,6 +67,27 @@ pub struct AiGatewaySpec {
     /// names, or a prefix ending in `*` (e.g. `openai-*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_response_headers: Vec<String>,
+    /// Which apps may use which pools and models. Empty: every app may use every pool. With
+    /// any rule, an app may call a model only when a rule names the app (or `*`), the pool
+    /// and the model; other calls get 403 `model_access_denied`, on every operation, and the
+    /// model lists (`GET /v1/models`) show each app only what it may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_access: Vec<ModelAccessRule>,
+}
+
+/// One rule of `spec.modelAccess`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelAccessRule {
+    /// appIds as identified (JWT `appid`/`azp`, an API key's consumer name, `anonymous`);
+    /// `*` matches every app.
+    pub apps: Vec<String>,
+    /// AIBackendPool names; empty: every pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<String>,
+    /// Model / deployment names as clients send them; empty: every model of those pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
 }
 
 /// Audit logging: one record per call with the request messages and the completion

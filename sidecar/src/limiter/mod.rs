@@ -55,6 +55,45 @@ pub use local::{LocalStats, SWEEP_INTERVAL};
 pub use outcome::{AdmitRequest, LimitKind, QuotaPeriod, RateHeaders, Refusal};
 pub use reservation::Reservation;
 
+/// Keys beside the counters, in the same Redis (see [`Limiter::shared_kv`]).
+#[derive(Clone, Debug)]
+pub struct SharedKv(Arc<RedisStore>);
+
+/// Redis did not answer (or is marked down).
+pub use redis::Unreachable;
+
+impl SharedKv {
+    /// The value of `key`, if set.
+    ///
+    /// # Errors
+    /// [`Unreachable`].
+    pub async fn get(&self, key: &str) -> Result<Option<String>, Unreachable> {
+        self.0.kv_get(key).await
+    }
+
+    /// Sets `key` to `value` for `ttl`; with `only_new`, only if unset. True when set.
+    ///
+    /// # Errors
+    /// [`Unreachable`].
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: std::time::Duration,
+        only_new: bool,
+    ) -> Result<bool, Unreachable> {
+        self.0.kv_set(key, value, ttl, only_new).await
+    }
+
+    /// Removes `key`.
+    ///
+    /// # Errors
+    /// [`Unreachable`].
+    pub async fn remove(&self, key: &str) -> Result<(), Unreachable> {
+        self.0.kv_del(key).await
+    }
+}
+
 /// Why a configuration could not be fully applied. The quotas are applied anyway; Redis
 /// then counts as unreachable and `onRedisUnavailable` decides.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +142,12 @@ impl Limiter {
                 applying: Mutex::new(()),
             }),
         }
+    }
+
+    /// The shared key-value space in the Redis that holds the counters, when the mode is
+    /// Redis (for state all replicas must see, such as where a stored response lives).
+    pub fn shared_kv(&self) -> Option<SharedKv> {
+        self.core.redis.load_full().map(SharedKv)
     }
 
     /// Applies the quotas and rate-limiting settings of `snapshot`. Counters of quotas whose

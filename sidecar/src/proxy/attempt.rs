@@ -17,6 +17,7 @@ use super::ids::{attempt_traceparent, span_id};
 use super::inbound::InboundRoute;
 use super::upstream::{self, CallShape};
 use super::{Applied, Shared};
+use crate::affinity::Home;
 use crate::breaker::{Outcome, Transition};
 use crate::credentials::TokenCache;
 use crate::error::ProxyError;
@@ -24,6 +25,7 @@ use crate::http_client::error_chain;
 use crate::limiter::Reservation;
 use crate::protocol::request::{self, Edits, RequestInfo};
 use crate::routing::{Pick, PoolRoutes};
+use crate::usage::Operation;
 use crate::usage::record::{AttemptTrace, UpstreamAttempt};
 
 pub(crate) struct Attempt<'a> {
@@ -34,6 +36,9 @@ pub(crate) struct Attempt<'a> {
     pub body: &'a Bytes,
     pub info: &'a RequestInfo,
     pub requested: &'a str,
+    /// The call must reach this backend (index in the pool) alone: it continues the stored
+    /// response `.1` that lives there.
+    pub pinned: Option<(usize, &'a str)>,
 }
 
 /// How one attempt ended, before the retry decision.
@@ -66,7 +71,27 @@ impl Attempt<'_> {
         // is left, the client gets that answer rather than a gateway error.
         let mut held: Option<(Response<Upstream>, bool, String)> = None;
         while call.attempts < retry.max_attempts && Instant::now() < deadline {
-            let (index, backend, mut attempt) = match pool.pick(Instant::now(), &tried, &mut rng) {
+            let pick = match self.pinned {
+                // A stored response's backend alone: never another one, even on failure.
+                Some(_) if !tried.is_empty() => break,
+                Some((index, id)) => match pool.pick_only(index, Instant::now()) {
+                    Pick::Unavailable { retry_after } => {
+                        return Err(ProxyError::ResponseHomeUnavailable {
+                            id: id.to_owned(),
+                            backend: pool
+                                .config()
+                                .backends
+                                .get(index)
+                                .map(|b| b.name.clone())
+                                .unwrap_or_default(),
+                            retry_after,
+                        });
+                    }
+                    pick => pick,
+                },
+                None => pool.pick(Instant::now(), &tried, &mut rng),
+            };
+            let (index, backend, mut attempt) = match pick {
                 Pick::Backend {
                     index,
                     backend,
@@ -139,7 +164,9 @@ impl Attempt<'_> {
                         held = Some((response, asked_usage, backend.name.clone()));
                         continue;
                     }
-                    return Ok(self.respond(response, asked_usage, call, reservation.take()));
+                    return Ok(self
+                        .respond(response, asked_usage, call, reservation.take())
+                        .await);
                 }
                 Sent::Failed(outcome, error) => {
                     let transition = attempt.record(Instant::now(), &outcome);
@@ -173,7 +200,9 @@ impl Attempt<'_> {
             // A backend answered with a retryable status and no later candidate did better:
             // the client gets that answer (its Retry-After included) rather than an error.
             call.backend = Some(backend);
-            return Ok(self.respond(response, asked_usage, call, reservation.take()));
+            return Ok(self
+                .respond(response, asked_usage, call, reservation.take())
+                .await);
         }
         Err(last_error.unwrap_or(ProxyError::UpstreamTimeout))
     }
@@ -214,9 +243,10 @@ impl Attempt<'_> {
         };
         let until = deadline.min(Instant::now() + Duration::from_millis(backend.timeout_ms));
         if let Some(credential) = credential
-            && let Err(failed) = with_token(credential, backend, until, &mut request).await
+            && let Err((outcome, error)) =
+                with_token(credential, backend, until, &mut request).await
         {
-            return failed;
+            return Sent::Failed(outcome, error);
         }
         match tokio::time::timeout_at(until.into(), self.shared.client.request(request)).await {
             Ok(Ok(response)) => {
@@ -244,7 +274,7 @@ impl Attempt<'_> {
         }
     }
 
-    fn respond(
+    async fn respond(
         &self,
         response: Response<Upstream>,
         asked_usage: bool,
@@ -252,6 +282,9 @@ impl Attempt<'_> {
         reservation: Option<Reservation>,
     ) -> Response<ProxyBody> {
         let (mut parts, upstream_body) = response.into_parts();
+        if parts.status.is_success() {
+            self.remember_created(&upstream_body, call).await;
+        }
         let kind = if !parts.status.is_success() {
             BodyKind::Passthrough
         } else if self.info.stream {
@@ -313,12 +346,13 @@ impl Attempt<'_> {
 
 /// Adds the backend's Entra ID token to `request`, or says why the attempt fails without
 /// being sent.
-async fn with_token(
+/// Puts the backend's Entra ID token on `request`, waiting for it until `until`.
+pub(super) async fn with_token(
     credential: &TokenCache,
     backend: &BackendConfig,
     until: Instant,
     request: &mut Request<Full<Bytes>>,
-) -> Result<(), Sent> {
+) -> Result<(), (Outcome, ProxyError)> {
     let error = match tokio::time::timeout_at(until.into(), credential.token()).await {
         Ok(Ok(token)) if upstream::set_bearer(request.headers_mut(), &token) => return Ok(()),
         Ok(Ok(_)) => {
@@ -328,13 +362,14 @@ async fn with_token(
         Err(_) => "no Entra ID token within the attempt's time".to_owned(),
     };
     tracing::warn!(backend = %backend.name, %error, "no Entra ID token for the backend");
-    Err(Sent::Failed(
+    Err((
         Outcome::CredentialUnavailable,
         ProxyError::UpstreamUnreachable(format!("{}: {error}", backend.name)),
     ))
 }
 
-fn retain_passing_back(headers: &mut HeaderMap, extra: &[String]) {
+/// Drops the backend's headers that do not pass back to apps (see `passes_back`).
+pub(super) fn retain_passing_back(headers: &mut HeaderMap, extra: &[String]) {
     let dropped: Vec<_> = headers
         .keys()
         .filter(|n| !upstream::passes_back(n, extra))
@@ -386,6 +421,34 @@ pub(crate) const TOKENS_CONSUMED: &str = "x-spillway-tokens-consumed";
 /// response starts, within the attempt's time: a backend that breaks it off, stalls, or sends
 /// JSON that is cut short or invalid fails the attempt like a connection failure or a timeout
 /// — retried on the next candidate — since the client has seen nothing yet.
+impl Attempt<'_> {
+    /// A Responses API create answer: remembers which backend holds the new response (its
+    /// later calls must go there), and whether its usage is still to come (a background
+    /// response answered as JSON; one streamed is counted by its stream).
+    async fn remember_created(&self, body: &Upstream, call: &Call) {
+        if self.route.operation != Operation::Responses || self.route.counts_tokens_only() {
+            return;
+        }
+        let read = body.read.concat();
+        let Some(created) = crate::protocol::responses::created(&read, self.info.stream) else {
+            tracing::debug!(request_id = ?call.request_id, "no response id in the answer; later calls to it will search the backends");
+            return;
+        };
+        let home = Home {
+            pool: call.pool.clone(),
+            backend: call.backend.clone().unwrap_or_default(),
+            app: call.app_id.clone(),
+            model: call.model.clone(),
+            pending_usage: created.background && !self.info.stream,
+        };
+        let kv = self.shared.limiter.shared_kv();
+        self.shared
+            .homes
+            .remember(&created.id, home, kv.as_ref())
+            .await;
+    }
+}
+
 async fn read_whole(
     mut body: Incoming,
     until: Instant,

@@ -16,11 +16,12 @@ use super::attempt::Attempt;
 use super::body::ProxyBody;
 use super::call::{Call, with_common_headers};
 use super::cors;
-use super::inbound;
+use super::inbound::{self, Inbound, InboundRoute};
+use super::models;
 use crate::error::ProxyError;
 use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens, output_limit};
 use crate::protocol::request;
-use crate::usage::Usage;
+use crate::usage::{Operation, Usage};
 
 /// A client's request body: hyper's `Incoming`, or any body of bytes a server hands over.
 pub(crate) trait RequestBody:
@@ -107,8 +108,8 @@ async fn serve<B: RequestBody>(
     call: &mut Call,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = req.into_parts();
-    let route = inbound::parse(&parts.method, parts.uri.path(), parts.uri.query())?;
-    call.operation = Some(route.operation);
+    let inbound = inbound::parse(&parts.method, parts.uri.path(), parts.uri.query())?;
+    call.operation = inbound.operation();
     let applied = shared.applied.load_full();
     let Some(applied) = applied.as_ref().as_ref() else {
         return Err(ProxyError::NotReady);
@@ -127,34 +128,92 @@ async fn serve<B: RequestBody>(
     )
     .await
     .map_err(|_| ProxyError::BodyTimeout(body_timeout))??;
-    let info = request::inspect(&body)?;
+    match inbound {
+        Inbound::Model(route) => serve_model(shared, applied, &parts, &body, route, call).await,
+        Inbound::Models { model, .. } => {
+            let response = models::answer(applied, &call.app_id, model)?;
+            shared
+                .usage
+                .send(call.record(response.status().as_u16(), Usage::default(), false));
+            Ok(with_common_headers(response.map(ProxyBody::full), call))
+        }
+        Inbound::Stored(stored) => {
+            super::stored::serve(shared, applied, &parts, body, stored, call).await
+        }
+    }
+}
+
+/// A model call: inspect the body, find the pool (and, continuing a stored response, its
+/// backend), check the app's access, reserve quota, then attempt.
+async fn serve_model(
+    shared: &Arc<Shared>,
+    applied: &super::Applied,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    route: InboundRoute<'_>,
+    call: &mut Call,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let info = request::inspect(body)?;
     call.stream = info.stream;
     let requested = match route.deployment {
         Some(deployment) => deployment.to_owned(),
         None => info.model.clone().ok_or(ProxyError::MissingModel)?,
     };
     call.model.clone_from(&requested);
-    let pool = applied
+    let mut pool = applied
         .routes
         .pool(&requested)
         .ok_or_else(|| match route.deployment {
             Some(d) => ProxyError::DeploymentNotFound(d.to_owned()),
             None => ProxyError::ModelNotFound(requested.clone()),
         })?;
+    let access = &applied.snapshot.gateway.model_access;
+    if !access.allows(&call.app_id, &pool.config().name, &requested) {
+        return Err(ProxyError::ModelAccessDenied {
+            app: call.app_id.clone(),
+            model: requested,
+        });
+    }
+    let mut pinned = None;
+    if route.operation == Operation::Responses
+        && let Some(previous) = info.previous_response_id.as_deref()
+    {
+        let kv = shared.limiter.shared_kv();
+        if let Some(home) = shared.homes.find(previous, kv.as_ref()).await {
+            if home.app != call.app_id {
+                return Err(ProxyError::ResponseNotFound(previous.to_owned()));
+            }
+            let holder = applied
+                .routes
+                .pools()
+                .iter()
+                .find(|p| p.config().name == home.pool)
+                .and_then(|p| Some((p, p.index_of(&home.backend)?)));
+            if let Some((holder, index)) = holder {
+                pool = holder;
+                pinned = Some((index, previous));
+            }
+        }
+    }
     call.pool.clone_from(&pool.config().name);
     let output_cap = pool
         .config()
         .max_output_tokens
         .unwrap_or_else(|| output_limit(&requested));
-    let mut reservation = admit(shared, call, &body, &info, output_cap).await?;
+    let mut reservation = if route.counts_tokens_only() {
+        None
+    } else {
+        admit(shared, call, body, &info, output_cap).await?
+    };
     let attempt = Attempt {
         shared,
         applied,
         route,
         headers: &parts.headers,
-        body: &body,
+        body,
         info: &info,
         requested: &requested,
+        pinned,
     };
     let result = attempt.run(pool, call, &mut reservation).await;
     if let Some(unused) = reservation {

@@ -19,8 +19,10 @@ mod handler;
 mod ids;
 pub mod inbound;
 pub mod limits;
+mod models;
 mod refusals;
 pub mod server;
+mod stored;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -68,6 +70,8 @@ pub struct Shared {
     audit: AuditSink,
     audit_queue: std::sync::Mutex<Option<AuditQueue>>,
     sampler: ArcSwap<Sampler>,
+    /// Which backend holds each stored response.
+    homes: crate::affinity::ResponseHomes,
     /// Time a client gets to send a request body, in milliseconds (see
     /// [`limits::ConnectionLimits`]).
     body_read_timeout_ms: std::sync::atomic::AtomicU64,
@@ -108,6 +112,7 @@ impl Gateway {
                 audit,
                 audit_queue: std::sync::Mutex::new(Some(audit_queue)),
                 sampler: ArcSwap::from_pointee(Sampler::default()),
+                homes: crate::affinity::ResponseHomes::default(),
                 body_read_timeout_ms: std::sync::atomic::AtomicU64::new(60_000),
             }),
         }

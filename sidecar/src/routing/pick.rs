@@ -114,6 +114,39 @@ impl PoolRoutes {
         }
     }
 
+    /// The backend at `index` alone, when its breaker admits at `now` (a call that must reach
+    /// one backend: the one holding a stored response); else when it reopens.
+    pub fn pick_only(&self, index: usize, now: Instant) -> Pick<'_> {
+        let (Some(runtime), Some(backend)) =
+            (self.runtimes.get(index), self.config.backends.get(index))
+        else {
+            return Pick::Unavailable {
+                retry_after: PROBE_BUSY_RETRY,
+            };
+        };
+        match runtime.breaker.admit(now) {
+            Admission::Admitted(permit) => Pick::Backend {
+                index,
+                backend,
+                attempt: Attempt::new(runtime, permit),
+            },
+            _ => Pick::Unavailable {
+                retry_after: runtime
+                    .breaker
+                    .reopens_at(now)
+                    .map_or(PROBE_BUSY_RETRY, |at| {
+                        at.saturating_duration_since(now)
+                            .max(Duration::from_millis(1))
+                    }),
+            },
+        }
+    }
+
+    /// Position of the backend named `name` in the pool's config.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.config.backends.iter().position(|b| b.name == name)
+    }
+
     /// Weighted choice among the group's admitting backends, or `None` when none admits.
     /// Re-draws when a breaker refuses between the check and the admission (another request
     /// took the probe or tripped it); bounded by the group size.

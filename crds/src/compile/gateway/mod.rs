@@ -13,10 +13,10 @@ use identity::{closed_without_methods, compile_identity};
 use super::validate::Checker;
 use super::{AnonymousAccess, Object, SecretResolver};
 use crate::snapshot::{
-    AuditConfig, GatewayConfig, IdentityConfig, RateLimitingConfig, RedisConfig,
+    AuditConfig, GatewayConfig, IdentityConfig, ModelAccess, RateLimitingConfig, RedisConfig,
 };
 use crate::v1alpha1::{
-    AiGatewaySpec, AuditSpec, RateLimitMode, RateLimitingSpec, RedactionBuiltin,
+    AiGatewaySpec, AuditSpec, ModelAccessRule, RateLimitMode, RateLimitingSpec, RedactionBuiltin,
 };
 
 pub(super) fn compile_gateway(
@@ -69,6 +69,29 @@ pub(super) fn compile_gateway(
             .filter(|audit| audit.enabled)
             .map(|audit| compile_audit(audit, check)),
         pass_response_headers: compile_passed_headers(&spec.pass_response_headers, check),
+        model_access: compile_model_access(&spec.model_access, check),
+    }
+}
+
+/// The access rules; a rule that names no app could never apply and is a problem.
+fn compile_model_access(rules: &[ModelAccessRule], check: &mut Checker) -> ModelAccess {
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.apps.iter().all(|app| app.trim().is_empty()) {
+            check.invalid(
+                format!("spec.modelAccess[{i}].apps"),
+                "name at least one appId, or \"*\" for every app",
+            );
+        }
+    }
+    ModelAccess {
+        rules: rules
+            .iter()
+            .map(|rule| crate::snapshot::ModelAccessRule {
+                apps: rule.apps.iter().map(|a| a.trim().to_owned()).collect(),
+                pools: rule.pools.clone(),
+                models: rule.models.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -50,7 +50,7 @@ static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("set
 
 /// Redis could not answer in time; the caller applies the unavailability policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Unreachable;
+pub struct Unreachable;
 
 /// A connection to the Redis that holds the counters, and its health.
 pub(super) struct RedisStore {
@@ -252,6 +252,65 @@ impl RedisStore {
                 Err(Unreachable)
             }
         }
+    }
+
+    /// Sends one command within the store's timeout.
+    async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Unreachable> {
+        if !self.is_up() {
+            return Err(Unreachable);
+        }
+        let Some(mut conn) = self.conn.clone() else {
+            return Err(Unreachable);
+        };
+        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.mark_down(&error);
+                Err(Unreachable)
+            }
+            Err(_) => {
+                self.mark_down(&format_args!("no answer within {:?}", self.timeout));
+                Err(Unreachable)
+            }
+        }
+    }
+
+    /// The full key of `key` in the small key-value space beside the counters.
+    fn kv_key(&self, key: &str) -> String {
+        format!("{}:kv:{key}", self.config.key_prefix)
+    }
+
+    /// The value of `key`, if set.
+    pub async fn kv_get(&self, key: &str) -> Result<Option<String>, Unreachable> {
+        self.command(redis::cmd("GET").arg(self.kv_key(key))).await
+    }
+
+    /// Sets `key` for `ttl`; with `only_new`, only when it is not set yet. True when set.
+    pub async fn kv_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        only_new: bool,
+    ) -> Result<bool, Unreachable> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.kv_key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        if only_new {
+            cmd.arg("NX");
+        }
+        let reply: Option<String> = self.command(&cmd).await?;
+        Ok(reply.is_some())
+    }
+
+    /// Removes `key`.
+    pub async fn kv_del(&self, key: &str) -> Result<(), Unreachable> {
+        let _: i64 = self
+            .command(redis::cmd("DEL").arg(self.kv_key(key)))
+            .await?;
+        Ok(())
     }
 
     fn unexpected(&self, reply: &[i64]) -> Unreachable {

@@ -19,7 +19,7 @@ use members::{Members, Span, scan_object};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-const TOP_KEYS: [&str; 7] = [
+const TOP_KEYS: [&str; 11] = [
     "model",
     "stream",
     "stream_options",
@@ -27,6 +27,10 @@ const TOP_KEYS: [&str; 7] = [
     "max_tokens",
     "max_output_tokens",
     "n",
+    "previous_response_id",
+    "background",
+    "prompt_cache_key",
+    "user",
 ];
 
 const STREAM_OPTIONS_KEYS: [&str; 1] = ["include_usage"];
@@ -47,6 +51,14 @@ pub struct RequestInfo {
     pub max_tokens: Option<u64>,
     /// `n` (number of choices), when set.
     pub n: Option<u64>,
+    /// `previous_response_id` (Responses API): the stored response this one continues.
+    pub previous_response_id: Option<String>,
+    /// `background` (Responses API): the response runs on after the call returns.
+    pub background: bool,
+    /// `prompt_cache_key`, when set.
+    pub prompt_cache_key: Option<String>,
+    /// `user`, when set.
+    pub user: Option<String>,
     layout: Layout,
 }
 
@@ -200,6 +212,10 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, InspectError> {
         max_tokens,
         max_output,
         n,
+        previous_response_id,
+        background,
+        prompt_cache_key,
+        user,
     ] = found.values;
     let (stream_options_layout, include_usage) = stream_options_of(body, stream_options)?;
     let count = "a non-negative integer";
@@ -213,6 +229,14 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, InspectError> {
         has_stream_options: stream_options.is_some(),
         max_tokens: max_completion.or(max_tokens).or(max_output),
         n: typed::<u64>(n, "n", count)?,
+        previous_response_id: typed::<String>(
+            previous_response_id,
+            "previous_response_id",
+            "a string",
+        )?,
+        background: typed::<bool>(background, "background", "a boolean")?.unwrap_or(false),
+        prompt_cache_key: typed::<String>(prompt_cache_key, "prompt_cache_key", "a string")?,
+        user: typed::<String>(user, "user", "a string")?,
         layout: Layout {
             len: body.len(),
             open: bom + first,

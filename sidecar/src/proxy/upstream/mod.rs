@@ -48,6 +48,9 @@ pub fn target<'a>(backend: &'a BackendConfig, call: &CallShape<'a>) -> Target<'a
     let upstream = backend.upstream_model(call.requested);
     let op = call.route.operation.path();
     let base = backend.base_url.as_str();
+    if call.route.operation == Operation::Responses {
+        return responses_target(backend, call, upstream);
+    }
     let (url, classic_azure) = match backend.kind {
         BackendType::AzureOpenAI
             if call.route.flavor == Flavor::AzureDeployments || backend.api_version.is_some() =>
@@ -87,6 +90,75 @@ pub fn target<'a>(backend: &'a BackendConfig, call: &CallShape<'a>) -> Target<'a
             && call.client_include_usage != Some(true)
             && supports,
     }
+}
+
+/// The Responses API lives outside deployments on Azure: `/openai/responses?api-version=…`
+/// when the client itself called that way (its api-version is kept), else `/openai/v1/…`;
+/// the deployment goes into the body's `model` either way.
+fn responses_target<'a>(
+    backend: &'a BackendConfig,
+    call: &CallShape<'a>,
+    upstream: &'a str,
+) -> Target<'a> {
+    let url = responses_url(
+        backend,
+        call.route.flavor,
+        call.route.api_version,
+        call.route.suffix,
+    );
+    Target {
+        url,
+        set_model: (call.body_model != Some(upstream)).then_some(upstream),
+        ask_usage: false,
+    }
+}
+
+/// `…/responses{rest}` at `backend` for a client that called with `flavor` and
+/// `api_version` (see [`target`] for the Azure rule), without a query beyond the
+/// api-version.
+fn responses_url(
+    backend: &BackendConfig,
+    flavor: Flavor,
+    api_version: Option<&str>,
+    rest: &str,
+) -> String {
+    let base = backend.base_url.as_str();
+    match (backend.kind, flavor, api_version) {
+        (BackendType::AzureOpenAI, Flavor::AzureClassic | Flavor::AzureDeployments, Some(v)) => {
+            format!("{base}/openai/responses{rest}?api-version={v}")
+        }
+        (BackendType::AzureOpenAI, ..) => format!("{base}/openai/v1/responses{rest}"),
+        (BackendType::OpenAI, ..) => format!("{base}/responses{rest}"),
+    }
+}
+
+/// The URL of a call addressed to stored response `id` (`action`'s path) at `backend`,
+/// with the client's query parameters other than `api-version` (`limit`, `order`, `after`,
+/// `include[]`, …).
+pub fn stored_url(
+    backend: &BackendConfig,
+    flavor: Flavor,
+    api_version: Option<&str>,
+    id: &str,
+    action_suffix: &str,
+    query: Option<&str>,
+) -> String {
+    let mut url = responses_url(
+        backend,
+        flavor,
+        api_version,
+        &format!("/{id}{action_suffix}"),
+    );
+    let rest: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("api-version="))
+        .collect();
+    if !rest.is_empty() {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&rest.join("&"));
+    }
+    url
 }
 
 fn version_supports_stream_options(version: &str) -> bool {

@@ -37,6 +37,7 @@ fn call<'a>(
             operation: Operation::ChatCompletions,
             deployment: (flavor == Flavor::AzureDeployments).then_some("gpt-4o"),
             api_version: version,
+            suffix: "",
         },
         requested: "gpt-4o",
         body_model,
@@ -222,4 +223,61 @@ fn only_what_apps_need_passes_back_unless_the_gateway_allows_more() {
         "never hop-by-hop"
     );
     assert!(!passes_back(&name("connection"), &hop));
+}
+
+#[test]
+fn responses_go_outside_deployments_with_the_model_in_the_body() {
+    let mut b = backend(BackendType::AzureOpenAI);
+    b.model_map.insert("gpt-4o".into(), "gpt4o-ptu".into());
+    b.api_version = Some("2024-10-21".into());
+    let mut c = call(
+        Flavor::AzureClassic,
+        Some("2025-03-01-preview"),
+        Some("gpt-4o"),
+    );
+    c.route.operation = Operation::Responses;
+    c.route.deployment = None;
+    let t = target(&b, &c);
+    assert_eq!(
+        t.url,
+        "https://r.openai.azure.com/openai/responses?api-version=2025-03-01-preview"
+    );
+    assert_eq!((t.set_model, t.ask_usage), (Some("gpt4o-ptu"), false));
+    c.route.flavor = Flavor::OpenAI;
+    c.route.api_version = None;
+    c.route.suffix = "/input_tokens";
+    assert_eq!(
+        target(&b, &c).url,
+        "https://r.openai.azure.com/openai/v1/responses/input_tokens"
+    );
+    let o = backend(BackendType::OpenAI);
+    assert_eq!(
+        target(&o, &c).url,
+        "https://api.example/v1/responses/input_tokens"
+    );
+}
+
+#[test]
+fn stored_response_calls_keep_the_clients_query() {
+    let a = backend(BackendType::AzureOpenAI);
+    assert_eq!(
+        stored_url(
+            &a,
+            Flavor::AzureClassic,
+            Some("2025-03-01-preview"),
+            "resp_1",
+            "/input_items",
+            Some("api-version=2025-03-01-preview&limit=5&order=asc")
+        ),
+        "https://r.openai.azure.com/openai/responses/resp_1/input_items?api-version=2025-03-01-preview&limit=5&order=asc"
+    );
+    assert_eq!(
+        stored_url(&a, Flavor::AzureV1, None, "resp_1", "", None),
+        "https://r.openai.azure.com/openai/v1/responses/resp_1"
+    );
+    let o = backend(BackendType::OpenAI);
+    assert_eq!(
+        stored_url(&o, Flavor::OpenAI, None, "resp_1", "/cancel", Some("x=1")),
+        "https://api.example/v1/responses/resp_1/cancel?x=1"
+    );
 }

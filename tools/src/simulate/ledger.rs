@@ -5,7 +5,8 @@
 //! [`LedgerSnapshot`] (entries + totals), optionally filtered by backend and sequence number.
 //! Bounded: the oldest entries leave after `capacity`, and raw stream bytes are dropped from
 //! the oldest entries first once they exceed a byte budget. Totals count every entry recorded
-//! since the last clear, including evicted ones.
+//! since the last clear, including evicted ones; entries of requests that billed nothing
+//! (retrieving a stored response, say) carry 0 tokens, so the token totals are what was billed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -56,6 +57,10 @@ pub struct LedgerEntry {
     /// Billed completion tokens: the whole completion when served; for a stream that ended
     /// early (client gone, or an injected reset) the tokens actually sent.
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those served from the backend's prompt-prefix cache (reported as
+    /// `cached_tokens` in the usage).
+    #[serde(default)]
+    pub cached_tokens: u64,
     /// The client went away before the stream ended.
     pub aborted: bool,
     /// The injected fault that applied, by mode name.
@@ -86,6 +91,9 @@ pub struct Totals {
     pub completion_tokens: u64,
     /// Prompt plus completion.
     pub total_tokens: u64,
+    /// Of the prompt tokens, those reported as cached.
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 impl Totals {
@@ -94,6 +102,7 @@ impl Totals {
         self.prompt_tokens += entry.prompt_tokens;
         self.completion_tokens += entry.completion_tokens;
         self.total_tokens += entry.prompt_tokens + entry.completion_tokens;
+        self.cached_tokens += entry.cached_tokens;
     }
 }
 
@@ -231,6 +240,7 @@ mod tests {
             backend: backend.into(),
             prompt_tokens: prompt,
             completion_tokens: completion,
+            cached_tokens: prompt / 2,
             raw_stream: raw.map(str::to_owned),
             ..LedgerEntry::default()
         }
@@ -250,7 +260,8 @@ mod tests {
                 requests: 3,
                 prompt_tokens: 18,
                 completion_tokens: 9,
-                total_tokens: 27
+                total_tokens: 27,
+                cached_tokens: 5 + 3
             }
         );
         let a = ledger.snapshot(&LedgerQuery {
@@ -258,7 +269,7 @@ mod tests {
             since: Some(1),
         });
         assert_eq!(a.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
-        assert_eq!(a.totals.prompt_tokens, 11);
+        assert_eq!((a.totals.prompt_tokens, a.totals.cached_tokens), (11, 5));
         ledger.clear();
         let empty = ledger.snapshot(&LedgerQuery::default());
         assert!(empty.entries.is_empty());

@@ -18,6 +18,12 @@ pub const DEFAULT_COMPLETION_TOKENS: u32 = 20;
 pub const MAX_COMPLETION_TOKENS: u32 = 4096;
 /// Default of `azureMinStreamOptionsApiVersion`.
 pub const DEFAULT_MIN_STREAM_OPTIONS_API_VERSION: &str = "2024-09-01-preview";
+/// Default of `backgroundMs`: how long a background response takes to complete.
+pub const DEFAULT_BACKGROUND_MS: u64 = 200;
+/// Default of `cacheMinTokens`: the shortest prompt prefix that is cached (as OpenAI's 1024).
+pub const DEFAULT_CACHE_MIN_TOKENS: u64 = 1024;
+/// Longest `backgroundMs` accepted (one hour).
+pub const MAX_BACKGROUND_MS: u64 = 3_600_000;
 
 /// The whole simulator: one HTTP listener per backend.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -64,6 +70,14 @@ pub struct BackendConfig {
     /// Oldest Azure classic `api-version` that accepts `stream_options`.
     #[serde(default = "default_min_api_version")]
     pub azure_min_stream_options_api_version: String,
+    /// Time from a `background: true` create to its completion (`queued`, `in_progress`
+    /// from half of it, then `completed`).
+    #[serde(default = "default_background_ms")]
+    pub background_ms: u64,
+    /// Shortest prompt prefix, in estimated tokens, that a repeated call reports as
+    /// `cached_tokens`.
+    #[serde(default = "default_cache_min_tokens")]
+    pub cache_min_tokens: u64,
     /// Faults active from the start.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
@@ -85,6 +99,14 @@ fn default_min_api_version() -> String {
     DEFAULT_MIN_STREAM_OPTIONS_API_VERSION.to_owned()
 }
 
+fn default_background_ms() -> u64 {
+    DEFAULT_BACKGROUND_MS
+}
+
+fn default_cache_min_tokens() -> u64 {
+    DEFAULT_CACHE_MIN_TOKENS
+}
+
 impl BackendConfig {
     /// A backend with every default: `127.0.0.1:0`, no limits, no latency, no faults.
     pub fn new(name: impl Into<String>) -> Self {
@@ -100,6 +122,8 @@ impl BackendConfig {
             completion_tokens: DEFAULT_COMPLETION_TOKENS,
             usage_in_stream: true,
             azure_min_stream_options_api_version: default_min_api_version(),
+            background_ms: DEFAULT_BACKGROUND_MS,
+            cache_min_tokens: DEFAULT_CACHE_MIN_TOKENS,
             faults: Vec::new(),
         }
     }
@@ -109,7 +133,7 @@ impl BackendConfig {
     /// Keys are matched ignoring case and `_`/`-`, so `latency_ms` and `latencyMs` both work.
     /// Accepted: `name`, `port`, `listen`, `host`, `apiKey`, `tpm`, `rpm`, `latencyMs`,
     /// `jitterMs`, `tokensPerSec`/`tokensPerSecond`/`tps`, `completionTokens`,
-    /// `usageInStream`, `azureMinStreamOptionsApiVersion`.
+    /// `usageInStream`, `azureMinStreamOptionsApiVersion`, `backgroundMs`, `cacheMinTokens`.
     ///
     /// # Errors
     /// A part without `=`, an unknown key, a value that does not parse, or no `name`.
@@ -148,6 +172,10 @@ impl BackendConfig {
                 "azureminstreamoptionsapiversion" => {
                     config.azure_min_stream_options_api_version = value.to_owned();
                 }
+                "backgroundms" => config.background_ms = value.parse().map_err(|e| bad(&e))?,
+                "cachemintokens" => {
+                    config.cache_min_tokens = value.parse().map_err(|e| bad(&e))?;
+                }
                 _ => return Err(format!("unknown key `{key}` in `{spec}`")),
             }
         }
@@ -168,7 +196,7 @@ impl BackendConfig {
     ///
     /// # Errors
     /// An empty or oddly spelled name, a zero limit, a zero or oversized completion length,
-    /// an unparsable API version, or an invalid fault.
+    /// an unparsable API version, a `backgroundMs` above an hour, or an invalid fault.
     pub fn validate(&self) -> Result<(), String> {
         let name_ok = !self.name.is_empty()
             && self
@@ -188,6 +216,12 @@ impl BackendConfig {
             return Err(format!(
                 "completionTokens must be within 1..={MAX_COMPLETION_TOKENS}, got {}",
                 self.completion_tokens
+            ));
+        }
+        if self.background_ms > MAX_BACKGROUND_MS {
+            return Err(format!(
+                "backgroundMs must be at most {MAX_BACKGROUND_MS} (one hour), got {}",
+                self.background_ms
             ));
         }
         if self.api_key.as_deref() == Some("") {

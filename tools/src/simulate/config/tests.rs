@@ -4,7 +4,7 @@ use crate::simulate::faults::FaultMode;
 #[test]
 fn short_form_reads_every_key() {
     let b = BackendConfig::parse_short(
-        "name=ptu,port=0,tpm=10000,rpm=60,latency_ms=20,jitterMs=5,tokens_per_sec=200,completion_tokens=7,api-key=k,usage_in_stream=false,azureMinStreamOptionsApiVersion=2024-10-21",
+        "name=ptu,port=0,tpm=10000,rpm=60,latency_ms=20,jitterMs=5,tokens_per_sec=200,completion_tokens=7,api-key=k,usage_in_stream=false,azureMinStreamOptionsApiVersion=2024-10-21,background_ms=50,cacheMinTokens=128",
     )
     .expect("valid");
     assert_eq!(b.name, "ptu");
@@ -16,6 +16,7 @@ fn short_form_reads_every_key() {
     assert_eq!(b.api_key.as_deref(), Some("k"));
     assert!(!b.usage_in_stream);
     assert_eq!(b.azure_min_stream_options_api_version, "2024-10-21");
+    assert_eq!((b.background_ms, b.cache_min_tokens), (50, 128));
     b.validate().expect("validates");
 
     let hosted = BackendConfig::parse_short("name=x,host=127.0.0.2,port=8081").expect("valid");
@@ -48,6 +49,8 @@ fn yaml_list_and_mapping_forms_with_defaults() {
 - name: paygo
   listen: 127.0.0.1:0
   apiKey: secret
+  backgroundMs: 25
+  cacheMinTokens: 256
 "#;
     let config = SimConfig::from_yaml(yaml).expect("valid");
     assert_eq!(config.backends.len(), 2);
@@ -60,7 +63,11 @@ fn yaml_list_and_mapping_forms_with_defaults() {
         DEFAULT_MIN_STREAM_OPTIONS_API_VERSION
     );
     assert_eq!(ptu.faults[0].mode, FaultMode::Status);
+    assert_eq!(ptu.background_ms, DEFAULT_BACKGROUND_MS);
+    assert_eq!(ptu.cache_min_tokens, DEFAULT_CACHE_MIN_TOKENS);
     assert_eq!(config.backends[1].api_key.as_deref(), Some("secret"));
+    assert_eq!(config.backends[1].background_ms, 25);
+    assert_eq!(config.backends[1].cache_min_tokens, 256);
 
     let mapping = SimConfig::from_yaml("backends:\n  - name: a\n").expect("valid");
     assert_eq!(mapping.backends[0], BackendConfig::new("a"));
@@ -77,6 +84,7 @@ fn yaml_errors_name_backend_and_field() {
         ("- name: 'a b'\n", "name `a b`"),
         ("- name: a\n  tpm: 0\n", "tpm and rpm"),
         ("- name: a\n  completionTokens: 0\n", "completionTokens"),
+        ("- name: a\n  backgroundMs: 3600001\n", "backgroundMs"),
         (
             "- name: a\n  azureMinStreamOptionsApiVersion: latest\n",
             "azureMinStreamOptionsApiVersion",

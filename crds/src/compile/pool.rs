@@ -6,8 +6,8 @@ use super::entra::compile_entra_id;
 use super::validate::Checker;
 use super::{Object, SecretResolver};
 use crate::snapshot::{
-    BackendConfig, BreakerConfig, BreakerRuleConfig, PoolConfig, RetryConfig, SecretString,
-    StatusRange, TripThreshold,
+    AffinityConfig, BackendConfig, BreakerConfig, BreakerRuleConfig, PoolConfig, RetryConfig,
+    SecretString, StatusRange, TripThreshold,
 };
 use crate::v1alpha1::{
     AiBackendPoolSpec, Backend, BackendType, BreakerRule, CircuitBreaker, ErrorReason, RetryPolicy,
@@ -94,6 +94,24 @@ pub(super) fn compile_pool(
         backends,
         retry,
         max_output_tokens: spec.max_output_tokens,
+        prompt_cache_affinity: spec.prompt_cache_affinity.as_ref().map(|affinity| {
+            let header = affinity
+                .header
+                .as_deref()
+                .map(|h| h.trim().to_ascii_lowercase());
+            if let Some(name) = &header
+                && (name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'+^`|~".contains(&b)))
+            {
+                check.invalid(
+                    "spec.promptCacheAffinity.header",
+                    format!("{name:?} is not a header name; write one such as x-session-id"),
+                );
+            }
+            AffinityConfig { header }
+        }),
     })
 }
 

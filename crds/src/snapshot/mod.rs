@@ -120,6 +120,15 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Prompt-cache affinity of a pool, validated.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AffinityConfig {
+    /// Lower-case request header keying the affinity after `prompt_cache_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
 /// A pool, validated.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -138,6 +147,10 @@ pub struct PoolConfig {
     /// family's limit applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    /// Prompt-cache affinity, when on: the lower-case header that keys it besides the body's
+    /// `prompt_cache_key` and `user` (empty: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_affinity: Option<AffinityConfig>,
 }
 
 /// A backend, validated and resolved.

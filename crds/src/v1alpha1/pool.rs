@@ -64,6 +64,23 @@ pub struct AiBackendPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_output_tokens: Option<u64>,
+    /// Prompt-cache affinity: calls that share a key prefer the same backend of their priority
+    /// group (rendezvous hashing over the backends whose breaker admits, weights respected),
+    /// so that backend's prompt cache stays warm. The key is the body's `prompt_cache_key`,
+    /// else the `header` named here, else the body's `user`; a call without one is routed by
+    /// weight as usual. Breakers, priorities and spillover still win. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_affinity: Option<PromptCacheAffinity>,
+}
+
+/// `spec.promptCacheAffinity` of an AIBackendPool.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptCacheAffinity {
+    /// A request header whose value keys the affinity when the body has no
+    /// `prompt_cache_key` (e.g. `x-session-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
 }
 
 /// The wire protocol a backend speaks.

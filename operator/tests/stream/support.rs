@@ -58,6 +58,7 @@ pub fn snapshot(pool: &str, weight: u32) -> Snapshot {
     Snapshot {
         pools: vec![PoolConfig {
             max_output_tokens: None,
+            prompt_cache_affinity: None,
             id: format!("team/{pool}"),
             name: pool.into(),
             models: vec!["gpt-4o".into()],

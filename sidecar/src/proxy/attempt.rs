@@ -70,6 +70,7 @@ impl Attempt<'_> {
         // A retryable answer (429, 5xx) is kept until the next candidate is picked: when none
         // is left, the client gets that answer rather than a gateway error.
         let mut held: Option<(Response<Upstream>, bool, String)> = None;
+        let affinity = self.affinity_key(pool);
         while call.attempts < retry.max_attempts && Instant::now() < deadline {
             let pick = match self.pinned {
                 // A stored response's backend alone: never another one, even on failure.
@@ -89,7 +90,7 @@ impl Attempt<'_> {
                     }
                     pick => pick,
                 },
-                None => pool.pick(Instant::now(), &tried, &mut rng),
+                None => pool.pick_keyed(Instant::now(), &tried, &mut rng, affinity),
             };
             let (index, backend, mut attempt) = match pick {
                 Pick::Backend {
@@ -422,6 +423,25 @@ pub(crate) const TOKENS_CONSUMED: &str = "x-spillway-tokens-consumed";
 /// JSON that is cut short or invalid fails the attempt like a connection failure or a timeout
 /// — retried on the next candidate — since the client has seen nothing yet.
 impl Attempt<'_> {
+    /// The prompt-cache affinity key of the call, when its pool has affinity on: the body's
+    /// `prompt_cache_key`, else the pool's header, else the body's `user`.
+    fn affinity_key(&self, pool: &PoolRoutes) -> Option<u64> {
+        let config = pool.config().prompt_cache_affinity.as_ref()?;
+        let header = config
+            .header
+            .as_deref()
+            .and_then(|name| self.headers.get(name))
+            .map(http::HeaderValue::as_bytes);
+        let key = self
+            .info
+            .prompt_cache_key
+            .as_deref()
+            .map(str::as_bytes)
+            .or(header)
+            .or(self.info.user.as_deref().map(str::as_bytes))?;
+        Some(crate::routing::stable_hash(key))
+    }
+
     /// A Responses API create answer: remembers which backend holds the new response (its
     /// later calls must go there), and whether its usage is still to come (a background
     /// response answered as JSON; one streamed is counted by its stream).

@@ -27,7 +27,7 @@ use spillway_crds::snapshot::{BackendConfig, EntraIdConfig, PoolConfig};
 use crate::breaker::Breaker;
 use crate::credentials::{self, TokenCache};
 
-pub use pick::{Attempt, PROBE_BUSY_RETRY, Pick};
+pub use pick::{Attempt, PROBE_BUSY_RETRY, Pick, stable_hash};
 
 /// Every pool of one snapshot, ready for the hot path.
 #[derive(Debug, Default)]

@@ -25,6 +25,35 @@ use crate::breaker::{Admission, Outcome, Permit, Transition};
 /// unavailable backend is half-open with its probe in flight, or the pool is empty): 1 s.
 pub const PROBE_BUSY_RETRY: Duration = Duration::from_secs(1);
 
+/// A stable 64-bit hash of `text` (FNV-1a, then a finaliser that spreads the bits), the
+/// same in every replica and version: affinity keys and backend names are hashed with it.
+pub fn stable_hash(text: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in text {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(hash)
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Weighted rendezvous (highest random weight) score of `backend` for `key`:
+/// `-weight / ln(u)` with `u` in (0, 1) drawn from the pair's hash, so each backend wins a
+/// share of keys proportional to its weight.
+#[allow(clippy::cast_precision_loss)]
+fn rendezvous_score(key: u64, backend: &str, weight: u64) -> f64 {
+    let hash = mix(key ^ stable_hash(backend.as_bytes()));
+    let unit = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -(weight as f64) / unit.ln()
+}
+
 /// The result of [`PoolRoutes::pick`].
 #[derive(Debug)]
 pub enum Pick<'a> {
@@ -104,7 +133,26 @@ impl PoolRoutes {
     /// at most once, so one request that every backend fails (a "poison" request) counts once
     /// per breaker, and its retries are never spent on the backend that just failed it.
     pub fn pick(&self, now: Instant, tried: &[usize], rng: &mut fastrand::Rng) -> Pick<'_> {
+        self.pick_keyed(now, tried, rng, None)
+    }
+
+    /// [`PoolRoutes::pick`], with prompt-cache affinity when `key` is given: within the
+    /// group, the backend with the highest weighted rendezvous score for `key` among those
+    /// that admit (the same one for every call with that key while it admits; when it does
+    /// not, the key's next-best, so only its own keys move), else by weight.
+    pub fn pick_keyed(
+        &self,
+        now: Instant,
+        tried: &[usize],
+        rng: &mut fastrand::Rng,
+        key: Option<u64>,
+    ) -> Pick<'_> {
         for group in &self.groups {
+            if let Some(key) = key
+                && let Some(pick) = self.pick_by_key(group, now, tried, key)
+            {
+                return pick;
+            }
             if let Some(pick) = self.pick_in_group(group, now, tried, rng) {
                 return pick;
             }
@@ -139,6 +187,35 @@ impl PoolRoutes {
                             .max(Duration::from_millis(1))
                     }),
             },
+        }
+    }
+
+    /// The admitting, untried backend of `group` with the highest weighted rendezvous score
+    /// for `key`, admitted; `None` when none admits (or its breaker refused just now).
+    fn pick_by_key(
+        &self,
+        group: &Range<usize>,
+        now: Instant,
+        tried: &[usize],
+        key: u64,
+    ) -> Option<Pick<'_>> {
+        let members = self.order.get(group.clone())?;
+        let index = members
+            .iter()
+            .copied()
+            .filter(|&i| !tried.contains(&i) && self.runtimes[i].breaker.can_admit(now))
+            .max_by(|&a, &b| {
+                let score =
+                    |i: usize| rendezvous_score(key, &self.config.backends[i].name, self.weight(i));
+                score(a).total_cmp(&score(b))
+            })?;
+        match self.runtimes[index].breaker.admit(now) {
+            Admission::Admitted(permit) => Some(Pick::Backend {
+                index,
+                backend: &self.config.backends[index],
+                attempt: Attempt::new(&self.runtimes[index], permit),
+            }),
+            _ => None,
         }
     }
 

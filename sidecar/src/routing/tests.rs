@@ -43,6 +43,7 @@ fn pool(id: &str, models: &[&str], backends: Vec<BackendConfig>) -> PoolConfig {
             deadline_ms: 60_000,
         },
         max_output_tokens: None,
+        prompt_cache_affinity: None,
     }
 }
 
@@ -434,4 +435,82 @@ fn credential_failures_count_as_connection_failures() {
         matches!(runtime.breaker().state(t0), BreakerState::Open { .. }),
         "the default `failing` rule trips on 5 connection-class failures"
     );
+}
+
+fn keyed(pool: &PoolRoutes, now: Instant, tried: &[usize], key: &str) -> usize {
+    let mut rng = fastrand::Rng::with_seed(1);
+    match pool.pick_keyed(
+        now,
+        tried,
+        &mut rng,
+        Some(super::stable_hash(key.as_bytes())),
+    ) {
+        Pick::Backend { index, .. } => index,
+        Pick::Unavailable { retry_after } => panic!("unavailable for {retry_after:?}"),
+    }
+}
+
+#[test]
+fn an_affinity_key_keeps_to_one_backend_and_keys_spread_by_weight() {
+    let routes = single_pool(vec![
+        backend("a", 1, 3),
+        backend("b", 1, 1),
+        backend("spill", 2, 1),
+    ]);
+    let pool = the_pool(&routes);
+    let now = Instant::now();
+    let mut on_a = 0;
+    for k in 0..4_000 {
+        let key = format!("session-{k}");
+        let first = keyed(pool, now, &[], &key);
+        assert_ne!(first, 2, "priority 2 only on spillover");
+        for _ in 0..3 {
+            assert_eq!(keyed(pool, now, &[], &key), first, "{key} stays put");
+        }
+        on_a += usize::from(first == 0);
+    }
+    assert!(
+        (2_800..=3_200).contains(&on_a),
+        "a holds {on_a} of 4000 keys (weight 3 of 4)"
+    );
+    // The same key lands on the same backend in another replica (the hash is stable).
+    let again = single_pool(vec![backend("a", 1, 3), backend("b", 1, 1)]);
+    for k in 0..100 {
+        let key = format!("session-{k}");
+        assert_eq!(
+            keyed(the_pool(&again), now, &[], &key),
+            keyed(pool, now, &[], &key)
+        );
+    }
+}
+
+#[test]
+fn breakers_and_retries_win_over_affinity() {
+    let routes = single_pool(vec![
+        backend("a", 1, 1),
+        backend("b", 1, 1),
+        backend("c", 1, 1),
+        backend("spill", 2, 1),
+    ]);
+    let pool = the_pool(&routes);
+    let now = Instant::now();
+    let keys: Vec<String> = (0..300).map(|k| format!("k{k}")).collect();
+    let before: Vec<usize> = keys.iter().map(|k| keyed(pool, now, &[], k)).collect();
+    trip(pool, 0, now, Duration::from_secs(30));
+    for (key, was) in keys.iter().zip(&before) {
+        let now_on = keyed(pool, now, &[], key);
+        if *was == 0 {
+            assert!(
+                now_on == 1 || now_on == 2,
+                "{key} moved off the open backend"
+            );
+        } else {
+            assert_eq!(now_on, *was, "{key} did not move: its backend admits");
+        }
+        // A retry never goes back to a tried backend, key or not.
+        assert_ne!(keyed(pool, now, &[now_on], key), now_on);
+    }
+    trip(pool, 1, now, Duration::from_secs(30));
+    trip(pool, 2, now, Duration::from_secs(30));
+    assert_eq!(keyed(pool, now, &[], "k1"), 3, "spillover to priority 2");
 }

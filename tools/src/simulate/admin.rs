@@ -6,7 +6,7 @@
 //! | GET / POST | `/_sim/latency` | read / change `latencyMs`, `jitterMs`, `tokensPerSecond` (fields given) |
 //! | GET / POST | `/_sim/limits` | read / change `tpm`, `rpm` (fields given; `null` = unlimited) |
 //! | GET / DELETE | `/_sim/ledger` | the shared ledger (`?backend=`, `?since=`) / clear it |
-//! | GET | `/_sim/health` | `{"backend": name, "status": "ok"}` |
+//! | GET | `/_sim/health` | `{"backend": name, "status": "ok", "storedResponses", "backgroundJobs", "cachedPrefixes"}` (this backend's state) |
 //!
 //! Input: the request, routed by axum ([`router`]). Output: a JSON response; bad input gets a
 //! 400, an unknown endpoint a 404 and a wrong method a 405, each with an OpenAI-shaped error.
@@ -94,7 +94,14 @@ pub fn router(backend: Arc<Backend>) -> Router {
         .route(
             "/_sim/health",
             get(|State(b): Shared| async move {
-                answer(Ok(json!({"backend": b.name, "status": "ok"})))
+                let (stored, jobs) = b.responses.counts();
+                answer(Ok(json!({
+                    "backend": b.name,
+                    "status": "ok",
+                    "storedResponses": stored,
+                    "backgroundJobs": jobs,
+                    "cachedPrefixes": b.prefixes.kept()
+                })))
             }),
         )
         .fallback(|method: Method, uri: http::Uri| async move {

@@ -1,5 +1,7 @@
 //! The live state of one simulated backend: its settings, rate window, faults and timing,
-//! changeable at runtime; plus what all backends of a simulator share (ledger, caches, clock).
+//! changeable at runtime, and what it keeps as a real resource does — its stored responses and
+//! its prompt-prefix cache, never shared with another backend; plus what all backends of a
+//! simulator share (ledger, token-count caches, clock).
 //!
 //! Input: a validated [`BackendConfig`] and runtime changes (admin endpoints or the library
 //! handle). Output: per-request decisions — admission, fault, latency — for the handler.
@@ -13,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use super::config::BackendConfig;
 use super::faults::{FaultAction, FaultSet, FaultSpec, FaultView};
 use super::ledger::Ledger;
+use super::prefix_cache::PrefixCache;
 use super::ratelimit::{Decision, Limits, Quota, RateWindow};
 use super::route::ApiVersion;
+use super::store::ResponseStore;
 use super::text::{Completions, PromptCounts};
 use spillway_sidecar::clock::Clock;
 
@@ -66,6 +70,12 @@ pub struct Backend {
     pub usage_in_stream: bool,
     /// Oldest classic `api-version` accepting `stream_options`.
     pub min_stream_options: ApiVersion,
+    /// Time from a background create to its completion.
+    pub background: Duration,
+    /// This backend's stored responses.
+    pub responses: ResponseStore,
+    /// This backend's prompt-prefix cache.
+    pub prefixes: PrefixCache,
     /// The shared ledger, caches and clock.
     pub shared: Arc<Shared>,
     window: Mutex<RateWindow>,
@@ -92,6 +102,9 @@ impl Backend {
             completion_tokens: config.completion_tokens,
             usage_in_stream: config.usage_in_stream,
             min_stream_options,
+            background: Duration::from_millis(config.background_ms),
+            responses: ResponseStore::default(),
+            prefixes: PrefixCache::new(config.cache_min_tokens),
             shared,
             window: Mutex::new(RateWindow::new(Limits {
                 tpm: config.tpm,
@@ -165,6 +178,14 @@ impl Backend {
             0
         };
         Duration::from_millis(timing.latency_ms + jitter)
+    }
+
+    /// Waits one request's latency ([`Backend::draw_latency`]).
+    pub async fn wait_latency(&self) {
+        let latency = self.draw_latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
     }
 
     /// The rate limits in force.

@@ -1,8 +1,10 @@
 //! What one model request asks for, read from its route and JSON body: model, stream,
-//! `stream_options.include_usage`, requested output length, and the rate-limit cost.
+//! `stream_options.include_usage`, requested output length, the rate-limit cost, and for the
+//! responses API `store`, `background`, `previous_response_id` and `instructions`.
 //!
-//! Input: a [`Route`] and the parsed body. Output: a [`Call`] (prompt tokens are filled in by
-//! the caller, which owns the cache) or the OpenAI-style message for a 400.
+//! Input: a [`Route`] and the parsed body. Output: a [`Call`] (prompt, context and cached
+//! tokens are filled in by the caller, which owns the caches and the store) or an
+//! [`InvalidCall`] for a 400.
 
 use serde_json::Value;
 
@@ -30,29 +32,54 @@ pub struct Call {
     pub max_tokens: Option<u64>,
     /// Completion length generated (deltas).
     pub length: u32,
-    /// Billed prompt tokens.
+    /// Billed prompt tokens (the previous response's context included).
     pub prompt_tokens: u64,
+    /// Of `prompt_tokens`, those of the `previous_response_id` chain.
+    pub context_tokens: u64,
+    /// Of `prompt_tokens`, those served from the backend's prompt-prefix cache.
+    pub cached_tokens: u64,
     /// `created` timestamp (Unix seconds).
     pub created: u64,
+    /// Responses API: the response is kept (`store`, default true).
+    pub store: bool,
+    /// Responses API: `background: true`.
+    pub background: bool,
+    /// Responses API: `previous_response_id`.
+    pub previous_response_id: Option<String>,
+    /// Responses API: `instructions`.
+    pub instructions: Option<String>,
+}
+
+/// A body the simulator refuses with a 400: the message and the parameter at fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidCall {
+    /// What was wrong and what to do.
+    pub message: &'static str,
+    /// The body field at fault.
+    pub param: &'static str,
 }
 
 impl Call {
     /// Reads a call from `route` and `request`.
     ///
     /// # Errors
-    /// A message for a 400 when no model is named (OpenAI and Azure v1 paths need `model`).
+    /// No model named (OpenAI and Azure v1 paths need `model`); for the responses API a
+    /// `previous_response_id` that is not a string, or `background` without `store`.
     pub fn read(
         route: &Route,
         request: &Value,
         default_length: u32,
         usage_in_stream: bool,
         created: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, InvalidCall> {
         let body_model = request.get("model").and_then(Value::as_str);
         let model = body_model
             .or(route.deployment.as_deref())
             .filter(|m| !m.is_empty())
-            .ok_or("you must provide a model parameter")?
+            .ok_or(InvalidCall {
+                message: "you must provide a model parameter",
+                param: "model",
+            })?
             .to_owned();
         let operation = route.operation;
         let stream = operation != Operation::Embeddings
@@ -72,6 +99,32 @@ impl Call {
             (_, Some(max)) => max.clamp(1, u64::from(MAX_COMPLETION_TOKENS)) as u32,
             (_, None) => default_length,
         };
+        let responses = operation == Operation::Responses;
+        let store = responses && request.get("store").and_then(Value::as_bool) != Some(false);
+        let background =
+            responses && request.get("background").and_then(Value::as_bool) == Some(true);
+        if background && !store {
+            return Err(InvalidCall {
+                message: "Background responses must be stored: set store to true (the default) or remove background.",
+                param: "background",
+            });
+        }
+        let previous_response_id = match request.get("previous_response_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if responses => Some(id.clone()),
+            Some(_) if responses => {
+                return Err(InvalidCall {
+                    message: "Invalid type for 'previous_response_id': expected a string.",
+                    param: "previous_response_id",
+                });
+            }
+            Some(_) => None,
+        };
+        let instructions = request
+            .get("instructions")
+            .and_then(Value::as_str)
+            .filter(|_| responses)
+            .map(str::to_owned);
         Ok(Self {
             flavour: route.flavour,
             operation,
@@ -82,7 +135,13 @@ impl Call {
             max_tokens,
             length,
             prompt_tokens: 0,
+            context_tokens: 0,
+            cached_tokens: 0,
             created,
+            store,
+            background,
+            previous_response_id,
+            instructions,
         })
     }
 
@@ -110,12 +169,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::simulate::route::Target;
 
     fn route(flavour: Flavour, deployment: Option<&str>, operation: Operation) -> Route {
         Route {
             flavour,
             deployment: deployment.map(str::to_owned),
             operation,
+            target: Target::Create,
             api_version: None,
         }
     }
@@ -161,7 +222,7 @@ mod tests {
         assert_eq!(call.finish_reason(), "stop");
 
         let err = Call::read(&r, &json!({}), 20, true, 0).expect_err("no model");
-        assert!(err.contains("model"));
+        assert_eq!(err.param, "model");
 
         let e = route(Flavour::OpenAi, None, Operation::Embeddings);
         let mut call = Call::read(&e, &json!({"model": "x", "stream": true}), 20, true, 0)
@@ -169,5 +230,30 @@ mod tests {
         call.prompt_tokens = 4;
         assert!(!call.stream);
         assert_eq!(call.cost(), 4);
+    }
+
+    #[test]
+    fn reads_the_responses_state_fields() {
+        let r = route(Flavour::AzureV1, None, Operation::Responses);
+        let body = json!({"model": "m", "input": "hi", "background": true,
+            "previous_response_id": "resp_1", "instructions": "Be brief."});
+        let call = Call::read(&r, &body, 20, true, 0).expect("call");
+        assert!(call.store && call.background);
+        assert_eq!(call.previous_response_id.as_deref(), Some("resp_1"));
+        assert_eq!(call.instructions.as_deref(), Some("Be brief."));
+
+        let unstored = json!({"model": "m", "store": false});
+        let call = Call::read(&r, &unstored, 20, true, 0).expect("call");
+        assert!(!call.store && !call.background);
+        let both = json!({"model": "m", "store": false, "background": true});
+        let err = Call::read(&r, &both, 20, true, 0).expect_err("background needs store");
+        assert_eq!(err.param, "background");
+        let bad_id = json!({"model": "m", "previous_response_id": 7});
+        let err = Call::read(&r, &bad_id, 20, true, 0).expect_err("not a string");
+        assert_eq!(err.param, "previous_response_id");
+
+        let chat = route(Flavour::OpenAi, None, Operation::ChatCompletions);
+        let call = Call::read(&chat, &body, 20, true, 0).expect("chat");
+        assert!(!call.store && !call.background && call.previous_response_id.is_none());
     }
 }

@@ -1,30 +1,33 @@
-//! One model request to a simulated backend, in order: route; method; auth; body;
-//! `api-version` rules; the call; faults; rate limit; latency; the response; the ledger.
+//! One request to a model route of a simulated backend, in order: route; method; auth;
+//! `api-version`; then by target — a model call (body, call, previous response, faults, rate
+//! limit, latency, prompt cache, the response, the ledger), an input-token count, or a stored
+//! response ([`super::responses`]).
 //!
 //! Input: a hyper request and the backend's live state. Output: a response (a buffer or a
 //! paced SSE stream), or [`ConnectionDropped`] to make hyper close the connection without
-//! answering. Every model request leaves exactly one ledger entry.
+//! answering. Every request leaves exactly one ledger entry — a background response's when it
+//! completes, none if it is cancelled first.
 
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::header::CACHE_CONTROL;
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::admin::X_SIM_BACKEND;
 use super::backend::Backend;
 use super::body::{ConnControl, SimBody, SseStream, StreamRecord};
 use super::call::Call;
+use super::exchange::{Exchange, Faulted};
 use super::faults::FaultAction;
-use super::ledger::LedgerEntry;
 use super::payload;
-use super::ratelimit::{self, Decision, Quota};
+use super::ratelimit::Decision;
 use super::reply::Reply;
-use super::route::{self, ApiVersion, Flavour, Route};
+use super::responses::{self, StoredCall};
+use super::route::{self, ApiVersion, Flavour, Route, Target};
 use super::sse;
 use super::text;
 use spillway_sidecar::usage::Operation;
@@ -36,8 +39,6 @@ pub const MAX_REQUEST_BODY: usize = 16 << 20;
 #[derive(Debug, thiserror::Error)]
 #[error("simulated connection close without response")]
 pub struct ConnectionDropped;
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Serves one model request on `backend`; `conn` controls the connection it arrived on.
 /// (Control requests under `/_sim/` go to [`super::admin`] instead: axum routes them, but
@@ -65,155 +66,80 @@ pub async fn handle(
     }
 }
 
-/// Per-request bookkeeping: the ledger entry being filled and the headers every response
-/// carries.
-struct Exchange {
-    entry: LedgerEntry,
-    request_id: HeaderValue,
-    started: Instant,
-    quota: Option<Quota>,
-    recorded: bool,
-}
-
-impl Exchange {
-    fn begin(backend: &Backend, request: &Request<Incoming>) -> Self {
-        let headers = request.headers();
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let request_id = headers
-            .get(&X_REQUEST_ID)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .or_else(|| HeaderValue::try_from(text::request_id()).ok())
-            .unwrap_or_else(|| HeaderValue::from_static("sim"));
-        let clock = &backend.shared.clock;
-        let entry = LedgerEntry {
-            timestamp_ms: clock
-                .wall()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
-            backend: backend.name.clone(),
-            path: request.uri().path().to_owned(),
-            api_version: request
-                .uri()
-                .query()
-                .and_then(|q| route::query_param(q, "api-version")),
-            api_key: header("api-key"),
-            authorization: header("authorization"),
-            traceparent: header("traceparent"),
-            ..LedgerEntry::default()
-        };
-        Self {
-            entry,
-            request_id,
-            started: clock.now(),
-            quota: None,
-            recorded: false,
-        }
-    }
-
-    fn record(&mut self, backend: &Backend, status: u16) {
-        if self.recorded {
-            return;
-        }
-        self.recorded = true;
-        self.entry.status = status;
-        self.entry.duration_ms = backend
-            .shared
-            .clock
-            .now()
-            .saturating_duration_since(self.started)
-            .as_millis() as u64;
-        backend
-            .shared
-            .ledger
-            .record(std::mem::take(&mut self.entry));
-    }
-
-    /// Adds `x-sim-backend`, `x-request-id` and the rate-limit headers the response does not
-    /// already carry.
-    fn decorate(&self, backend: &Backend, mut response: Response<SimBody>) -> Response<SimBody> {
-        let headers = response.headers_mut();
-        if let Ok(name) = HeaderValue::try_from(backend.name.as_str()) {
-            headers.insert(X_SIM_BACKEND.clone(), name);
-        }
-        headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
-        if let Some(quota) = self.quota.or_else(|| backend.quota()) {
-            let mut limits = HeaderMap::new();
-            ratelimit::write_headers(&mut limits, &quota, None);
-            for (name, value) in limits.into_iter().filter_map(|(n, v)| Some((n?, v))) {
-                headers.entry(name).or_insert(value);
-            }
-        }
-        response
-    }
-}
-
 async fn serve(
     backend: &Arc<Backend>,
     conn: &ConnControl,
     exchange: &mut Exchange,
     request: Request<Incoming>,
 ) -> Result<Option<Response<SimBody>>, Reply> {
-    let (call, json, api_version) = read_call(backend, exchange, request).await?;
-    let fault = backend.select_fault(call.stream);
-    exchange.entry.fault = fault.as_ref().map(|f| f.name().to_owned());
-    match &fault {
-        Some(FaultAction::Status {
-            status,
-            headers,
-            message,
-        }) => {
-            let (status, headers) = (*status, headers.clone());
-            let reply = Reply::fault(
-                call.flavour,
-                call.operation,
-                status,
-                headers,
-                message.as_deref(),
-            );
-            return Err(reply);
-        }
-        Some(FaultAction::ConnectionClose) => return Ok(None),
-        Some(FaultAction::SlowFirstByte { delay }) => tokio::time::sleep(*delay).await,
-        _ => {}
+    let (method, path) = (request.method(), request.uri().path());
+    let route = route::parse(path, request.uri().query())
+        .ok_or_else(|| Reply::unknown_route(method.as_str(), path))?;
+    exchange.entry.operation = Some(route.operation);
+    exchange.entry.deployment = route.deployment.clone();
+    if !route.target.allows(method) {
+        return Err(Reply::method_not_allowed(method.as_str(), path));
     }
-    admit(backend, exchange, &call, api_version.as_deref())?;
-    let latency = backend.draw_latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    authorize(backend, request.headers(), route.flavour)?;
+    let version = classic_api_version(&route)?;
+    if let Some(call) = StoredCall::of(&route, method, request.uri().query()) {
+        return responses::serve_stored(backend, exchange, &route, call).await;
     }
+    let (call, json) = read_call(backend, exchange, &route, version, request).await?;
+    if route.target == Target::InputTokens {
+        return responses::count_input(backend, exchange, &call).await;
+    }
+    model_call(
+        backend,
+        conn,
+        exchange,
+        call,
+        &json,
+        route.api_version.as_deref(),
+    )
+    .await
+}
+
+/// A model call: fault, rate limit, latency, prompt cache, then the answer.
+async fn model_call(
+    backend: &Arc<Backend>,
+    conn: &ConnControl,
+    exchange: &mut Exchange,
+    mut call: Call,
+    json: &Value,
+    api_version: Option<&str>,
+) -> Result<Option<Response<SimBody>>, Reply> {
+    let fault = match exchange
+        .fault(backend, call.flavour, call.operation, call.stream)
+        .await?
+    {
+        Faulted::Drop => return Ok(None),
+        Faulted::Serve(fault) => fault,
+    };
+    admit(backend, exchange, &call, api_version)?;
+    backend.wait_latency().await;
+    call.cached_tokens = backend
+        .prefixes
+        .serve(&call, json, backend.shared.clock.now());
     Ok(Some(respond(
         backend,
         conn,
         exchange,
         &call,
-        &json,
+        json,
         fault.as_ref(),
     )))
 }
 
-/// Route, method, auth, body and `api-version` checks, then the call with its prompt
-/// tokens, the parsed body and the `api-version`.
+/// The body's checks, then the call with its prompt tokens (a previous response's context
+/// included) and the parsed body.
 async fn read_call(
     backend: &Backend,
     exchange: &mut Exchange,
+    route: &Route,
+    version: Option<ApiVersion>,
     request: Request<Incoming>,
-) -> Result<(Call, Value, Option<String>), Reply> {
-    let (path, query) = (request.uri().path(), request.uri().query());
-    let route = route::parse(path, query)
-        .ok_or_else(|| Reply::unknown_route(request.method().as_str(), path))?;
-    exchange.entry.operation = Some(route.operation);
-    exchange.entry.deployment = route.deployment.clone();
-    if request.method() != Method::POST {
-        return Err(Reply::method_not_allowed(request.method().as_str(), path));
-    }
-    authorize(backend, request.headers(), route.flavour)?;
+) -> Result<(Call, Value), Reply> {
     let body = read_body(request).await?;
     let json: Value = serde_json::from_slice(&body).map_err(|_| Reply::invalid_json())?;
     if !json.is_object() {
@@ -224,7 +150,11 @@ async fn read_call(
     }
     exchange.entry.model = json.get("model").and_then(Value::as_str).map(str::to_owned);
     exchange.entry.stream_options = json.get("stream_options").is_some();
-    check_api_version(backend, &route, &json)?;
+    if json.get("stream_options").is_some()
+        && version.is_some_and(|v| v < backend.min_stream_options)
+    {
+        return Err(Reply::unrecognized_stream_options());
+    }
     let shared = &backend.shared;
     let created = shared
         .clock
@@ -232,18 +162,25 @@ async fn read_call(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut call = Call::read(
-        &route,
+        route,
         &json,
         backend.completion_tokens,
         backend.usage_in_stream,
         created,
     )
-    .map_err(|message| Reply::bad_request(&message, Some("model")))?;
+    .map_err(|invalid| Reply::bad_request(invalid.message, Some(invalid.param)))?;
     call.prompt_tokens = shared
         .prompts
         .count(&call.model, call.operation, &body, &json);
+    if let Some(previous) = &call.previous_response_id {
+        call.context_tokens = backend
+            .responses
+            .context_tokens(previous)
+            .ok_or_else(|| Reply::previous_response_not_found(previous))?;
+        call.prompt_tokens += call.context_tokens;
+    }
     exchange.entry.stream = call.stream;
-    Ok((call, json, route.api_version))
+    Ok((call, json))
 }
 
 fn authorize(backend: &Backend, headers: &HeaderMap, flavour: Flavour) -> Result<(), Reply> {
@@ -280,20 +217,18 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
     }
 }
 
-/// Azure classic paths need a known `api-version`, and `stream_options` needs a recent one.
-fn check_api_version(backend: &Backend, route: &Route, json: &Value) -> Result<(), Reply> {
+/// Azure classic paths need a known `api-version`; it is returned for the `stream_options`
+/// check.
+fn classic_api_version(route: &Route) -> Result<Option<ApiVersion>, Reply> {
     if route.flavour != Flavour::AzureClassic {
-        return Ok(());
+        return Ok(None);
     }
-    let version = route
+    route
         .api_version
         .as_deref()
         .and_then(ApiVersion::parse)
-        .ok_or_else(Reply::resource_not_found)?;
-    if json.get("stream_options").is_some() && version < backend.min_stream_options {
-        return Err(Reply::unrecognized_stream_options());
-    }
-    Ok(())
+        .map(Some)
+        .ok_or_else(Reply::resource_not_found)
 }
 
 fn admit(
@@ -334,9 +269,10 @@ fn object_id(operation: Operation) -> String {
     text::object_id(prefix)
 }
 
-/// The successful response; non-streaming ones are recorded here, streams when they end.
+/// The successful response. Non-streaming ones are recorded here, streams when they end,
+/// background responses when their job completes; stored responses are kept first.
 fn respond(
-    backend: &Backend,
+    backend: &Arc<Backend>,
     conn: &ConnControl,
     exchange: &mut Exchange,
     call: &Call,
@@ -346,18 +282,26 @@ fn respond(
     let shared = &backend.shared;
     let completion = shared.completions.get(&call.model, call.length);
     let id = object_id(call.operation);
-    exchange.entry.prompt_tokens = call.prompt_tokens;
+    let entry = &mut exchange.entry;
+    entry.prompt_tokens = call.prompt_tokens;
+    entry.cached_tokens = call.cached_tokens;
+    entry.include_usage = call.include_usage;
+    entry.completion_tokens = match call.operation {
+        Operation::Embeddings => 0,
+        _ => completion.tokens,
+    };
+    let kept = (call.operation == Operation::Responses && call.store)
+        .then(|| responses::keep(backend, exchange, call, json, &completion, &id));
     if !call.stream {
-        let mut bytes = payload::success_body(call, &completion, json, &id);
+        let mut bytes = match kept {
+            Some(kept) => Bytes::from(kept.object.to_string()),
+            None => payload::success_body(call, &completion, json, &id),
+        };
         if fault == Some(&FaultAction::MalformedJson) {
             bytes = bytes.slice(..bytes.len() / 2);
         }
-        exchange.entry.completion_tokens = match call.operation {
-            Operation::Embeddings => 0,
-            _ => completion.tokens,
-        };
         exchange.record(backend, 200);
-        return typed(SimBody::full(bytes), "application/json");
+        return SimBody::full(bytes).into_ok("application/json");
     }
     let (malformed, reset) = match fault {
         Some(FaultAction::MalformedSse { after_chunks }) => (Some(*after_chunks), None),
@@ -365,31 +309,26 @@ fn respond(
         _ => (None, None),
     };
     let events = sse::events(call, &completion, &id, malformed);
-    exchange.entry.include_usage = call.include_usage;
-    exchange.entry.status = 200;
-    exchange.recorded = true;
-    let record = StreamRecord {
-        ledger: Arc::clone(&shared.ledger),
-        entry: std::mem::take(&mut exchange.entry),
-        model: call.model.clone(),
-        full_tokens: completion.tokens,
-        clock: Arc::clone(&shared.clock),
-        started: exchange.started,
-    };
+    // A background response's job bills it, whatever becomes of the stream.
+    let record = (!call.background).then(|| {
+        exchange.entry.status = 200;
+        StreamRecord {
+            ledger: Arc::clone(&shared.ledger),
+            entry: exchange.take_entry(),
+            model: call.model.clone(),
+            full_tokens: completion.tokens,
+            clock: Arc::clone(&shared.clock),
+            started: exchange.started,
+        }
+    });
     let tokens_per_second = backend.timing().tokens_per_second;
-    let stream = SseStream::new(events, tokens_per_second, reset, conn.clone(), record);
-    let mut response = typed(SimBody::Stream(Box::new(stream)), "text/event-stream");
+    let mut stream = SseStream::new(events, tokens_per_second, reset, conn.clone(), record);
+    if let Some(on_end) = kept.and_then(|kept| kept.on_end) {
+        stream = stream.on_end(on_end);
+    }
+    let mut response = SimBody::Stream(Box::new(stream)).into_ok("text/event-stream");
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
-}
-
-fn typed(body: SimBody, content_type: &'static str) -> Response<SimBody> {
-    let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::OK;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

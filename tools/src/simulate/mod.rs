@@ -7,10 +7,47 @@
 //! `{"backend":NAME,"url":URL}` per backend then `{"ready":true}` on stdout and serves until
 //! SIGINT/SIGTERM; [`start`] does the same in-process and returns a [`SimHandle`].
 //!
+//! # What each backend serves
+//! On three path families — Azure classic (`/openai/deployments/{d}/{op}?api-version=…`, and
+//! `/openai/responses…?api-version=…`; a missing or unknown `api-version` is Azure's 404),
+//! Azure v1 (`/openai/v1/{op}`) and OpenAI (`/v1/{op}`):
+//!
+//! | method | `{op}` | answer |
+//! |---|---|---|
+//! | POST | `chat/completions`, `completions`, `embeddings` | the model's answer, JSON or SSE |
+//! | POST | `responses` | a response; stored unless `"store": false` |
+//! | GET / DELETE | `responses/{id}` | the stored response / `{"id","object":"response","deleted":true}` |
+//! | GET | `responses/{id}/input_items` | `{"object":"list","data","first_id","last_id","has_more"}` (`order`, `limit`, `after`) |
+//! | POST | `responses/{id}/cancel` | a background response, `cancelled` unless already finished |
+//! | POST | `responses/input_tokens` | `{"object":"response.input_tokens","input_tokens":N}` |
+//!
+//! Another method on a known route is a 405; an unknown route a 404.
+//!
+//! Each backend is its own resource: its stored responses and its prompt-prefix cache are
+//! never shared, so an id (or a `previous_response_id`) is known only on the backend that
+//! created it — elsewhere `Response with id '…' not found.` / `previous_response_not_found`,
+//! both 404. A chained create bills the previous response's input and output tokens on top of
+//! its own input. `background: true` answers `queued` at once, is `in_progress` after half of
+//! the backend's `backgroundMs` (default 200) and `completed` after all of it, or once its
+//! stream (`stream: true`) has been sent. A prompt prefix (all but the last message or input
+//! item, with `instructions`, the chain and `prompt_cache_key`) seen on the same backend within
+//! 5 minutes and estimated at `cacheMinTokens` (default 1024) or more is reported as
+//! `cached_tokens` in 128-token blocks (chat `prompt_tokens_details`, responses
+//! `input_tokens_details`, 0 otherwise).
+//!
+//! # The ledger
+//! Every request to a model route leaves one entry, with the tokens it billed: model calls
+//! their prompt, completion and cached tokens; retrieve, delete, input items, cancel and
+//! `input_tokens` 0 tokens (they bill nothing). A background response is recorded once, when
+//! it completes (with its final tokens, whatever its stream's client did), and never when it
+//! was cancelled first. So the token totals are what was billed.
+//!
 //! Modules: [`config`] (schema, validation), [`faults`], [`ledger`], [`ratelimit`] (window and
 //! headers); private: `route`, `call`, `text` (generated text, caches), `payload` and `sse`
-//! (bodies), `reply` (errors), `body` (paced stream), `backend` (live state), `handler`,
-//! `admin` (`/_sim/*`), `server` (listener).
+//! (bodies), `reply` (errors), `body` (paced stream), `backend` (live state), `exchange`
+//! (per-request entry and headers), `handler`, `responses` (the stateful responses API),
+//! `store` (stored responses), `prefix_cache` (prompt caching), `admin` (`/_sim/*`), `server`
+//! (listener).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,15 +65,19 @@ mod backend;
 mod body;
 mod call;
 pub mod config;
+mod exchange;
 pub mod faults;
 mod handler;
 pub mod ledger;
 mod payload;
+mod prefix_cache;
 pub mod ratelimit;
 mod reply;
+mod responses;
 mod route;
 mod server;
 mod sse;
+mod store;
 mod text;
 
 pub use backend::Timing;

@@ -96,6 +96,37 @@ impl Reply {
         )
     }
 
+    /// 404 for a response id this backend does not store (OpenAI's wording).
+    pub fn response_not_found(id: &str) -> Self {
+        let message = format!("Response with id '{id}' not found.");
+        Self::new(
+            StatusCode::NOT_FOUND,
+            openai_error(&message, INVALID_REQUEST, None, None),
+        )
+    }
+
+    /// 404 for a `previous_response_id` this backend does not store.
+    pub fn previous_response_not_found(id: &str) -> Self {
+        let message = format!("Previous response with id '{id}' not found.");
+        Self::new(
+            StatusCode::NOT_FOUND,
+            openai_error(
+                &message,
+                INVALID_REQUEST,
+                Some("previous_response_id"),
+                Some("previous_response_not_found"),
+            ),
+        )
+    }
+
+    /// 400 for cancelling a response that was not created in the background.
+    pub fn not_cancellable() -> Self {
+        Self::bad_request(
+            "Only responses created with background=true can be cancelled.",
+            None,
+        )
+    }
+
     /// 400 for a body that is not JSON.
     pub fn invalid_json() -> Self {
         Self::bad_request(

@@ -1,8 +1,12 @@
 //! Which simulated API a request addresses: Azure classic
 //! (`/openai/deployments/{d}/{op}?api-version=…`, also `/openai/{op}?api-version=…`),
-//! Azure v1 (`/openai/v1/{op}`) or OpenAI (`/v1/{op}`), and Azure `api-version` ordering.
+//! Azure v1 (`/openai/v1/{op}`) or OpenAI (`/v1/{op}`), what under it ([`Target`]: the
+//! operation itself, or a stored response's `responses/{id}`, `…/input_items`, `…/cancel`,
+//! `responses/input_tokens`) and which methods that takes; and Azure `api-version` ordering.
 //!
 //! Input: the request path and query. Output: a [`Route`], or `None` for an unknown route.
+
+use http::Method;
 
 use spillway_sidecar::usage::Operation;
 
@@ -24,6 +28,49 @@ impl Flavour {
     }
 }
 
+/// What a route addresses under its operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `…/{op}`: POST runs the model (creates a response, for the responses API).
+    Create,
+    /// `…/responses/input_tokens`: POST counts the input tokens of a create body.
+    InputTokens,
+    /// `…/responses/{id}`: GET retrieves, DELETE deletes a stored response.
+    Response(String),
+    /// `…/responses/{id}/input_items`: GET lists a stored response's input items.
+    InputItems(String),
+    /// `…/responses/{id}/cancel`: POST cancels a background response.
+    Cancel(String),
+}
+
+impl Target {
+    /// Whether `method` is served on this target (else 405).
+    pub fn allows(&self, method: &Method) -> bool {
+        match self {
+            Self::Create | Self::InputTokens | Self::Cancel(_) => method == Method::POST,
+            Self::Response(_) => method == Method::GET || method == Method::DELETE,
+            Self::InputItems(_) => method == Method::GET,
+        }
+    }
+
+    /// Reads `tail`, the path after the surface prefix.
+    fn parse(tail: &str) -> Option<(Operation, Self)> {
+        if let Some(operation) = Operation::from_path(tail) {
+            return Some((operation, Self::Create));
+        }
+        let rest = tail.strip_prefix("responses/")?.trim_end_matches('/');
+        let target = match rest.split_once('/') {
+            None if rest.is_empty() => return None,
+            None if rest == "input_tokens" => Self::InputTokens,
+            None => Self::Response(percent_decode(rest)),
+            Some((id, "input_items")) if !id.is_empty() => Self::InputItems(percent_decode(id)),
+            Some((id, "cancel")) if !id.is_empty() => Self::Cancel(percent_decode(id)),
+            Some(_) => return None,
+        };
+        Some((Operation::Responses, target))
+    }
+}
+
 /// A parsed model route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
@@ -33,6 +80,8 @@ pub struct Route {
     pub deployment: Option<String>,
     /// The operation.
     pub operation: Operation,
+    /// What under the operation.
+    pub target: Target,
     /// The `api-version` query parameter, if any.
     pub api_version: Option<String>,
 }
@@ -59,7 +108,7 @@ pub fn parse(path: &str, query: Option<&str>) -> Option<Route> {
     } else {
         return None;
     };
-    let operation = Operation::from_path(tail)?;
+    let (operation, target) = Target::parse(tail)?;
     // Deployment-less classic paths exist only for the responses API.
     if flavour == Flavour::AzureClassic && deployment.is_none() && operation != Operation::Responses
     {
@@ -69,6 +118,7 @@ pub fn parse(path: &str, query: Option<&str>) -> Option<Route> {
         flavour,
         deployment,
         operation,
+        target,
         api_version,
     })
 }
@@ -152,6 +202,7 @@ mod tests {
                 flavour: Flavour::AzureClassic,
                 deployment: Some("gpt-4o".into()),
                 operation: Operation::ChatCompletions,
+                target: Target::Create,
                 api_version: Some("2024-10-21".into()),
             })
         );
@@ -172,9 +223,45 @@ mod tests {
             "/openai/deployments/x",
             "/openai/chat/completions",
             "/v2/chat/completions",
+            "/v1/responses/resp_1/steps",
+            "/v1/responses//cancel",
+            "/v1/chat/completions/x",
         ] {
             assert_eq!(parse(path, None), None, "{path}");
         }
+    }
+
+    #[test]
+    fn parses_stored_response_targets_and_their_methods() {
+        let target = |path: &str| parse(path, None).map(|r| (r.operation, r.target));
+        let id = || "resp_1".to_owned();
+        assert_eq!(
+            target("/v1/responses/resp_1"),
+            Some((Operation::Responses, Target::Response(id())))
+        );
+        assert_eq!(
+            target("/openai/v1/responses/resp_1/input_items"),
+            Some((Operation::Responses, Target::InputItems(id())))
+        );
+        assert_eq!(
+            target("/openai/responses/resp_1/cancel"),
+            Some((Operation::Responses, Target::Cancel(id())))
+        );
+        assert_eq!(
+            target("/v1/responses/input_tokens"),
+            Some((Operation::Responses, Target::InputTokens))
+        );
+        assert_eq!(
+            target("/v1/responses/"),
+            Some((Operation::Responses, Target::Create))
+        );
+        assert!(Target::Create.allows(&Method::POST));
+        assert!(!Target::Create.allows(&Method::GET));
+        assert!(Target::Response(id()).allows(&Method::DELETE));
+        assert!(!Target::Response(id()).allows(&Method::POST));
+        assert!(Target::InputItems(id()).allows(&Method::GET));
+        assert!(!Target::Cancel(id()).allows(&Method::GET));
+        assert!(Target::InputTokens.allows(&Method::POST));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Response bodies: a whole buffer, or an SSE stream that paces its deltas, can reset the
 //! connection mid-stream, and writes its ledger entry when it ends.
 //!
-//! Input: precomputed [`SseEvent`]s, pacing, an optional reset point and the ledger entry
-//! draft. Output: body frames for hyper. The entry is recorded before the last frame is
-//! handed over (so a client that saw the end of the stream finds it in the ledger), before
-//! the reset error, or on drop when the client went away (`aborted`).
+//! Input: precomputed [`SseEvent`]s, pacing, an optional reset point, the ledger entry draft
+//! (none when something else bills the call, as a background response's job does) and an
+//! optional [`EndHook`]. Output: body frames for hyper. The hook runs and the entry is recorded
+//! before the last frame is handed over (so a client that saw the end of the stream finds it
+//! in the ledger and the store), before the reset error, or on drop when the client went away
+//! (`aborted`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
@@ -57,6 +61,15 @@ impl SimBody {
     /// A buffered body.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         Self::Full(Some(bytes.into()))
+    }
+
+    /// A 200 response carrying this body as `content_type`.
+    pub fn into_ok(self, content_type: &'static str) -> Response<Self> {
+        let mut response = Response::new(self);
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
     }
 }
 
@@ -108,11 +121,17 @@ pub struct StreamRecord {
 
 /// How a stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ending {
+pub enum Ending {
+    /// Every event was handed over.
     Complete,
+    /// An injected reset cut it.
     Reset,
+    /// The client went away first.
     ClientGone,
 }
+
+/// Runs once when a stream ends, with how it ended.
+pub type EndHook = Box<dyn FnOnce(Ending) + Send>;
 
 /// An SSE body: events in order, deltas `interval` apart.
 pub struct SseStream {
@@ -128,18 +147,19 @@ pub struct SseStream {
     raw: Vec<u8>,
     raw_truncated: bool,
     record: Option<StreamRecord>,
+    on_end: Option<EndHook>,
     finished: bool,
 }
 
 impl SseStream {
     /// A stream of `events`; `tokens_per_second` 0 sends all at once; `reset_after` ends with
-    /// a reset of `conn` after that many events.
+    /// a reset of `conn` after that many events; `record` is its ledger entry, if it bills.
     pub fn new(
         events: Vec<SseEvent>,
         tokens_per_second: u32,
         reset_after: Option<usize>,
         conn: ConnControl,
-        record: StreamRecord,
+        record: Option<StreamRecord>,
     ) -> Self {
         let interval = (tokens_per_second > 0)
             .then(|| Duration::from_secs_f64(1.0 / f64::from(tokens_per_second)));
@@ -155,9 +175,16 @@ impl SseStream {
             conn,
             raw: Vec::new(),
             raw_truncated: false,
-            record: Some(record),
+            record,
+            on_end: None,
             finished: false,
         }
+    }
+
+    /// Runs `hook` when the stream ends.
+    pub fn on_end(mut self, hook: EndHook) -> Self {
+        self.on_end = Some(hook);
+        self
     }
 
     fn poll_next(
@@ -229,6 +256,9 @@ impl SseStream {
 
     fn finish(&mut self, ending: Ending) {
         self.finished = true;
+        if let Some(hook) = self.on_end.take() {
+            hook(ending);
+        }
         let Some(mut record) = self.record.take() else {
             return;
         };

@@ -24,6 +24,12 @@ fn stream(
         length: 4,
         prompt_tokens: 5,
         created: 0,
+        context_tokens: 0,
+        cached_tokens: 0,
+        store: false,
+        background: false,
+        previous_response_id: None,
+        instructions: None,
     };
     let completion = Completions::default().get("gpt-4o", 4);
     let events = sse::events(&call, &completion, "chatcmpl-t", None);
@@ -47,7 +53,7 @@ fn stream(
         tokens_per_second,
         reset_after,
         conn.clone(),
-        record,
+        Some(record),
     );
     (SimBody::Stream(Box::new(body)), ledger, conn, events)
 }

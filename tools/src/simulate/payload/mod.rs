@@ -1,8 +1,9 @@
 //! Non-streaming response bodies and error bodies, shaped like OpenAI's and Azure's.
 //!
 //! Input: a [`Call`] and its generated [`Completion`] (or the embeddings inputs). Output:
-//! JSON bytes. Azure flavour adds `prompt_filter_results` and per-choice
-//! `content_filter_results`.
+//! JSON bytes (responses-API objects also as values, for the store). Azure flavour adds
+//! `prompt_filter_results` and per-choice `content_filter_results`. Chat and responses usage
+//! always carry the prompt-token details with `cached_tokens`.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -43,13 +44,13 @@ pub fn prompt_filter_results() -> Value {
     json!([{"prompt_index": 0, "content_filter_results": results}])
 }
 
-/// Chat/completions `usage`.
-pub fn chat_usage(prompt: u64, completion: u64) -> Value {
+/// Chat/completions `usage`; `cached` of the prompt tokens came from the prompt cache.
+pub fn chat_usage(prompt: u64, completion: u64, cached: u64) -> Value {
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -77,7 +78,7 @@ fn chat(call: &Call, completion: &Completion, id: &str) -> Value {
         "created": call.created,
         "model": call.model,
         "choices": [],
-        "usage": chat_usage(call.prompt_tokens, completion.tokens),
+        "usage": chat_usage(call.prompt_tokens, completion.tokens, call.cached_tokens),
         "system_fingerprint": FINGERPRINT
     });
     if call.flavour.is_azure() {
@@ -127,8 +128,9 @@ pub fn output_message(message_id: &str, text: &str, status: &str) -> Value {
     })
 }
 
-/// A responses-API `response` object; with a completion it is complete, with output and
-/// usage, else in progress with neither.
+/// A responses-API `response` object with `status`; with a completion it has output and
+/// usage, without (queued, in progress) neither. It echoes `background`, `store`,
+/// `previous_response_id` and `instructions`.
 pub fn response_object(
     call: &Call,
     status: &str,
@@ -140,7 +142,7 @@ pub fn response_object(
             json!([output_message(&message_id(id), &c.text, "completed")]),
             json!({
                 "input_tokens": call.prompt_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": call.cached_tokens},
                 "output_tokens": c.tokens,
                 "output_tokens_details": {"reasoning_tokens": 0},
                 "total_tokens": call.prompt_tokens + c.tokens
@@ -153,12 +155,17 @@ pub fn response_object(
         "object": "response",
         "created_at": call.created,
         "status": status,
+        "background": call.background,
         "error": null,
         "incomplete_details": null,
+        "instructions": call.instructions,
+        "max_output_tokens": call.max_tokens,
+        "metadata": {},
         "model": call.model,
         "output": output,
         "parallel_tool_calls": true,
-        "max_output_tokens": call.max_tokens,
+        "previous_response_id": call.previous_response_id,
+        "store": call.store,
         "temperature": 1.0,
         "top_p": 1.0,
         "tool_choice": "auto",

@@ -16,6 +16,12 @@ fn call(flavour: Flavour, operation: Operation) -> Call {
         length: 3,
         prompt_tokens: 11,
         created: 1_700_000_000,
+        context_tokens: 0,
+        cached_tokens: 0,
+        store: false,
+        background: false,
+        previous_response_id: None,
+        instructions: None,
     }
 }
 

@@ -6,7 +6,8 @@
 //! Azure adds a first `"choices":[]` chunk with `prompt_filter_results` and
 //! `content_filter_results` on choices; with usage requested every chunk has `"usage":null`
 //! and an extra final `"choices":[]` chunk carries `usage`. Responses: `event: <type>` +
-//! `data:` events ending with `response.completed`, which holds the usage.
+//! `data:` events ending with `response.completed`, which holds the usage; a background
+//! response's `response.created` says `queued`.
 
 use std::sync::OnceLock;
 
@@ -195,7 +196,7 @@ fn chunk_events(call: &Call, completion: &Completion, id: &str) -> Vec<SseEvent>
     events.push(frame.event(&choices.finish(call.finish_reason()), None));
     if call.include_usage {
         let usage = if choices.chat {
-            payload::chat_usage(call.prompt_tokens, completion.tokens)
+            payload::chat_usage(call.prompt_tokens, completion.tokens, call.cached_tokens)
         } else {
             json!({
                 "prompt_tokens": call.prompt_tokens,
@@ -268,9 +269,18 @@ fn responses_events(call: &Call, completion: &Completion, id: &str) -> Vec<SseEv
         sequence: 0,
         events: Vec::with_capacity(completion.deltas.len() + 9),
     };
-    let in_progress = payload::response_object(stream.call, "in_progress", None, stream.id);
-    for kind in ["response.created", "response.in_progress"] {
-        stream.push(kind, json!({"response": in_progress}), false);
+    // A background response is created queued, then runs.
+    let created = if call.background {
+        "queued"
+    } else {
+        "in_progress"
+    };
+    for (kind, status) in [
+        ("response.created", created),
+        ("response.in_progress", "in_progress"),
+    ] {
+        let response = payload::response_object(stream.call, status, None, stream.id);
+        stream.push(kind, json!({"response": response}), false);
     }
     let item = stream.item("in_progress", "");
     stream.push(

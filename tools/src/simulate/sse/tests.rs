@@ -14,6 +14,12 @@ fn call(flavour: Flavour, operation: Operation, include_usage: bool) -> Call {
         length: 4,
         prompt_tokens: 9,
         created: 1_700_000_000,
+        context_tokens: 0,
+        cached_tokens: 0,
+        store: false,
+        background: false,
+        previous_response_id: None,
+        instructions: None,
     }
 }
 

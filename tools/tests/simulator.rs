@@ -1,12 +1,19 @@
 //! The simulator on real sockets: every API shape non-streaming and streaming, usage in
-//! streams, Azure `api-version` rules, auth, rate limits, faults, the ledger and the CLI.
+//! streams, Azure `api-version` rules, auth, rate limits, faults, the ledger and the CLI; the
+//! stateful responses API (stored responses, chains, background responses) and prompt caching.
 
 #[path = "simulator/admin_cli.rs"]
 mod admin_cli;
+#[path = "simulator/background.rs"]
+mod background;
 #[path = "simulator/client.rs"]
 mod client;
 #[path = "simulator/limits_faults.rs"]
 mod limits_faults;
+#[path = "simulator/prompt_cache.rs"]
+mod prompt_cache;
+#[path = "simulator/responses.rs"]
+mod responses;
 
 use std::net::SocketAddr;
 

@@ -278,6 +278,19 @@ mod tests {
     }
 
     #[test]
+    fn entries_and_totals_without_cached_tokens_still_read() {
+        let mut entry = serde_json::to_value(entry("a", 3, 2, None)).expect("serializes");
+        let mut totals = serde_json::to_value(Totals::default()).expect("serializes");
+        for value in [&mut entry, &mut totals] {
+            value.as_object_mut().map(|o| o.remove("cachedTokens"));
+        }
+        let entry: LedgerEntry = serde_json::from_value(entry).expect("older entry");
+        assert_eq!((entry.prompt_tokens, entry.cached_tokens), (3, 0));
+        let totals: Totals = serde_json::from_value(totals).expect("older totals");
+        assert_eq!(totals, Totals::default());
+    }
+
+    #[test]
     fn capacity_evicts_oldest_but_totals_remain() {
         let ledger = Ledger::new(2, 1 << 20);
         for _ in 0..5 {

@@ -160,7 +160,16 @@ impl Attempt<'_> {
                         transition.as_ref(),
                     ));
                     log_transition(transition, backend);
-                    if retry.retries_status(status) && !is_last && Instant::now() < deadline {
+                    // Continuing a response the gateway does not know the home of: a 404
+                    // means "not here" (nothing billed), so the next backend is asked.
+                    let searching = status == 404
+                        && self.pinned.is_none()
+                        && self.route.operation == Operation::Responses
+                        && self.info.previous_response_id.is_some();
+                    if (retry.retries_status(status) || searching)
+                        && !is_last
+                        && Instant::now() < deadline
+                    {
                         tracing::debug!(backend = %backend.name, status, "retrying on the next candidate");
                         held = Some((response, asked_usage, backend.name.clone()));
                         continue;
@@ -324,6 +333,8 @@ impl Attempt<'_> {
                     policy: Arc::clone(policy),
                     sink: self.shared.audit.clone(),
                 }),
+            bills: !(self.route.counts_tokens_only()
+                || (self.info.background && !self.info.stream)),
         };
         let body = ProxyBody::accounted(upstream_body, kind, finish);
         if let Some(total) = body.consumed_tokens() {

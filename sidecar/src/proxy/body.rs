@@ -74,6 +74,10 @@ pub(crate) struct Finish {
     pub reservation: Option<Reservation>,
     /// Where the call goes for the audit log, when its app is audited.
     pub audit: Option<AuditHook>,
+    /// False for answers that bill nothing (Responses input token counting; a background
+    /// response just queued, counted when it finishes): recorded with zero usage, never
+    /// estimated with the tokenizer.
+    pub bills: bool,
 }
 
 /// An audited call's way to the audit writer.
@@ -254,6 +258,11 @@ impl Finish {
         first_byte: Option<Instant>,
         ending: Ending,
     ) {
+        let usage = if self.bills {
+            usage
+        } else {
+            Some(Usage::default())
+        };
         let mut record = self
             .call
             .record(self.status, usage.unwrap_or_default(), usage.is_none());

@@ -31,7 +31,9 @@ impl Row {
 fn parse_table(text: &str) -> HashMap<(String, String), Row> {
     let mut rows = HashMap::new();
     let mut scenario = String::new();
-    for line in text.lines().filter(|l| l.starts_with("| ")) {
+    // The main table ends where scenario (g)'s own table starts.
+    let main = text.split("\n## g.").next().unwrap_or(text);
+    for line in main.lines().filter(|l| l.starts_with("| ")) {
         let cells: Vec<String> = line
             .trim_matches('|')
             .split('|')
@@ -209,4 +211,37 @@ async fn quick_bench_prints_every_scenario_with_sane_numbers() {
         assert!(number(row(&scenario, "CPU-s / 1k req").gateway()) >= 0.0);
     }
     assert!(stdout.contains("targets: "), "{stdout}");
+}
+
+/// Scenario (g): prompt-cache affinity keeps each session on the backend whose cache holds
+/// its prefix — the same traffic gets a larger cached share with it than without.
+#[tokio::test]
+async fn affinity_scenario_reports_the_cached_share_with_and_without() {
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        Command::new(BIN)
+            .args(["bench", "--affinity-only"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("within 2 minutes")
+    .expect("runs");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let share = |label: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("no {label} row in {text}"));
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(cells[1], "240", "every call succeeded: {line}");
+        cells[4].trim_end_matches('%').parse().unwrap()
+    };
+    let (off, on) = (share("affinity off"), share("affinity on"));
+    assert!(
+        on > off + 20.0,
+        "with affinity {on}% vs without {off}%:\n{text}"
+    );
 }

@@ -251,7 +251,7 @@ impl Finish {
     /// Sends the record; counts with the tokenizer (off the async threads) when `usage` is
     /// unknown, using the generated `text`; hands the call to the audit log when audited.
     fn send(
-        self,
+        mut self,
         usage: Option<Usage>,
         text: Option<String>,
         response_model: Option<String>,
@@ -261,6 +261,10 @@ impl Finish {
         let usage = if self.bills {
             usage
         } else {
+            // A queued background response keeps its whole reservation charged (its prompt
+            // estimate and output limit): its real usage is counted in the records when a
+            // client first sees it finished, but the quota is not trued up then.
+            drop(self.reservation.take());
             Some(Usage::default())
         };
         let mut record = self

@@ -13,8 +13,10 @@
 //! Input: [`BenchArgs`]. Output: the table on stdout (progress on stderr). Modules:
 //! [`table`] (pure rows, medians, targets, rendering), [`sizes`], [`procs`] (children and
 //! `/proc`), [`stack`] (simulator + gateway manifests), [`sink`] (OTLP sink), [`streams`]
-//! (scenario d's probe), [`scenarios`] (a–d), [`features`] (e, and f with `--compare-bin`).
+//! (scenario d's probe), [`scenarios`] (a–d), [`features`] (e, and f with `--compare-bin`),
+//! [`affinity`] (g: the cached-token share with and without prompt-cache affinity).
 
+pub mod affinity;
 pub mod features;
 pub mod procs;
 pub mod scenarios;
@@ -85,6 +87,9 @@ pub struct BenchArgs {
     /// this one in every round: scenario (f).
     #[arg(long)]
     pub compare_bin: Option<PathBuf>,
+    /// Run only scenario (g), prompt-cache affinity's cached-token share (~10 s).
+    #[arg(long)]
+    pub affinity_only: bool,
     /// Whether this process was pinned (set by [`pin_load_generator`]).
     #[arg(skip)]
     pub pinned: bool,
@@ -151,6 +156,12 @@ pub fn pin_load_generator(args: &mut BenchArgs) {
 /// Invalid sizes, a process that does not start, or a step without any success. The scratch
 /// folder with the processes' logs is kept then, and named in the message.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.affinity_only {
+        progress("scenario g: prompt-cache affinity");
+        let g = affinity::measure().await?;
+        print!("{}", g.render());
+        return Ok(());
+    }
     let sizes = args.sizes()?;
     let exe = match &args.bin {
         Some(bin) => bin.clone(),
@@ -177,6 +188,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "\ntargets: {met} met, {missed} not met, {unknown} not measured"
     )?;
     out.flush()?;
+    drop(out);
+    progress("scenario g: prompt-cache affinity");
+    let g = affinity::measure().await?;
+    print!("{}", g.render());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -114,7 +114,7 @@ fn system_prompt(session: usize) -> String {
 pub async fn measure() -> anyhow::Result<AffinityResult> {
     let backends = (0..BACKENDS)
         .map(|i| {
-            let mut backend = BackendConfig::new(&format!("b{i}"));
+            let mut backend = BackendConfig::new(format!("b{i}"));
             backend.cache_min_tokens = 1024;
             backend.completion_tokens = 8;
             backend

@@ -78,18 +78,26 @@ pub enum ProxyError {
         /// The model or deployment it asked for.
         model: String,
     },
-    /// No backend holds this stored response (for this app).
-    #[error("Response with id '{}' not found.", echo(.0))]
-    ResponseNotFound(String),
+    /// No backend holds this stored response or conversation (for this app).
+    #[error("{noun} with id '{}' not found.", echo(id))]
+    StoredNotFound {
+        /// `Response` or `Conversation`.
+        noun: &'static str,
+        /// The id.
+        id: String,
+    },
     /// The backend holding a stored response cannot take calls right now; no other backend
     /// has the response's state.
     #[error(
-        "the response `{}` lives on backend `{backend}`, which is unavailable right now; retry after {} ms (its state exists only there; start a new response without previous_response_id to continue elsewhere)",
+        "the {} `{}` lives on backend `{backend}`, which is unavailable right now; retry after {} ms (its state exists only there; start a new response without previous_response_id or conversation to continue elsewhere)",
+        noun.to_ascii_lowercase(),
         echo(id),
         crate::protocol::headers::retry_after_ms(*retry_after)
     )]
     ResponseHomeUnavailable {
-        /// The response id.
+        /// `Response` or `Conversation`.
+        noun: &'static str,
+        /// The id.
         id: String,
         /// The backend that holds it.
         backend: String,
@@ -183,7 +191,7 @@ impl ProxyError {
             Self::UnknownRoute { .. }
             | Self::DeploymentNotFound(_)
             | Self::ModelNotFound(_)
-            | Self::ResponseNotFound(_) => StatusCode::NOT_FOUND,
+            | Self::StoredNotFound { .. } => StatusCode::NOT_FOUND,
             Self::ModelAccessDenied { .. } => StatusCode::FORBIDDEN,
             Self::ResponseHomeUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -236,7 +244,10 @@ impl ProxyError {
             Self::ModelNotFound(_) => "model_not_found",
             Self::MissingModel => "missing_model",
             Self::ModelAccessDenied { .. } => "model_access_denied",
-            Self::ResponseNotFound(_) => "response_not_found",
+            Self::StoredNotFound { noun, .. } if *noun == "Conversation" => {
+                "conversation_not_found"
+            }
+            Self::StoredNotFound { .. } => "response_not_found",
             Self::ResponseHomeUnavailable { .. } => "response_backend_unavailable",
             Self::InvalidRequest(_) | Self::InvalidBody(_) => "invalid_request_body",
             Self::PayloadTooLarge { .. } => "request_too_large",

@@ -36,9 +36,20 @@ pub(crate) struct Attempt<'a> {
     pub body: &'a Bytes,
     pub info: &'a RequestInfo,
     pub requested: &'a str,
-    /// The call must reach this backend (index in the pool) alone: it continues the stored
-    /// response `.1` that lives there.
-    pub pinned: Option<(usize, &'a str)>,
+    /// The call must reach one backend alone: it continues a stored response or
+    /// conversation that lives there.
+    pub pinned: Option<Pinned<'a>>,
+}
+
+/// The backend a call must reach, and why.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pinned<'a> {
+    /// The backend's index in the pool.
+    pub index: usize,
+    /// The stored response or conversation the call continues.
+    pub id: &'a str,
+    /// `Response` or `Conversation`.
+    pub noun: &'static str,
 }
 
 /// How one attempt ended, before the retry decision.
@@ -75,9 +86,10 @@ impl Attempt<'_> {
             let pick = match self.pinned {
                 // A stored response's backend alone: never another one, even on failure.
                 Some(_) if !tried.is_empty() => break,
-                Some((index, id)) => match pool.pick_only(index, Instant::now()) {
+                Some(Pinned { index, id, noun }) => match pool.pick_only(index, Instant::now()) {
                     Pick::Unavailable { retry_after } => {
                         return Err(ProxyError::ResponseHomeUnavailable {
+                            noun,
                             id: id.to_owned(),
                             backend: pool
                                 .config()
@@ -165,7 +177,8 @@ impl Attempt<'_> {
                     let searching = status == 404
                         && self.pinned.is_none()
                         && self.route.operation == Operation::Responses
-                        && self.info.previous_response_id.is_some();
+                        && (self.info.previous_response_id.is_some()
+                            || self.info.conversation.is_some());
                     if (retry.retries_status(status) || searching)
                         && !is_last
                         && Instant::now() < deadline

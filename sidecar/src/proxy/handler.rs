@@ -12,7 +12,7 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 
 use super::Shared;
-use super::attempt::Attempt;
+use super::attempt::{Attempt, Pinned};
 use super::body::ProxyBody;
 use super::call::{Call, with_common_headers};
 use super::cors;
@@ -140,6 +140,20 @@ async fn serve<B: RequestBody>(
         Inbound::Stored(stored) => {
             super::stored::serve(shared, applied, &parts, body, stored, call).await
         }
+        Inbound::NewConversation {
+            flavor,
+            api_version,
+        } => {
+            super::stored::create_conversation(
+                shared,
+                applied,
+                &parts,
+                body,
+                (flavor, api_version),
+                call,
+            )
+            .await
+        }
     }
 }
 
@@ -174,14 +188,23 @@ async fn serve_model(
             model: requested,
         });
     }
+    // Continuing a stored response or conversation: its backend alone.
+    let continued = match (&info.previous_response_id, &info.conversation) {
+        (Some(id), _) => Some((id.as_str(), "Response")),
+        (None, Some(id)) => Some((id.as_str(), "Conversation")),
+        (None, None) => None,
+    };
     let mut pinned = None;
     if route.operation == Operation::Responses
-        && let Some(previous) = info.previous_response_id.as_deref()
+        && let Some((id, noun)) = continued
     {
         let kv = shared.limiter.shared_kv();
-        if let Some(home) = shared.homes.find(previous, kv.as_ref()).await {
+        if let Some(home) = shared.homes.find(id, kv.as_ref()).await {
             if home.app != call.app_id {
-                return Err(ProxyError::ResponseNotFound(previous.to_owned()));
+                return Err(ProxyError::StoredNotFound {
+                    noun,
+                    id: id.to_owned(),
+                });
             }
             let holder = applied
                 .routes
@@ -191,7 +214,7 @@ async fn serve_model(
                 .and_then(|p| Some((p, p.index_of(&home.backend)?)));
             if let Some((holder, index)) = holder {
                 pool = holder;
-                pinned = Some((index, previous));
+                pinned = Some(Pinned { index, id, noun });
             }
         }
     }

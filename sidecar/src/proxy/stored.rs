@@ -1,6 +1,6 @@
-//! Calls addressed to a stored response (`GET|DELETE responses/{id}`,
-//! `GET responses/{id}/input_items`, `POST responses/{id}/cancel`): sent to the backend that
-//! holds the response, never to another one.
+//! Calls addressed to a stored response or conversation (`responses/{id}…`,
+//! `conversations/{id}…`): sent to the backend that holds it, never to another one; and
+//! `POST conversations`, which creates one on a backend of the app's pool and remembers it.
 //!
 //! - Known id ([`crate::affinity`]): that backend alone. Created by another app: 404, as if
 //!   it did not exist. Its breaker open: 503 `response_backend_unavailable` with
@@ -23,7 +23,7 @@ use super::attempt::{retain_passing_back, with_token};
 use super::body::{ProxyBody, READ_WHOLE};
 use super::call::{Call, with_common_headers};
 use super::ids::{attempt_traceparent, span_id};
-use super::inbound::{StoredAction, StoredCall};
+use super::inbound::{Flavor, StoredAction, StoredCall, StoredKind};
 use super::upstream;
 use super::{Applied, Shared};
 use crate::affinity::Home;
@@ -55,7 +55,7 @@ pub(crate) async fn serve(
     let kv = shared.limiter.shared_kv();
     let home = shared.homes.find(stored.id, kv.as_ref()).await;
     if home.as_ref().is_some_and(|home| home.app != call.app_id) {
-        return Err(ProxyError::ResponseNotFound(stored.id.to_owned()));
+        return Err(not_found(stored));
     }
     let placed = home.as_ref().and_then(|home| {
         let pool = applied
@@ -88,6 +88,7 @@ pub(crate) async fn serve(
             } => (backend, attempt),
             Pick::Unavailable { retry_after } if known => {
                 return Err(ProxyError::ResponseHomeUnavailable {
+                    noun: stored.kind.noun(),
                     id: stored.id.to_owned(),
                     backend: home.map(|h| h.backend).unwrap_or_default(),
                     retry_after,
@@ -100,11 +101,14 @@ pub(crate) async fn serve(
         call.backend = Some(backend.name.clone());
         let until = Instant::now() + Duration::from_millis(backend.timeout_ms);
         let credential = attempt.runtime().credential().cloned();
+        let rest = format!("/{}{}", stored.id, stored.suffix);
         let request = Outbound {
             parts,
             body: &body,
-            stored,
             call,
+            collection: stored.kind.collection(),
+            rest: &rest,
+            api: (stored.flavor, stored.api_version),
         };
         let sent = request
             .send(shared, applied, (backend, credential), until)
@@ -148,7 +152,14 @@ pub(crate) async fn serve(
     }
     match last_not_found {
         Some(answer) => Ok(finish(shared, applied, stored, answer, call).await),
-        None => Err(ProxyError::ResponseNotFound(stored.id.to_owned())),
+        None => Err(not_found(stored)),
+    }
+}
+
+fn not_found(stored: StoredCall<'_>) -> ProxyError {
+    ProxyError::StoredNotFound {
+        noun: stored.kind.noun(),
+        id: stored.id.to_owned(),
     }
 }
 
@@ -171,12 +182,15 @@ fn search_order<'a>(applied: &'a Applied, app: &str) -> Vec<(&'a PoolRoutes, usi
         .collect()
 }
 
-/// What is sent for the client's call.
+/// What is sent for the client's call: its method, headers, query and body, to
+/// `{collection}{rest}` in the API shape `api` (see [`upstream::api_url`]).
 struct Outbound<'a> {
     parts: &'a Parts,
     body: &'a Bytes,
-    stored: StoredCall<'a>,
     call: &'a Call,
+    collection: &'static str,
+    rest: &'a str,
+    api: (Flavor, Option<&'a str>),
 }
 
 impl Outbound<'_> {
@@ -192,22 +206,15 @@ impl Outbound<'_> {
         until: Instant,
     ) -> Result<Answer, (Outcome, ProxyError)> {
         let Self {
-            parts,
-            body,
-            stored,
-            call,
+            parts, body, call, ..
         } = *self;
-        let url = upstream::stored_url(
-            backend,
-            stored.flavor,
-            stored.api_version,
-            stored.id,
-            stored.action.suffix(),
+        let url = upstream::with_query(
+            upstream::api_url(backend, self.api, self.collection, self.rest),
             parts.uri.query(),
         );
         let strip = applied.snapshot.gateway.identity.trusted_header.as_deref();
         let traceparent = attempt_traceparent(&call.trace, span_id(&mut fastrand::Rng::new()));
-        let mut builder = Request::builder().method(stored.action.method()).uri(&url);
+        let mut builder = Request::builder().method(parts.method.clone()).uri(&url);
         if let Some(headers) = builder.headers_mut() {
             *headers = upstream::request_headers(
                 &parts.headers,
@@ -275,14 +282,15 @@ async fn finish(
     answer: Answer,
     call: &Call,
 ) -> Response<ProxyBody> {
-    let Answer { mut parts, body } = answer;
+    let Answer { parts, body } = answer;
     let kv = shared.limiter.shared_kv();
     let mut usage = Usage::default();
     if parts.status.is_success() {
         match stored.action {
             StoredAction::Delete => shared.homes.forget(stored.id, kv.as_ref()).await,
             StoredAction::Retrieve | StoredAction::Cancel
-                if crate::protocol::responses::finished(&body)
+                if stored.kind == StoredKind::Response
+                    && crate::protocol::responses::finished(&body)
                     && shared.homes.claim_usage(stored.id, kv.as_ref()).await =>
             {
                 if let Some(counted) = response_usage(&body).and_then(|r| r.usage) {
@@ -292,6 +300,152 @@ async fn finish(
             _ => {}
         }
     }
+    answered(shared, applied, Answer { parts, body }, call, usage)
+}
+
+/// Header naming the model (and so the pool) a new conversation is created for.
+pub const CONVERSATION_MODEL_HEADER: &str = "x-spillway-model";
+
+/// `POST conversations`: a new conversation on a backend (by weight, breakers admitting,
+/// retried on the next backend like a model call) of the pool of the model named in the
+/// `x-spillway-model` header, else of the first pool the app may use; remembered, so the
+/// responses that use it and every call addressed to it go there.
+pub(crate) async fn create_conversation(
+    shared: &Arc<Shared>,
+    applied: &Applied,
+    parts: &Parts,
+    body: Bytes,
+    api: (Flavor, Option<&str>),
+    call: &mut Call,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let access = &applied.snapshot.gateway.model_access;
+    let named = parts
+        .headers
+        .get(CONVERSATION_MODEL_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let (pool, model) = match named {
+        Some(model) => {
+            let pool = applied
+                .routes
+                .pool(model)
+                .ok_or_else(|| ProxyError::ModelNotFound(model.to_owned()))?;
+            (pool, model.to_owned())
+        }
+        None => applied
+            .routes
+            .pools()
+            .iter()
+            .find_map(|pool| {
+                let name = &pool.config().name;
+                let model = pool
+                    .config()
+                    .models
+                    .iter()
+                    .find(|m| access.allows(&call.app_id, name, m))?;
+                Some((pool, model.clone()))
+            })
+            .ok_or_else(|| ProxyError::ModelAccessDenied {
+                app: call.app_id.clone(),
+                model: "(any model)".to_owned(),
+            })?,
+    };
+    if !access.allows(&call.app_id, &pool.config().name, &model) {
+        return Err(ProxyError::ModelAccessDenied {
+            app: call.app_id.clone(),
+            model,
+        });
+    }
+    call.pool.clone_from(&pool.config().name);
+    call.model.clone_from(&model);
+    let retry = &pool.config().retry;
+    let mut tried = Vec::new();
+    let mut rng = fastrand::Rng::new();
+    let mut last = None;
+    while call.attempts < retry.max_attempts {
+        let (index, backend, mut attempt) = match pool.pick(Instant::now(), &tried, &mut rng) {
+            Pick::Backend {
+                index,
+                backend,
+                attempt,
+            } => (index, backend, attempt),
+            Pick::Unavailable { retry_after } if tried.is_empty() => {
+                return Err(ProxyError::NoBackendAvailable {
+                    pool: call.pool.clone(),
+                    retry_after,
+                });
+            }
+            Pick::Unavailable { .. } => break,
+        };
+        tried.push(index);
+        call.attempts += 1;
+        call.backend = Some(backend.name.clone());
+        let until = Instant::now() + Duration::from_millis(backend.timeout_ms);
+        let credential = attempt.runtime().credential().cloned();
+        let request = Outbound {
+            parts,
+            body: &body,
+            call,
+            collection: "conversations",
+            rest: "",
+            api,
+        };
+        let answer = match request
+            .send(shared, applied, (backend, credential), until)
+            .await
+        {
+            Ok(answer) => answer,
+            Err((outcome, error)) => {
+                attempt.record(Instant::now(), &outcome);
+                last = Some(Err(error));
+                continue;
+            }
+        };
+        let status = answer.parts.status;
+        let outcome = if status.is_success() {
+            Outcome::Success
+        } else {
+            Outcome::from_response(
+                status.as_u16(),
+                &answer.parts.headers,
+                std::time::SystemTime::now(),
+            )
+        };
+        attempt.record(Instant::now(), &outcome);
+        if retry.retries_status(status.as_u16()) {
+            last = Some(Ok(answer));
+            continue;
+        }
+        if status.is_success()
+            && let Some(created) = crate::protocol::responses::created(&answer.body, false)
+        {
+            let home = Home {
+                pool: call.pool.clone(),
+                backend: backend.name.clone(),
+                app: call.app_id.clone(),
+                model: model.clone(),
+                pending_usage: false,
+            };
+            let kv = shared.limiter.shared_kv();
+            shared.homes.remember(&created.id, home, kv.as_ref()).await;
+        }
+        return Ok(answered(shared, applied, answer, call, Usage::default()));
+    }
+    match last {
+        Some(Ok(answer)) => Ok(answered(shared, applied, answer, call, Usage::default())),
+        Some(Err(error)) => Err(error),
+        None => Err(ProxyError::UpstreamTimeout),
+    }
+}
+
+/// The client's response for `answer`, with its usage record sent.
+fn answered(
+    shared: &Shared,
+    applied: &Applied,
+    answer: Answer,
+    call: &Call,
+    usage: Usage,
+) -> Response<ProxyBody> {
+    let Answer { mut parts, body } = answer;
     shared
         .usage
         .send(call.record(parts.status.as_u16(), usage, false));

@@ -19,7 +19,7 @@ use members::{Members, Span, scan_object};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-const TOP_KEYS: [&str; 11] = [
+const TOP_KEYS: [&str; 12] = [
     "model",
     "stream",
     "stream_options",
@@ -31,6 +31,7 @@ const TOP_KEYS: [&str; 11] = [
     "background",
     "prompt_cache_key",
     "user",
+    "conversation",
 ];
 
 const STREAM_OPTIONS_KEYS: [&str; 1] = ["include_usage"];
@@ -53,6 +54,9 @@ pub struct RequestInfo {
     pub n: Option<u64>,
     /// `previous_response_id` (Responses API): the stored response this one continues.
     pub previous_response_id: Option<String>,
+    /// `conversation` (Responses API; a string or `{"id": …}`): the conversation this
+    /// response adds to.
+    pub conversation: Option<String>,
     /// `background` (Responses API): the response runs on after the call returns.
     pub background: bool,
     /// `prompt_cache_key`, when set.
@@ -216,6 +220,7 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, InspectError> {
         background,
         prompt_cache_key,
         user,
+        conversation,
     ] = found.values;
     let (stream_options_layout, include_usage) = stream_options_of(body, stream_options)?;
     let count = "a non-negative integer";
@@ -235,6 +240,7 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, InspectError> {
             "a string",
         )?,
         background: typed::<bool>(background, "background", "a boolean")?.unwrap_or(false),
+        conversation: conversation_id(conversation)?,
         prompt_cache_key: typed::<String>(prompt_cache_key, "prompt_cache_key", "a string")?,
         user: typed::<String>(user, "user", "a string")?,
         layout: Layout {
@@ -245,6 +251,26 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, InspectError> {
             stream_options: stream_options_layout,
         },
     })
+}
+
+/// `conversation`: a conversation id, or an object with one.
+fn conversation_id(raw: Option<&RawValue>) -> Result<Option<String>, InspectError> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Conversation {
+        Id(String),
+        Object { id: String },
+    }
+    match raw.map(RawValue::get) {
+        None | Some("null") => Ok(None),
+        Some(text) => match serde_json::from_str::<Conversation>(text) {
+            Ok(Conversation::Id(id) | Conversation::Object { id }) => Ok(Some(id)),
+            Err(_) => Err(InspectError::WrongType {
+                field: "conversation",
+                expected: "a string or an object with an `id`",
+            }),
+        },
+    }
 }
 
 /// `stream_options`: its layout and `include_usage`.

@@ -8,7 +8,10 @@
 //!   and `responses/input_tokens`;
 //! - model lists, `GET`: `models` and `models/{model}`, answered by the gateway;
 //! - stored responses: `GET|DELETE responses/{id}`, `GET responses/{id}/input_items`,
-//!   `POST responses/{id}/cancel`, sent to the backend that holds the response.
+//!   `POST responses/{id}/cancel`, sent to the backend that holds the response;
+//! - conversations: `POST conversations` (a new one), `GET|POST|DELETE conversations/{id}`,
+//!   `GET|POST conversations/{id}/items`, `GET|DELETE conversations/{id}/items/{item}`, sent
+//!   to the backend that holds the conversation.
 
 use http::Method;
 
@@ -51,49 +54,60 @@ impl InboundRoute<'_> {
     }
 }
 
-/// What is done to a stored response.
+/// What the gateway keeps by id, on the backend that created it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredKind {
+    /// A Responses API response (`responses/{id}`).
+    Response,
+    /// A conversation (`conversations/{id}`).
+    Conversation,
+}
+
+impl StoredKind {
+    /// The path segment of the collection.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Self::Response => "responses",
+            Self::Conversation => "conversations",
+        }
+    }
+
+    /// The noun in messages ("Response with id … not found.").
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Response => "Response",
+            Self::Conversation => "Conversation",
+        }
+    }
+}
+
+/// The bookkeeping a call addressed to a stored object implies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoredAction {
-    /// `GET responses/{id}`
+    /// `GET {id}`: a finished background response is counted.
     Retrieve,
-    /// `DELETE responses/{id}`
+    /// `DELETE {id}`: the id is forgotten.
     Delete,
-    /// `GET responses/{id}/input_items`
-    InputItems,
-    /// `POST responses/{id}/cancel`
+    /// `POST responses/{id}/cancel`: as a retrieve.
     Cancel,
+    /// Anything else (input items, conversation items, metadata updates).
+    Other,
 }
 
-impl StoredAction {
-    /// The HTTP method of the action.
-    pub fn method(self) -> Method {
-        match self {
-            Self::Retrieve | Self::InputItems => Method::GET,
-            Self::Delete => Method::DELETE,
-            Self::Cancel => Method::POST,
-        }
-    }
-
-    /// The path after `responses/{id}`.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Self::Retrieve | Self::Delete => "",
-            Self::InputItems => "/input_items",
-            Self::Cancel => "/cancel",
-        }
-    }
-}
-
-/// A call addressed to a stored response by its id.
+/// A call addressed to a stored response or conversation by its id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoredCall<'a> {
     /// API shape.
     pub flavor: Flavor,
     /// The `api-version` query parameter, if sent.
     pub api_version: Option<&'a str>,
-    /// The response id.
+    /// Response or conversation.
+    pub kind: StoredKind,
+    /// The id.
     pub id: &'a str,
-    /// What is done to it.
+    /// The path after the id (`""`, `/input_items`, `/cancel`, `/items`, `/items/{item}`).
+    pub suffix: &'a str,
+    /// What it implies.
     pub action: StoredAction,
 }
 
@@ -109,8 +123,15 @@ pub enum Inbound<'a> {
         /// The model asked for, if one.
         model: Option<&'a str>,
     },
-    /// A stored response, routed to the backend that holds it.
+    /// A stored response or conversation, routed to the backend that holds it.
     Stored(StoredCall<'a>),
+    /// `POST conversations`: a new conversation, on a backend of the app's pool.
+    NewConversation {
+        /// API shape.
+        flavor: Flavor,
+        /// The `api-version` query parameter, if sent.
+        api_version: Option<&'a str>,
+    },
 }
 
 impl Inbound<'_> {
@@ -118,7 +139,7 @@ impl Inbound<'_> {
     pub fn operation(&self) -> Option<Operation> {
         match self {
             Self::Model(route) => Some(route.operation),
-            Self::Stored(_) => Some(Operation::Responses),
+            Self::Stored(_) | Self::NewConversation { .. } => Some(Operation::Responses),
             Self::Models { .. } => None,
         }
     }
@@ -187,10 +208,23 @@ pub fn parse<'a>(
         }
         return Ok(Inbound::Models { flavor, model });
     }
-    let Some(rest) = tail.strip_prefix("responses/") else {
+    if tail == "conversations" {
+        if method != Method::POST {
+            return Err(not_allowed("POST"));
+        }
+        return Ok(Inbound::NewConversation {
+            flavor,
+            api_version,
+        });
+    }
+    let (kind, rest) = if let Some(rest) = tail.strip_prefix("responses/") {
+        (StoredKind::Response, rest)
+    } else if let Some(rest) = tail.strip_prefix("conversations/") {
+        (StoredKind::Conversation, rest)
+    } else {
         return Err(unknown());
     };
-    if rest == "input_tokens" {
+    if kind == StoredKind::Response && rest == "input_tokens" {
         if method != Method::POST {
             return Err(not_allowed("POST"));
         }
@@ -202,29 +236,53 @@ pub fn parse<'a>(
             suffix: INPUT_TOKENS,
         }));
     }
-    let (id, action) = match rest.split_once('/') {
-        None => (rest, None),
-        Some((id, "input_items")) => (id, Some(StoredAction::InputItems)),
-        Some((id, "cancel")) => (id, Some(StoredAction::Cancel)),
-        Some(_) => return Err(unknown()),
-    };
+    let (id, suffix) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
     if id.is_empty() {
         return Err(unknown());
     }
-    let action = match (action, method) {
-        (None, &Method::GET) => StoredAction::Retrieve,
-        (None, &Method::DELETE) => StoredAction::Delete,
-        (None, _) => return Err(not_allowed("GET or DELETE")),
-        (Some(action), method) if *method == action.method() => action,
-        (Some(StoredAction::Cancel), _) => return Err(not_allowed("POST")),
-        (Some(_), _) => return Err(not_allowed("GET")),
-    };
+    let action = stored_action(kind, suffix, method).ok_or_else(unknown)??;
     Ok(Inbound::Stored(StoredCall {
         flavor,
         api_version,
+        kind,
         id,
+        suffix,
         action,
     }))
+}
+
+/// What `method` on `suffix` of a stored object means: `None` for a path that does not
+/// exist, `Some(Err(allowed))` for a method the path does not take.
+fn stored_action(
+    kind: StoredKind,
+    suffix: &str,
+    method: &Method,
+) -> Option<Result<StoredAction, ProxyError>> {
+    let m = |allowed: &'static str| {
+        Err(ProxyError::MethodNotAllowed {
+            method: method.to_string(),
+            allowed,
+        })
+    };
+    let item = suffix
+        .strip_prefix("/items/")
+        .is_some_and(|item| !item.is_empty() && !item.contains('/'));
+    Some(match (kind, suffix, method.as_str()) {
+        (_, "", "GET") => Ok(StoredAction::Retrieve),
+        (_, "", "DELETE") => Ok(StoredAction::Delete),
+        (StoredKind::Conversation, "", "POST") => Ok(StoredAction::Other),
+        (StoredKind::Response, "", _) => m("GET or DELETE"),
+        (StoredKind::Conversation, "", _) => m("GET, POST or DELETE"),
+        (StoredKind::Response, "/input_items", "GET") => Ok(StoredAction::Other),
+        (StoredKind::Response, "/input_items", _) => m("GET"),
+        (StoredKind::Response, "/cancel", "POST") => Ok(StoredAction::Cancel),
+        (StoredKind::Response, "/cancel", _) => m("POST"),
+        (StoredKind::Conversation, "/items", "GET" | "POST") => Ok(StoredAction::Other),
+        (StoredKind::Conversation, "/items", _) => m("GET or POST"),
+        (StoredKind::Conversation, _, "GET" | "DELETE") if item => Ok(StoredAction::Other),
+        (StoredKind::Conversation, _, _) if item => m("GET or DELETE"),
+        _ => return None,
+    })
 }
 
 /// The raw value of query parameter `name`.

@@ -101,39 +101,106 @@ fn recognises_model_lists() {
 }
 
 #[test]
-fn recognises_stored_response_calls() {
-    for (method, path, action) in [
-        (Method::GET, "/v1/responses/resp_1", StoredAction::Retrieve),
+fn recognises_stored_response_and_conversation_calls() {
+    use StoredKind::{Conversation, Response};
+    for (method, path, kind, suffix, action) in [
+        (
+            Method::GET,
+            "/v1/responses/resp_1",
+            Response,
+            "",
+            StoredAction::Retrieve,
+        ),
         (
             Method::DELETE,
             "/openai/v1/responses/resp_1",
+            Response,
+            "",
             StoredAction::Delete,
         ),
         (
             Method::GET,
             "/openai/responses/resp_1/input_items",
-            StoredAction::InputItems,
+            Response,
+            "/input_items",
+            StoredAction::Other,
         ),
         (
             Method::POST,
             "/v1/responses/resp_1/cancel",
+            Response,
+            "/cancel",
             StoredAction::Cancel,
+        ),
+        (
+            Method::GET,
+            "/v1/conversations/resp_1",
+            Conversation,
+            "",
+            StoredAction::Retrieve,
+        ),
+        (
+            Method::POST,
+            "/v1/conversations/resp_1",
+            Conversation,
+            "",
+            StoredAction::Other,
+        ),
+        (
+            Method::DELETE,
+            "/openai/conversations/resp_1",
+            Conversation,
+            "",
+            StoredAction::Delete,
+        ),
+        (
+            Method::POST,
+            "/v1/conversations/resp_1/items",
+            Conversation,
+            "/items",
+            StoredAction::Other,
+        ),
+        (
+            Method::DELETE,
+            "/openai/v1/conversations/resp_1/items/msg_9",
+            Conversation,
+            "/items/msg_9",
+            StoredAction::Other,
         ),
     ] {
         match parse(&method, path, Some("api-version=v")) {
             Ok(Inbound::Stored(call)) => {
-                assert_eq!((call.id, call.action), ("resp_1", action), "{path}");
+                assert_eq!(
+                    (call.id, call.kind, call.suffix, call.action),
+                    ("resp_1", kind, suffix, action),
+                    "{path}"
+                );
                 assert_eq!(call.api_version, Some("v"));
             }
             other => panic!("{path}: {other:?}"),
         }
     }
+    assert_eq!(
+        parse(
+            &Method::POST,
+            "/openai/conversations",
+            Some("api-version=v")
+        ),
+        Ok(Inbound::NewConversation {
+            flavor: Flavor::AzureClassic,
+            api_version: Some("v")
+        })
+    );
     for (method, path, allowed) in [
         (Method::POST, "/v1/responses/resp_1", "GET or DELETE"),
         (Method::GET, "/v1/responses/resp_1/cancel", "POST"),
         (Method::DELETE, "/v1/responses/resp_1/input_items", "GET"),
         (Method::GET, "/v1/responses/input_tokens", "POST"),
         (Method::GET, "/v1/chat/completions", "POST"),
+        (Method::GET, "/v1/conversations", "POST"),
+        (Method::PUT, "/v1/conversations/c", "GET, POST or DELETE"),
+        (Method::DELETE, "/v1/conversations/c/items", "GET or POST"),
+        (Method::POST, "/v1/conversations/c/items/i", "GET or DELETE"),
     ] {
         assert_eq!(
             parse(&method, path, None),
@@ -159,6 +226,8 @@ fn rejects_unknown_paths() {
         "/v2/chat/completions",
         "/v1/responses/resp_1/other",
         "/v1/responses//cancel",
+        "/v1/conversations/c/items/i/x",
+        "/openai/deployments/x/conversations",
     ] {
         assert!(
             matches!(

@@ -100,10 +100,10 @@ fn responses_target<'a>(
     call: &CallShape<'a>,
     upstream: &'a str,
 ) -> Target<'a> {
-    let url = responses_url(
+    let url = api_url(
         backend,
-        call.route.flavor,
-        call.route.api_version,
+        (call.route.flavor, call.route.api_version),
+        "responses",
         call.route.suffix,
     );
     Target {
@@ -113,42 +113,29 @@ fn responses_target<'a>(
     }
 }
 
-/// `…/responses{rest}` at `backend` for a client that called with `flavor` and
-/// `api_version` (see [`target`] for the Azure rule), without a query beyond the
-/// api-version.
-fn responses_url(
+/// `…/{collection}{rest}` (responses, conversations: resource-level APIs, outside
+/// deployments) at `backend` for a client that called with `flavor` and `api_version`: on
+/// Azure the classic `/openai/{collection}?api-version=…` when the client itself called that
+/// way (its api-version is kept), else `/openai/v1/…`. No query beyond the api-version.
+pub fn api_url(
     backend: &BackendConfig,
-    flavor: Flavor,
-    api_version: Option<&str>,
+    (flavor, api_version): (Flavor, Option<&str>),
+    collection: &str,
     rest: &str,
 ) -> String {
     let base = backend.base_url.as_str();
     match (backend.kind, flavor, api_version) {
         (BackendType::AzureOpenAI, Flavor::AzureClassic | Flavor::AzureDeployments, Some(v)) => {
-            format!("{base}/openai/responses{rest}?api-version={v}")
+            format!("{base}/openai/{collection}{rest}?api-version={v}")
         }
-        (BackendType::AzureOpenAI, ..) => format!("{base}/openai/v1/responses{rest}"),
-        (BackendType::OpenAI, ..) => format!("{base}/responses{rest}"),
+        (BackendType::AzureOpenAI, ..) => format!("{base}/openai/v1/{collection}{rest}"),
+        (BackendType::OpenAI, ..) => format!("{base}/{collection}{rest}"),
     }
 }
 
-/// The URL of a call addressed to stored response `id` (`action`'s path) at `backend`,
-/// with the client's query parameters other than `api-version` (`limit`, `order`, `after`,
-/// `include[]`, …).
-pub fn stored_url(
-    backend: &BackendConfig,
-    flavor: Flavor,
-    api_version: Option<&str>,
-    id: &str,
-    action_suffix: &str,
-    query: Option<&str>,
-) -> String {
-    let mut url = responses_url(
-        backend,
-        flavor,
-        api_version,
-        &format!("/{id}{action_suffix}"),
-    );
+/// [`api_url`] plus the client's query parameters other than `api-version` (`limit`,
+/// `order`, `after`, `include[]`, …).
+pub fn with_query(mut url: String, query: Option<&str>) -> String {
     let rest: Vec<&str> = query
         .into_iter()
         .flat_map(|q| q.split('&'))

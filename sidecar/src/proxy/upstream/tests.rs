@@ -260,24 +260,27 @@ fn responses_go_outside_deployments_with_the_model_in_the_body() {
 #[test]
 fn stored_response_calls_keep_the_clients_query() {
     let a = backend(BackendType::AzureOpenAI);
+    let classic = (Flavor::AzureClassic, Some("2025-03-01-preview"));
     assert_eq!(
-        stored_url(
-            &a,
-            Flavor::AzureClassic,
-            Some("2025-03-01-preview"),
-            "resp_1",
-            "/input_items",
+        with_query(
+            api_url(&a, classic, "responses", "/resp_1/input_items"),
             Some("api-version=2025-03-01-preview&limit=5&order=asc")
         ),
         "https://r.openai.azure.com/openai/responses/resp_1/input_items?api-version=2025-03-01-preview&limit=5&order=asc"
     );
     assert_eq!(
-        stored_url(&a, Flavor::AzureV1, None, "resp_1", "", None),
-        "https://r.openai.azure.com/openai/v1/responses/resp_1"
+        with_query(
+            api_url(&a, (Flavor::AzureV1, None), "conversations", "/c_1"),
+            None
+        ),
+        "https://r.openai.azure.com/openai/v1/conversations/c_1"
     );
     let o = backend(BackendType::OpenAI);
     assert_eq!(
-        stored_url(&o, Flavor::OpenAI, None, "resp_1", "/cancel", Some("x=1")),
+        with_query(
+            api_url(&o, (Flavor::OpenAI, None), "responses", "/resp_1/cancel"),
+            Some("x=1")
+        ),
         "https://api.example/v1/responses/resp_1/cancel?x=1"
     );
 }

@@ -6,7 +6,7 @@
 //! | GET / POST | `/_sim/latency` | read / change `latencyMs`, `jitterMs`, `tokensPerSecond` (fields given) |
 //! | GET / POST | `/_sim/limits` | read / change `tpm`, `rpm` (fields given; `null` = unlimited) |
 //! | GET / DELETE | `/_sim/ledger` | the shared ledger (`?backend=`, `?since=`) / clear it |
-//! | GET | `/_sim/health` | `{"backend": name, "status": "ok", "storedResponses", "backgroundJobs", "cachedPrefixes"}` (this backend's state) |
+//! | GET | `/_sim/health` | `{"backend": name, "status": "ok", "storedResponses", "backgroundJobs", "conversations", "cachedPrefixes"}` (this backend's state) |
 //!
 //! Input: the request, routed by axum ([`router`]). Output: a JSON response; bad input gets a
 //! 400, an unknown endpoint a 404 and a wrong method a 405, each with an OpenAI-shaped error.
@@ -100,6 +100,7 @@ pub fn router(backend: Arc<Backend>) -> Router {
                     "status": "ok",
                     "storedResponses": stored,
                     "backgroundJobs": jobs,
+                    "conversations": b.conversations.len(),
                     "cachedPrefixes": b.prefixes.kept()
                 })))
             }),

@@ -1,14 +1,14 @@
 //! The live state of one simulated backend: its settings, rate window, faults and timing,
-//! changeable at runtime, and what it keeps as a real resource does — its stored responses and
-//! its prompt-prefix cache, never shared with another backend; plus what all backends of a
-//! simulator share (ledger, token-count caches, clock).
+//! changeable at runtime, and what it keeps as a real resource does — its stored responses,
+//! its conversations and its prompt-prefix cache, never shared with another backend; plus what
+//! all backends of a simulator share (ledger, token-count caches, clock).
 //!
 //! Input: a validated [`BackendConfig`] and runtime changes (admin endpoints or the library
 //! handle). Output: per-request decisions — admission, fault, latency — for the handler.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ use super::ledger::Ledger;
 use super::prefix_cache::PrefixCache;
 use super::ratelimit::{Decision, Limits, Quota, RateWindow};
 use super::route::ApiVersion;
-use super::store::ResponseStore;
+use super::store::{ConversationStore, ResponseStore};
 use super::text::{Completions, PromptCounts};
 use spillway_sidecar::clock::Clock;
 
@@ -74,6 +74,8 @@ pub struct Backend {
     pub background: Duration,
     /// This backend's stored responses.
     pub responses: ResponseStore,
+    /// This backend's conversations.
+    pub conversations: ConversationStore,
     /// This backend's prompt-prefix cache.
     pub prefixes: PrefixCache,
     /// The shared ledger, caches and clock.
@@ -104,6 +106,7 @@ impl Backend {
             min_stream_options,
             background: Duration::from_millis(config.background_ms),
             responses: ResponseStore::default(),
+            conversations: ConversationStore::default(),
             prefixes: PrefixCache::new(config.cache_min_tokens),
             shared,
             window: Mutex::new(RateWindow::new(Limits {
@@ -167,6 +170,15 @@ impl Backend {
         self.jitter_ms.store(timing.jitter_ms, Ordering::Relaxed);
         self.tokens_per_second
             .store(timing.tokens_per_second, Ordering::Relaxed);
+    }
+
+    /// Wall-clock time now, in Unix seconds (`created`, `created_at`).
+    pub fn unix_seconds(&self) -> u64 {
+        self.shared
+            .clock
+            .wall()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 
     /// The latency for one request: base plus random jitter.

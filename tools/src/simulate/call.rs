@@ -1,6 +1,7 @@
 //! What one model request asks for, read from its route and JSON body: model, stream,
 //! `stream_options.include_usage`, requested output length, the rate-limit cost, and for the
-//! responses API `store`, `background`, `previous_response_id` and `instructions`.
+//! responses API `store`, `background`, `previous_response_id`, `conversation` and
+//! `instructions`.
 //!
 //! Input: a [`Route`] and the parsed body. Output: a [`Call`] (prompt, context and cached
 //! tokens are filled in by the caller, which owns the caches and the store) or an
@@ -34,7 +35,8 @@ pub struct Call {
     pub length: u32,
     /// Billed prompt tokens (the previous response's context included).
     pub prompt_tokens: u64,
-    /// Of `prompt_tokens`, those of the `previous_response_id` chain.
+    /// Of `prompt_tokens`, those of the `previous_response_id` chain or of the conversation's
+    /// items.
     pub context_tokens: u64,
     /// Of `prompt_tokens`, those served from the backend's prompt-prefix cache.
     pub cached_tokens: u64,
@@ -46,6 +48,10 @@ pub struct Call {
     pub background: bool,
     /// Responses API: `previous_response_id`.
     pub previous_response_id: Option<String>,
+    /// Responses API: the id of `conversation` (given as the id or as `{"id": …}`).
+    pub conversation: Option<String>,
+    /// The revision of the conversation's items the call read (a prompt-cache key).
+    pub conversation_revision: u64,
     /// Responses API: `instructions`.
     pub instructions: Option<String>,
 }
@@ -64,7 +70,8 @@ impl Call {
     ///
     /// # Errors
     /// No model named (OpenAI and Azure v1 paths need `model`); for the responses API a
-    /// `previous_response_id` that is not a string, or `background` without `store`.
+    /// `previous_response_id` that is not a string, a `conversation` that is neither an id
+    /// nor `{"id": …}`, both of them, or `background` without `store`.
     pub fn read(
         route: &Route,
         request: &Value,
@@ -109,16 +116,10 @@ impl Call {
                 param: "background",
             });
         }
-        let previous_response_id = match request.get("previous_response_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) if responses => Some(id.clone()),
-            Some(_) if responses => {
-                return Err(InvalidCall {
-                    message: "Invalid type for 'previous_response_id': expected a string.",
-                    param: "previous_response_id",
-                });
-            }
-            Some(_) => None,
+        let (previous_response_id, conversation) = if responses {
+            read_state(request)?
+        } else {
+            (None, None)
         };
         let instructions = request
             .get("instructions")
@@ -141,6 +142,8 @@ impl Call {
             store,
             background,
             previous_response_id,
+            conversation,
+            conversation_revision: 0,
             instructions,
         })
     }
@@ -162,6 +165,46 @@ impl Call {
             "stop"
         }
     }
+}
+
+/// A responses create's state: `previous_response_id` and the `conversation` id.
+fn read_state(request: &Value) -> Result<(Option<String>, Option<String>), InvalidCall> {
+    let previous_response_id = match request.get("previous_response_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => {
+            return Err(InvalidCall {
+                message: "Invalid type for 'previous_response_id': expected a string.",
+                param: "previous_response_id",
+            });
+        }
+    };
+    let conversation = match request.get("conversation") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(Value::Object(fields)) => match fields.get("id") {
+            Some(Value::String(id)) => Some(id.clone()),
+            _ => {
+                return Err(InvalidCall {
+                    message: "Missing required parameter: 'conversation.id'.",
+                    param: "conversation.id",
+                });
+            }
+        },
+        Some(_) => {
+            return Err(InvalidCall {
+                message: "Invalid type for 'conversation': expected a conversation id or an object with an 'id'.",
+                param: "conversation",
+            });
+        }
+    };
+    if previous_response_id.is_some() && conversation.is_some() {
+        return Err(InvalidCall {
+            message: "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or 'conversation'.",
+            param: "previous_response_id",
+        });
+    }
+    Ok((previous_response_id, conversation))
 }
 
 #[cfg(test)]
@@ -255,5 +298,32 @@ mod tests {
         let chat = route(Flavour::OpenAi, None, Operation::ChatCompletions);
         let call = Call::read(&chat, &body, 20, true, 0).expect("chat");
         assert!(!call.store && !call.background && call.previous_response_id.is_none());
+    }
+
+    #[test]
+    fn reads_the_conversation_as_an_id_or_an_object() {
+        let r = route(Flavour::OpenAi, None, Operation::Responses);
+        for conversation in [json!("conv_1"), json!({"id": "conv_1"})] {
+            let body = json!({"model": "m", "conversation": conversation});
+            let call = Call::read(&r, &body, 20, true, 0).expect("call");
+            assert_eq!(call.conversation.as_deref(), Some("conv_1"));
+        }
+        for (conversation, param) in [
+            (json!(7), "conversation"),
+            (json!({"name": "x"}), "conversation.id"),
+        ] {
+            let body = json!({"model": "m", "conversation": conversation});
+            let err = Call::read(&r, &body, 20, true, 0).expect_err("invalid");
+            assert_eq!(err.param, param);
+        }
+        let both =
+            json!({"model": "m", "conversation": "conv_1", "previous_response_id": "resp_1"});
+        let err = Call::read(&r, &both, 20, true, 0).expect_err("exclusive");
+        assert_eq!(err.param, "previous_response_id");
+        assert!(err.message.starts_with("Mutually exclusive parameters"));
+
+        let chat = route(Flavour::OpenAi, None, Operation::ChatCompletions);
+        let call = Call::read(&chat, &both, 20, true, 0).expect("chat ignores both");
+        assert_eq!(call.conversation, None);
     }
 }

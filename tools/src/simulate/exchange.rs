@@ -6,6 +6,7 @@
 
 use std::time::{Instant, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
@@ -145,6 +146,22 @@ impl Exchange {
             }
             other => Ok(Faulted::Serve(other)),
         }
+    }
+
+    /// A 200 JSON answer (cut in half by a `malformedJson` fault), recorded with 0 tokens:
+    /// the answer of a call that bills nothing.
+    pub fn json_answer(
+        &mut self,
+        backend: &Backend,
+        answer: &serde_json::Value,
+        fault: Option<&FaultAction>,
+    ) -> Response<SimBody> {
+        let mut bytes = Bytes::from(answer.to_string());
+        if fault == Some(&FaultAction::MalformedJson) {
+            bytes = bytes.slice(..bytes.len() / 2);
+        }
+        self.record(backend, 200);
+        SimBody::full(bytes).into_ok("application/json")
     }
 
     /// Adds `x-sim-backend`, `x-request-id` and the rate-limit headers the response does not

@@ -1,7 +1,8 @@
 //! One request to a model route of a simulated backend, in order: route; method; auth;
-//! `api-version`; then by target — a model call (body, call, previous response, faults, rate
-//! limit, latency, prompt cache, the response, the ledger), an input-token count, or a stored
-//! response ([`super::responses`]).
+//! `api-version`; then by target — a model call (body, call, previous response or
+//! conversation, faults, rate limit, latency, prompt cache, the response, the ledger, the
+//! conversation's new items), an input-token count, a stored response
+//! ([`super::responses`]) or a conversation ([`super::conversations`]).
 //!
 //! Input: a hyper request and the backend's live state. Output: a response (a buffer or a
 //! paced SSE stream), or [`ConnectionDropped`] to make hyper close the connection without
@@ -9,27 +10,28 @@
 //! completes, none if it is cancelled first.
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::header::CACHE_CONTROL;
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::backend::Backend;
-use super::body::{ConnControl, SimBody, SseStream, StreamRecord};
+use super::body::{self, ConnControl, EndHook, Ending, SimBody, SseStream, StreamRecord};
 use super::call::Call;
+use super::conversations;
 use super::exchange::{Exchange, Faulted};
 use super::faults::FaultAction;
 use super::payload;
 use super::ratelimit::Decision;
 use super::reply::Reply;
-use super::responses::{self, StoredCall};
+use super::responses::{self, Kept, StoredCall};
 use super::route::{self, ApiVersion, Flavour, Route, Target};
 use super::sse;
-use super::text;
+use super::store::{Turn, items_of};
+use super::text::{self, Completion};
 use spillway_sidecar::usage::Operation;
 
 /// Largest request body accepted.
@@ -85,6 +87,23 @@ async fn serve(
     if let Some(call) = StoredCall::of(&route, method, request.uri().query()) {
         return responses::serve_stored(backend, exchange, &route, call).await;
     }
+    if route.target.is_conversation() {
+        let method = method.clone();
+        let query = request.uri().query().map(str::to_owned);
+        let body = match method {
+            Method::POST => Some(read_json(request).await?.1),
+            _ => None,
+        };
+        return conversations::serve(
+            backend,
+            exchange,
+            &route,
+            &method,
+            query.as_deref(),
+            body.as_ref(),
+        )
+        .await;
+    }
     let (call, json) = read_call(backend, exchange, &route, version, request).await?;
     if route.target == Target::InputTokens {
         return responses::count_input(backend, exchange, &call).await;
@@ -131,8 +150,8 @@ async fn model_call(
     )))
 }
 
-/// The body's checks, then the call with its prompt tokens (a previous response's context
-/// included) and the parsed body.
+/// The body's checks, then the call with its prompt tokens (a previous response's or a
+/// conversation's context included) and the parsed body.
 async fn read_call(
     backend: &Backend,
     exchange: &mut Exchange,
@@ -140,6 +159,47 @@ async fn read_call(
     version: Option<ApiVersion>,
     request: Request<Incoming>,
 ) -> Result<(Call, Value), Reply> {
+    let (body, json) = read_json(request).await?;
+    exchange.entry.model = json.get("model").and_then(Value::as_str).map(str::to_owned);
+    exchange.entry.stream_options = json.get("stream_options").is_some();
+    if json.get("stream_options").is_some()
+        && version.is_some_and(|v| v < backend.min_stream_options)
+    {
+        return Err(Reply::unrecognized_stream_options());
+    }
+    let mut call = Call::read(
+        route,
+        &json,
+        backend.completion_tokens,
+        backend.usage_in_stream,
+        backend.unix_seconds(),
+    )
+    .map_err(|invalid| Reply::bad_request(invalid.message, Some(invalid.param)))?;
+    call.prompt_tokens = backend
+        .shared
+        .prompts
+        .count(&call.model, call.operation, &body, &json);
+    if let Some(previous) = &call.previous_response_id {
+        call.context_tokens = backend
+            .responses
+            .context_tokens(previous)
+            .ok_or_else(|| Reply::previous_response_not_found(previous))?;
+    }
+    if let Some(conversation) = &call.conversation {
+        let context = backend
+            .conversations
+            .context(conversation)
+            .ok_or_else(|| Reply::conversation_param_not_found(conversation))?;
+        call.context_tokens = context.tokens(&call.model);
+        call.conversation_revision = context.revision;
+    }
+    call.prompt_tokens += call.context_tokens;
+    exchange.entry.stream = call.stream;
+    Ok((call, json))
+}
+
+/// The body, which must be a JSON object, as bytes and parsed.
+async fn read_json(request: Request<Incoming>) -> Result<(Bytes, Value), Reply> {
     let body = read_body(request).await?;
     let json: Value = serde_json::from_slice(&body).map_err(|_| Reply::invalid_json())?;
     if !json.is_object() {
@@ -148,39 +208,7 @@ async fn read_call(
             None,
         ));
     }
-    exchange.entry.model = json.get("model").and_then(Value::as_str).map(str::to_owned);
-    exchange.entry.stream_options = json.get("stream_options").is_some();
-    if json.get("stream_options").is_some()
-        && version.is_some_and(|v| v < backend.min_stream_options)
-    {
-        return Err(Reply::unrecognized_stream_options());
-    }
-    let shared = &backend.shared;
-    let created = shared
-        .clock
-        .wall()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut call = Call::read(
-        route,
-        &json,
-        backend.completion_tokens,
-        backend.usage_in_stream,
-        created,
-    )
-    .map_err(|invalid| Reply::bad_request(invalid.message, Some(invalid.param)))?;
-    call.prompt_tokens = shared
-        .prompts
-        .count(&call.model, call.operation, &body, &json);
-    if let Some(previous) = &call.previous_response_id {
-        call.context_tokens = backend
-            .responses
-            .context_tokens(previous)
-            .ok_or_else(|| Reply::previous_response_not_found(previous))?;
-        call.prompt_tokens += call.context_tokens;
-    }
-    exchange.entry.stream = call.stream;
-    Ok((call, json))
+    Ok((body, json))
 }
 
 fn authorize(backend: &Backend, headers: &HeaderMap, flavour: Flavour) -> Result<(), Reply> {
@@ -270,7 +298,9 @@ fn object_id(operation: Operation) -> String {
 }
 
 /// The successful response. Non-streaming ones are recorded here, streams when they end,
-/// background responses when their job completes; stored responses are kept first.
+/// background responses when their job completes; stored responses are kept first. A
+/// response in a conversation appends its turn at once, when its stream completes, or when
+/// its background job does.
 fn respond(
     backend: &Arc<Backend>,
     conn: &ConnControl,
@@ -290,9 +320,11 @@ fn respond(
         Operation::Embeddings => 0,
         _ => completion.tokens,
     };
-    let kept = (call.operation == Operation::Responses && call.store)
-        .then(|| responses::keep(backend, exchange, call, json, &completion, &id));
+    let (kept, turn) = keep(backend, exchange, call, json, &completion, &id);
     if !call.stream {
+        if let Some(turn) = turn {
+            backend.conversations.append(turn);
+        }
         let mut bytes = match kept {
             Some(kept) => Bytes::from(kept.object.to_string()),
             None => payload::success_body(call, &completion, json, &id),
@@ -323,7 +355,11 @@ fn respond(
     });
     let tokens_per_second = backend.timing().tokens_per_second;
     let mut stream = SseStream::new(events, tokens_per_second, reset, conn.clone(), record);
-    if let Some(on_end) = kept.and_then(|kept| kept.on_end) {
+    let on_end = body::join_hooks(
+        kept.and_then(|kept| kept.on_end),
+        turn.map(|turn| append_on_completion(backend, turn)),
+    );
+    if let Some(on_end) = on_end {
         stream = stream.on_end(on_end);
     }
     let mut response = SimBody::Stream(Box::new(stream)).into_ok("text/event-stream");
@@ -331,4 +367,36 @@ fn respond(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// Keeps a responses create unless `store: false`, and hands back what it appends to its
+/// conversation, if it has one (a background response's job takes that along instead).
+fn keep(
+    backend: &Arc<Backend>,
+    exchange: &mut Exchange,
+    call: &Call,
+    json: &Value,
+    completion: &Completion,
+    id: &str,
+) -> (Option<Kept>, Option<Turn>) {
+    if call.operation != Operation::Responses {
+        return (None, None);
+    }
+    let items = items_of(json.get("input"));
+    let mut turn = responses::turn(call, &items, completion, id);
+    let job_turn = turn.take_if(|_| call.background);
+    let kept = call
+        .store
+        .then(|| responses::keep(backend, exchange, call, items, completion, id, job_turn));
+    (kept, turn)
+}
+
+/// Appends `turn` to its conversation once the stream has been sent in full.
+fn append_on_completion(backend: &Arc<Backend>, turn: Turn) -> EndHook {
+    let backend = Arc::clone(backend);
+    Box::new(move |ending| {
+        if ending == Ending::Complete {
+            backend.conversations.append(turn);
+        }
+    })
 }

@@ -65,6 +65,7 @@ mod backend;
 mod body;
 mod call;
 pub mod config;
+mod conversations;
 mod exchange;
 pub mod faults;
 mod handler;

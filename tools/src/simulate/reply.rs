@@ -1,5 +1,6 @@
-//! Error responses as the real services send them: OpenAI-shaped for routing, JSON and
-//! OpenAI-surface auth errors, Azure-shaped for Azure auth, `api-version` and rate limits.
+//! Error responses as the real services send them: OpenAI-shaped for routing, JSON, unknown
+//! stored responses, conversations and items, and OpenAI-surface auth errors; Azure-shaped for
+//! Azure auth, `api-version` and rate limits.
 //!
 //! Input: what went wrong. Output: a [`Reply`] (status, body, extra headers) that the handler
 //! turns into a response and a ledger entry.
@@ -116,6 +117,38 @@ impl Reply {
                 Some("previous_response_id"),
                 Some("previous_response_not_found"),
             ),
+        )
+    }
+
+    /// 404 for a conversation id this backend does not store, on a conversations route.
+    pub fn conversation_not_found(id: &str) -> Self {
+        let message = format!("Conversation with id '{id}' not found.");
+        Self::new(
+            StatusCode::NOT_FOUND,
+            openai_error(&message, INVALID_REQUEST, None, None),
+        )
+    }
+
+    /// 404 for a response create's `conversation` this backend does not store.
+    pub fn conversation_param_not_found(id: &str) -> Self {
+        let message = format!("Conversation with id '{id}' not found.");
+        Self::new(
+            StatusCode::NOT_FOUND,
+            openai_error(
+                &message,
+                INVALID_REQUEST,
+                Some("conversation"),
+                Some("conversation_not_found"),
+            ),
+        )
+    }
+
+    /// 404 for an item a stored conversation does not hold.
+    pub fn item_not_found(id: &str) -> Self {
+        let message = format!("Item with id '{id}' not found.");
+        Self::new(
+            StatusCode::NOT_FOUND,
+            openai_error(&message, INVALID_REQUEST, None, None),
         )
     }
 

@@ -2,7 +2,10 @@
 //! (`/openai/deployments/{d}/{op}?api-version=…`, also `/openai/{op}?api-version=…`),
 //! Azure v1 (`/openai/v1/{op}`) or OpenAI (`/v1/{op}`), what under it ([`Target`]: the
 //! operation itself, or a stored response's `responses/{id}`, `…/input_items`, `…/cancel`,
-//! `responses/input_tokens`) and which methods that takes; and Azure `api-version` ordering.
+//! `responses/input_tokens`, or the conversations API's `conversations`,
+//! `conversations/{id}`, `…/items`, `…/items/{item}`) and which methods that takes; and
+//! Azure `api-version` ordering. Conversations belong to the responses API (their operation
+//! is [`Operation::Responses`]) and have no deployment path.
 //!
 //! Input: the request path and query. Output: a [`Route`], or `None` for an unknown route.
 
@@ -41,22 +44,50 @@ pub enum Target {
     InputItems(String),
     /// `…/responses/{id}/cancel`: POST cancels a background response.
     Cancel(String),
+    /// `…/conversations`: POST creates a conversation.
+    Conversations,
+    /// `…/conversations/{id}`: GET retrieves, POST updates, DELETE deletes a conversation.
+    Conversation(String),
+    /// `…/conversations/{id}/items`: GET lists, POST adds a conversation's items.
+    ConversationItems(String),
+    /// `…/conversations/{id}/items/{item}`: GET retrieves, DELETE deletes an item.
+    ConversationItem(String, String),
 }
 
 impl Target {
     /// Whether `method` is served on this target (else 405).
     pub fn allows(&self, method: &Method) -> bool {
         match self {
-            Self::Create | Self::InputTokens | Self::Cancel(_) => method == Method::POST,
-            Self::Response(_) => method == Method::GET || method == Method::DELETE,
+            Self::Create | Self::InputTokens | Self::Cancel(_) | Self::Conversations => {
+                method == Method::POST
+            }
+            Self::Response(_) | Self::ConversationItem(..) => {
+                method == Method::GET || method == Method::DELETE
+            }
             Self::InputItems(_) => method == Method::GET,
+            Self::Conversation(_) => [Method::GET, Method::POST, Method::DELETE].contains(method),
+            Self::ConversationItems(_) => method == Method::GET || method == Method::POST,
         }
+    }
+
+    /// Whether this is a route of the conversations API.
+    pub fn is_conversation(&self) -> bool {
+        matches!(
+            self,
+            Self::Conversations
+                | Self::Conversation(_)
+                | Self::ConversationItems(_)
+                | Self::ConversationItem(..)
+        )
     }
 
     /// Reads `tail`, the path after the surface prefix.
     fn parse(tail: &str) -> Option<(Operation, Self)> {
         if let Some(operation) = Operation::from_path(tail) {
             return Some((operation, Self::Create));
+        }
+        if let Some(rest) = tail.strip_prefix("conversations") {
+            return Some((Operation::Responses, Self::parse_conversation(rest)?));
         }
         let rest = tail.strip_prefix("responses/")?.trim_end_matches('/');
         let target = match rest.split_once('/') {
@@ -68,6 +99,27 @@ impl Target {
             Some(_) => return None,
         };
         Some((Operation::Responses, target))
+    }
+
+    /// Reads `rest`, the path after `conversations`.
+    fn parse_conversation(rest: &str) -> Option<Self> {
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() {
+            return Some(Self::Conversations);
+        }
+        let mut parts = rest.strip_prefix('/')?.split('/');
+        let parts = [parts.next(), parts.next(), parts.next(), parts.next()];
+        let target = match parts {
+            [Some(id), None, ..] if !id.is_empty() => Self::Conversation(percent_decode(id)),
+            [Some(id), Some("items"), None, _] if !id.is_empty() => {
+                Self::ConversationItems(percent_decode(id))
+            }
+            [Some(id), Some("items"), Some(item), None] if !id.is_empty() && !item.is_empty() => {
+                Self::ConversationItem(percent_decode(id), percent_decode(item))
+            }
+            _ => return None,
+        };
+        Some(target)
     }
 }
 
@@ -109,9 +161,13 @@ pub fn parse(path: &str, query: Option<&str>) -> Option<Route> {
         return None;
     };
     let (operation, target) = Target::parse(tail)?;
-    // Deployment-less classic paths exist only for the responses API.
+    // Deployment-less classic paths exist only for the responses API, and conversations only
+    // without a deployment.
     if flavour == Flavour::AzureClassic && deployment.is_none() && operation != Operation::Responses
     {
+        return None;
+    }
+    if deployment.is_some() && target.is_conversation() {
         return None;
     }
     Some(Route {
@@ -262,6 +318,51 @@ mod tests {
         assert!(Target::InputItems(id()).allows(&Method::GET));
         assert!(!Target::Cancel(id()).allows(&Method::GET));
         assert!(Target::InputTokens.allows(&Method::POST));
+    }
+
+    #[test]
+    fn parses_conversation_targets_and_their_methods() {
+        let target = |path: &str| parse(path, None).map(|r| (r.operation, r.target));
+        let conv = || "conv_1".to_owned();
+        let of = |t| Some((Operation::Responses, t));
+        assert_eq!(target("/v1/conversations"), of(Target::Conversations));
+        assert_eq!(
+            target("/openai/v1/conversations/"),
+            of(Target::Conversations)
+        );
+        assert_eq!(
+            target("/openai/conversations/conv_1"),
+            of(Target::Conversation(conv()))
+        );
+        assert_eq!(
+            target("/v1/conversations/conv_1/items"),
+            of(Target::ConversationItems(conv()))
+        );
+        assert_eq!(
+            target("/v1/conversations/conv_1/items/msg%5F2"),
+            of(Target::ConversationItem(conv(), "msg_2".into()))
+        );
+        for path in [
+            "/v1/conversationsx",
+            "/v1/conversations//items",
+            "/v1/conversations/conv_1/steps",
+            "/v1/conversations/conv_1/items//",
+            "/v1/conversations/conv_1/items/msg_1/x",
+            "/openai/deployments/gpt-4o/conversations",
+        ] {
+            assert_eq!(parse(path, None), None, "{path}");
+        }
+        assert!(Target::Conversations.allows(&Method::POST));
+        assert!(!Target::Conversations.allows(&Method::GET));
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            assert!(Target::Conversation(conv()).allows(&method));
+        }
+        assert!(!Target::Conversation(conv()).allows(&Method::PUT));
+        assert!(Target::ConversationItems(conv()).allows(&Method::POST));
+        assert!(!Target::ConversationItems(conv()).allows(&Method::DELETE));
+        let item = Target::ConversationItem(conv(), "msg_1".into());
+        assert!(item.allows(&Method::DELETE) && !item.allows(&Method::POST));
+        assert!(item.is_conversation() && !Target::Create.is_conversation());
     }
 
     #[test]

@@ -133,6 +133,17 @@ pub enum Ending {
 /// Runs once when a stream ends, with how it ended.
 pub type EndHook = Box<dyn FnOnce(Ending) + Send>;
 
+/// One hook running `first`, then `second` (either may be absent).
+pub fn join_hooks(first: Option<EndHook>, second: Option<EndHook>) -> Option<EndHook> {
+    match (first, second) {
+        (Some(first), Some(second)) => Some(Box::new(move |ending| {
+            first(ending);
+            second(ending);
+        })),
+        (first, second) => first.or(second),
+    }
+}
+
 /// An SSE body: events in order, deltas `interval` apart.
 pub struct SseStream {
     events: Vec<SseEvent>,

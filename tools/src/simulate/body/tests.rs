@@ -29,6 +29,8 @@ fn stream(
         store: false,
         background: false,
         previous_response_id: None,
+        conversation: None,
+        conversation_revision: 0,
         instructions: None,
     };
     let completion = Completions::default().get("gpt-4o", 4);

@@ -130,7 +130,7 @@ pub fn output_message(message_id: &str, text: &str, status: &str) -> Value {
 
 /// A responses-API `response` object with `status`; with a completion it has output and
 /// usage, without (queued, in progress) neither. It echoes `background`, `store`,
-/// `previous_response_id` and `instructions`.
+/// `previous_response_id`, `instructions` and, when given, `conversation` as `{"id": …}`.
 pub fn response_object(
     call: &Call,
     status: &str,
@@ -150,7 +150,7 @@ pub fn response_object(
         ),
         None => (json!([]), Value::Null),
     };
-    json!({
+    let mut object = json!({
         "id": id,
         "object": "response",
         "created_at": call.created,
@@ -173,7 +173,11 @@ pub fn response_object(
         "text": {"format": {"type": "text"}},
         "truncation": "disabled",
         "usage": usage
-    })
+    });
+    if let Some(conversation) = &call.conversation {
+        object["conversation"] = json!({ "id": conversation });
+    }
+    object
 }
 
 /// The id of the single output message of response `id`.

@@ -21,6 +21,8 @@ fn call(flavour: Flavour, operation: Operation) -> Call {
         store: false,
         background: false,
         previous_response_id: None,
+        conversation: None,
+        conversation_revision: 0,
         instructions: None,
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! The prefix of a call is its prompt without the last message or item: chat
 //! `messages[..n-1]`; responses `instructions`, the input items but the last, and the
-//! `previous_response_id` chain; completions and embeddings have none. It is keyed together
+//! `previous_response_id` chain or the conversation's items (as its id and revision);
+//! completions and embeddings have none. It is keyed together
 //! with the operation, the model and `prompt_cache_key`.
 //!
 //! Input: a [`Call`] (with its prompt and chain tokens counted), its body and the time.
@@ -179,7 +180,8 @@ impl<'a> Prefix<'a> {
         };
         let empty = prefix.instructions.is_none_or(str::is_empty)
             && prefix.items.is_empty()
-            && call.previous_response_id.is_none();
+            && call.previous_response_id.is_none()
+            && call.conversation.is_none();
         (!empty).then_some(prefix)
     }
 
@@ -195,6 +197,7 @@ impl<'a> Prefix<'a> {
             Some(call.model.as_str()),
             cache_key,
             call.previous_response_id.as_deref(),
+            call.conversation.as_deref(),
             self.instructions,
         ];
         for field in fields {
@@ -208,6 +211,7 @@ impl<'a> Prefix<'a> {
                 None => hasher.0.update([2]),
             }
         }
+        hasher.0.update(call.conversation_revision.to_le_bytes());
         for item in self.items {
             // Writing into a hasher cannot fail.
             let _ = serde_json::to_writer(&mut hasher, item);
@@ -220,7 +224,7 @@ impl<'a> Prefix<'a> {
     }
 
     /// The prefix's estimated tokens: its messages or items as the prompt counter counts
-    /// them, the instructions, and the chain of previous responses.
+    /// them, the instructions, and the chain of previous responses or the conversation.
     fn tokens(&self, call: &Call) -> u64 {
         let items = Value::Array(self.items.to_vec());
         let counted = match call.operation {

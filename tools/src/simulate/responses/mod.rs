@@ -7,7 +7,9 @@
 //!   `background: true`, queued, `in_progress` after half of the backend's `backgroundMs`
 //!   and completed after all of it (or as soon as its stream has been sent). A background
 //!   response's ledger entry is recorded once, when it completes, and never when it was
-//!   cancelled first.
+//!   cancelled first. A create in a `conversation` appends its [`turn`] (input items, then
+//!   output message) to it once it completes: at once, when its stream has been sent, or
+//!   when its background job completes — never when it failed or was cancelled.
 //! - `GET|DELETE …/responses/{id}`, `GET …/responses/{id}/input_items`,
 //!   `POST …/responses/{id}/cancel` ([`serve_stored`]) and `POST …/responses/input_tokens`
 //!   ([`count_input`]): the fault, the latency, then the store; each leaves one ledger entry
@@ -20,7 +22,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, Response};
 use serde_json::{Value, json};
 
@@ -28,12 +29,11 @@ use super::backend::Backend;
 use super::body::{EndHook, Ending, SimBody};
 use super::call::Call;
 use super::exchange::{Exchange, Faulted};
-use super::faults::FaultAction;
 use super::payload;
 use super::reply::Reply;
 use super::route::{Route, Target};
 use super::store::{CancelRefused, ItemsQuery, Job, Outcome, ResponseStatus, StoredResponse};
-use super::store::{Usage, items_of};
+use super::store::{Turn, Usage};
 use super::text::Completion;
 use spillway_sidecar::usage::Operation;
 
@@ -58,7 +58,12 @@ impl<'a> StoredCall<'a> {
             Target::Response(id) => Some(Self::Retrieve(id)),
             Target::InputItems(id) => Some(Self::InputItems(id, query)),
             Target::Cancel(id) => Some(Self::Cancel(id)),
-            Target::Create | Target::InputTokens => None,
+            Target::Create
+            | Target::InputTokens
+            | Target::Conversations
+            | Target::Conversation(_)
+            | Target::ConversationItems(_)
+            | Target::ConversationItem(..) => None,
         }
     }
 }
@@ -103,12 +108,7 @@ pub async fn serve_stored(
             CancelRefused::NotBackground => Reply::not_cancellable(),
         })?,
     };
-    Ok(Some(json_answer(
-        backend,
-        exchange,
-        &answer,
-        fault.as_ref(),
-    )))
+    Ok(Some(exchange.json_answer(backend, &answer, fault.as_ref())))
 }
 
 /// Answers `POST …/responses/input_tokens` with the input tokens `call` would bill.
@@ -129,27 +129,7 @@ pub async fn count_input(
     };
     backend.wait_latency().await;
     let answer = json!({"object": "response.input_tokens", "input_tokens": call.prompt_tokens});
-    Ok(Some(json_answer(
-        backend,
-        exchange,
-        &answer,
-        fault.as_ref(),
-    )))
-}
-
-/// A 200 JSON answer (cut in half by a `malformedJson` fault), recorded with 0 tokens.
-fn json_answer(
-    backend: &Backend,
-    exchange: &mut Exchange,
-    answer: &Value,
-    fault: Option<&FaultAction>,
-) -> Response<SimBody> {
-    let mut bytes = Bytes::from(answer.to_string());
-    if fault == Some(&FaultAction::MalformedJson) {
-        bytes = bytes.slice(..bytes.len() / 2);
-    }
-    exchange.record(backend, 200);
-    SimBody::full(bytes).into_ok("application/json")
+    Ok(Some(exchange.json_answer(backend, &answer, fault.as_ref())))
 }
 
 /// What [`keep`] leaves for the create's answer.
@@ -160,16 +140,29 @@ pub struct Kept {
     pub on_end: Option<EndHook>,
 }
 
-/// Stores the response `call` creates (id `id`, answering `completion`) as the answer
-/// shows it. A background response takes the exchange's ledger entry into its job, which
-/// records it on completion.
+/// What the response `id` of `call`, with input `items` and answering `completion`, appends
+/// to its conversation, if it has one: the input items, then its output message.
+pub fn turn(call: &Call, items: &[Value], completion: &Completion, id: &str) -> Option<Turn> {
+    let conversation = call.conversation.clone()?;
+    let output = payload::output_message(&payload::message_id(id), &completion.text, "completed");
+    let items = items.iter().cloned().chain([output]).collect();
+    Some(Turn {
+        conversation,
+        items,
+    })
+}
+
+/// Stores the response `call` creates (id `id`, input `items`, answering `completion`) as
+/// the answer shows it. A background response takes the exchange's ledger entry into its
+/// job, which records it on completion and then appends `turn` to its conversation.
 pub fn keep(
     backend: &Arc<Backend>,
     exchange: &mut Exchange,
     call: &Call,
-    request: &Value,
+    items: Vec<Value>,
     completion: &Completion,
     id: &str,
+    turn: Option<Turn>,
 ) -> Kept {
     let outcome = Outcome {
         object: payload::response_object(call, "completed", Some(completion), id),
@@ -178,7 +171,6 @@ pub fn keep(
             output_tokens: completion.tokens,
         },
     };
-    let items = items_of(request.get("input"));
     let stored = |status: ResponseStatus, object: Value, usage| StoredResponse {
         object,
         items,
@@ -194,6 +186,7 @@ pub fn keep(
             outcome,
             entry,
             started: exchange.started,
+            turn,
         };
         let response = stored(ResponseStatus::Queued, queued.clone(), None);
         backend.responses.insert(id, response, Some(job));
@@ -253,15 +246,19 @@ fn run_job(backend: &Arc<Backend>, id: &str) {
     });
 }
 
-/// Completes the background job `id` (if it still runs) and records its ledger entry.
+/// Completes the background job `id` (if it still runs), records its ledger entry and
+/// appends its turn to its conversation.
 fn complete_job(backend: &Backend, id: &str) {
-    if let Some((mut entry, started)) = backend.responses.complete_job(id) {
-        entry.duration_ms = backend
+    if let Some(mut done) = backend.responses.complete_job(id) {
+        done.entry.duration_ms = backend
             .shared
             .clock
             .now()
-            .saturating_duration_since(started)
+            .saturating_duration_since(done.started)
             .as_millis() as u64;
-        backend.shared.ledger.record(entry);
+        backend.shared.ledger.record(done.entry);
+        if let Some(turn) = done.turn {
+            backend.conversations.append(turn);
+        }
     }
 }

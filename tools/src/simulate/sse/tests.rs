@@ -19,6 +19,8 @@ fn call(flavour: Flavour, operation: Operation, include_usage: bool) -> Call {
         store: false,
         background: false,
         previous_response_id: None,
+        conversation: None,
+        conversation_revision: 0,
         instructions: None,
     }
 }

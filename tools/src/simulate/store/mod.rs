@@ -1,11 +1,13 @@
 //! One backend's stored responses — the responses API's `store` — as an Azure OpenAI resource
 //! or an OpenAI project keeps them: each response object as last returned, its input items,
 //! whether it runs in the background, and the jobs of background responses still running.
-//! Nothing here is shared between backends: an id is known only where it was created.
+//! Its conversations are kept by [`ConversationStore`] (`conversations`). Nothing here is
+//! shared between backends: an id is known only where it was created.
 //!
 //! Input: responses created on this backend, then retrievals, deletes, cancels, input-item
 //! listings and the progress of background jobs. Output: response objects, input-item pages,
-//! the tokens a `previous_response_id` chain adds, and a completed job's ledger entry.
+//! the tokens a `previous_response_id` chain adds, and a completed job's ledger entry and
+//! conversation [`Turn`].
 //! Bounded: at most [`CAPACITY`] responses, the oldest created leaving first. A running job
 //! is kept apart from its response until it completes or is cancelled — even when the response
 //! was deleted or evicted — so a background response is billed exactly once.
@@ -18,8 +20,10 @@ use serde_json::{Value, json};
 
 use super::ledger::LedgerEntry;
 
+mod conversations;
 mod items;
 
+pub use conversations::{ConversationStore, Missing, Turn};
 pub use items::{ItemsQuery, items_of};
 
 /// Responses kept per backend.
@@ -99,6 +103,19 @@ pub struct Job {
     pub entry: LedgerEntry,
     /// When its create request arrived.
     pub started: Instant,
+    /// What it appends to its conversation when it completes.
+    pub turn: Option<Turn>,
+}
+
+/// What a background job leaves when it completes.
+#[derive(Debug)]
+pub struct Completed {
+    /// Its ledger entry, to record.
+    pub entry: LedgerEntry,
+    /// When its create request arrived.
+    pub started: Instant,
+    /// What it appends to its conversation.
+    pub turn: Option<Turn>,
 }
 
 /// Why a cancel was refused.
@@ -262,13 +279,17 @@ impl ResponseStore {
     }
 
     /// The background job of `id` completes: its response (if still stored) becomes the
-    /// outcome; returns the ledger entry to record and when the request arrived. `None`
-    /// when the job already completed or was cancelled.
-    pub fn complete_job(&self, id: &str) -> Option<(LedgerEntry, Instant)> {
+    /// outcome; returns the ledger entry to record, when the request arrived and its
+    /// conversation turn. `None` when the job already completed or was cancelled.
+    pub fn complete_job(&self, id: &str) -> Option<Completed> {
         let mut inner = self.lock();
         let job = inner.jobs.remove(id)?;
         inner.advance(id, ResponseStatus::Completed, Some(job.outcome));
-        Some((job.entry, job.started))
+        Some(Completed {
+            entry: job.entry,
+            started: job.started,
+            turn: job.turn,
+        })
     }
 
     /// Cancels the background response `id`: a running one becomes `cancelled` and its job

@@ -34,6 +34,7 @@ fn job(id: &str) -> Job {
             ..LedgerEntry::default()
         },
         started: Instant::now(),
+        turn: None,
     }
 }
 
@@ -171,7 +172,7 @@ fn background_job_starts_completes_once_and_bills_once() {
         store.get("resp_bg").map(|o| o["status"].clone()),
         Some(json!("in_progress"))
     );
-    let (entry, _) = store.complete_job("resp_bg").expect("job runs");
+    let entry = store.complete_job("resp_bg").expect("job runs").entry;
     assert_eq!((entry.prompt_tokens, entry.completion_tokens), (10, 4));
     assert!(store.complete_job("resp_bg").is_none(), "billed once");
     assert_eq!(store.get("resp_bg"), Some(outcome("resp_bg").object));

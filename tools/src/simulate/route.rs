@@ -346,7 +346,6 @@ mod tests {
             "/v1/conversationsx",
             "/v1/conversations//items",
             "/v1/conversations/conv_1/steps",
-            "/v1/conversations/conv_1/items//",
             "/v1/conversations/conv_1/items/msg_1/x",
             "/openai/deployments/gpt-4o/conversations",
         ] {

@@ -9,8 +9,9 @@
 //!
 //! # What each backend serves
 //! On three path families — Azure classic (`/openai/deployments/{d}/{op}?api-version=…`, and
-//! `/openai/responses…?api-version=…`; a missing or unknown `api-version` is Azure's 404),
-//! Azure v1 (`/openai/v1/{op}`) and OpenAI (`/v1/{op}`):
+//! `/openai/responses…` and `/openai/conversations…` with `?api-version=…`; a missing or
+//! unknown `api-version` is Azure's 404), Azure v1 (`/openai/v1/{op}`) and OpenAI
+//! (`/v1/{op}`):
 //!
 //! | method | `{op}` | answer |
 //! |---|---|---|
@@ -20,34 +21,47 @@
 //! | GET | `responses/{id}/input_items` | `{"object":"list","data","first_id","last_id","has_more"}` (`order`, `limit`, `after`) |
 //! | POST | `responses/{id}/cancel` | a background response, `cancelled` unless already finished |
 //! | POST | `responses/input_tokens` | `{"object":"response.input_tokens","input_tokens":N}` |
+//! | POST | `conversations` (`{"items"?, "metadata"?}`) | `{"id":"conv_…","object":"conversation","created_at","metadata"}` |
+//! | GET / POST / DELETE | `conversations/{id}` | the conversation / it with the body's `metadata` / `{"id","object":"conversation.deleted","deleted":true}` |
+//! | GET / POST | `conversations/{id}/items` | a list page as for `input_items` / `{"object":"list","data":[the items added],"first_id","last_id","has_more":false}` |
+//! | GET / DELETE | `conversations/{id}/items/{item}` | the item / the conversation |
 //!
 //! Another method on a known route is a 405; an unknown route a 404.
 //!
-//! Each backend is its own resource: its stored responses and its prompt-prefix cache are
-//! never shared, so an id (or a `previous_response_id`) is known only on the backend that
-//! created it — elsewhere `Response with id '…' not found.` / `previous_response_not_found`,
-//! both 404. A chained create bills the previous response's input and output tokens on top of
-//! its own input. `background: true` answers `queued` at once, is `in_progress` after half of
-//! the backend's `backgroundMs` (default 200) and `completed` after all of it, or once its
-//! stream (`stream: true`) has been sent. A prompt prefix (all but the last message or input
-//! item, with `instructions`, the chain and `prompt_cache_key`) seen on the same backend within
-//! 5 minutes and estimated at `cacheMinTokens` (default 1024) or more is reported as
-//! `cached_tokens` in 128-token blocks (chat `prompt_tokens_details`, responses
-//! `input_tokens_details`, 0 otherwise).
+//! Each backend is its own resource: its stored responses, its conversations and its
+//! prompt-prefix cache are never shared, so an id (or a `previous_response_id`, or a
+//! `conversation`) is known only on the backend that created it — elsewhere `Response with id
+//! '…' not found.` / `previous_response_not_found` / `Conversation with id '…' not found.`
+//! (`conversation_not_found` for a create's `conversation`), all 404. A chained create bills
+//! the previous response's input and output tokens on top of its own input. A create with
+//! `conversation` (an id or `{"id"}`; not together with `previous_response_id`, a 400) bills
+//! the conversation's items (each counted as an input item) on top of its own input, echoes
+//! `"conversation":{"id"}`, and appends its input items and output message to the
+//! conversation once it completes (at most 10,000 conversations per backend and 10,000 items
+//! each, the oldest leaving first). `background: true` answers `queued` at once, is
+//! `in_progress` after half of the backend's `backgroundMs` (default 200) and `completed`
+//! after all of it, or once its stream (`stream: true`) has been sent. A prompt prefix (all
+//! but the last message or input item, with `instructions`, the chain or conversation and
+//! `prompt_cache_key`) seen on the same backend within 5 minutes and estimated at
+//! `cacheMinTokens` (default 1024) or more is reported as `cached_tokens` in 128-token blocks
+//! (chat `prompt_tokens_details`, responses `input_tokens_details`, 0 otherwise).
 //!
 //! # The ledger
 //! Every request to a model route leaves one entry, with the tokens it billed: model calls
-//! their prompt, completion and cached tokens; retrieve, delete, input items, cancel and
-//! `input_tokens` 0 tokens (they bill nothing). A background response is recorded once, when
-//! it completes (with its final tokens, whatever its stream's client did), and never when it
-//! was cancelled first. So the token totals are what was billed.
+//! their prompt (a chain's or conversation's context included), completion and cached tokens;
+//! retrieve, delete, input items, cancel, `input_tokens` and every conversations call 0 tokens
+//! (they bill nothing; conversations entries carry operation `responses` and their path). A
+//! background response is recorded once, when it completes (with its final tokens, whatever
+//! its stream's client did), and never when it was cancelled first. So the token totals are
+//! what was billed. Every call, conversations included, goes through the same auth check,
+//! injected faults and latency.
 //!
 //! Modules: [`config`] (schema, validation), [`faults`], [`ledger`], [`ratelimit`] (window and
 //! headers); private: `route`, `call`, `text` (generated text, caches), `payload` and `sse`
 //! (bodies), `reply` (errors), `body` (paced stream), `backend` (live state), `exchange`
 //! (per-request entry and headers), `handler`, `responses` (the stateful responses API),
-//! `store` (stored responses), `prefix_cache` (prompt caching), `admin` (`/_sim/*`), `server`
-//! (listener).
+//! `conversations` (the conversations API), `store` (stored responses and conversations),
+//! `prefix_cache` (prompt caching), `admin` (`/_sim/*`), `server` (listener).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! The simulator on real sockets: every API shape non-streaming and streaming, usage in
 //! streams, Azure `api-version` rules, auth, rate limits, faults, the ledger and the CLI; the
-//! stateful responses API (stored responses, chains, background responses) and prompt caching.
+//! stateful responses API (stored responses, chains, background responses), the conversations
+//! API (per backend, and responses created in a conversation) and prompt caching.
 
 #[path = "simulator/admin_cli.rs"]
 mod admin_cli;
@@ -8,6 +9,10 @@ mod admin_cli;
 mod background;
 #[path = "simulator/client.rs"]
 mod client;
+#[path = "simulator/conversation_turns.rs"]
+mod conversation_turns;
+#[path = "simulator/conversations.rs"]
+mod conversations;
 #[path = "simulator/limits_faults.rs"]
 mod limits_faults;
 #[path = "simulator/prompt_cache.rs"]

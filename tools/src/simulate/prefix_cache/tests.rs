@@ -115,6 +115,38 @@ fn responses_prefix_is_instructions_items_and_chain() {
 }
 
 #[test]
+fn a_conversation_keys_the_prefix_by_its_id_and_revision() {
+    let cache = PrefixCache::new(128);
+    let now = Instant::now();
+    let body = json!({"model": "gpt-4o", "input": "next", "conversation": "conv_1"});
+    let turn = |body: &Value, revision: u64| {
+        let mut c = call(Operation::Responses, body);
+        c.context_tokens = 300;
+        c.prompt_tokens += 300;
+        c.conversation_revision = revision;
+        c
+    };
+    assert_eq!(cache.serve(&turn(&body, 1), &body, now), 0);
+    assert_eq!(
+        cache.serve(&turn(&body, 1), &body, now),
+        256,
+        "the same items hit"
+    );
+    assert_eq!(
+        cache.serve(&turn(&body, 2), &body, now),
+        0,
+        "changed items miss"
+    );
+    let mut other = body.clone();
+    other["conversation"] = json!("conv_2");
+    assert_eq!(
+        cache.serve(&turn(&other, 2), &other, now),
+        0,
+        "another conversation"
+    );
+}
+
+#[test]
 fn entries_expire_after_the_ttl_and_the_least_recent_leaves_first() {
     let cache = PrefixCache::with_bounds(0, 2, Duration::from_secs(60));
     let now = Instant::now();

@@ -234,3 +234,26 @@ def test_a_background_response_is_counted_once(surface):
     assert counted[0] == 0, "the queued create bills nothing yet"
     billed = sum(e["promptTokens"] + e["completionTokens"] for e in surface.ledger()) - before
     assert billed == total, "the simulator billed the same tokens once"
+
+
+def test_a_conversation_stays_on_its_backend(surface):
+    client = surface.oai()
+    raw = client.conversations.with_raw_response.create(
+        items=[{"type": "message", "role": "user", "content": "Remember the number 7."}]
+    )
+    home = raw.headers["x-spillway-backend"]
+    conversation = raw.parse()
+    for turn in range(6):
+        answer = client.responses.with_raw_response.create(
+            model="gpt-4o", input=f"Turn {turn}: what was the number?", conversation=conversation.id
+        )
+        assert answer.headers["x-spillway-backend"] == home
+        assert answer.parse().output_text
+    items = client.conversations.items.list(conversation.id, limit=100)
+    assert len(items.data) > 6
+    # The other replica finds it through Redis.
+    other = surface.oai(1).conversations.with_raw_response.retrieve(conversation.id)
+    assert other.headers["x-spillway-backend"] == home
+    client.conversations.delete(conversation.id)
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.retrieve(conversation.id)

@@ -379,3 +379,86 @@ async fn a_background_response_is_counted_once_when_it_finishes() {
         "counted once = ledger"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_and_its_responses_stay_on_the_backend_that_holds_it() {
+    let sim = Sim::start(SIM).await;
+    let gw = Gateway::start(&manifests(&sim, "")).await;
+    let created = create(
+        &gw,
+        "/v1/conversations",
+        "conv",
+        json!({"items": [{"role": "user", "content": "Remember the number 7."}], "metadata": {"topic": "numbers"}}),
+    )
+    .await;
+    let home = created.header("x-spillway-backend").to_owned();
+    let conversation = created.json()["id"].as_str().unwrap().to_owned();
+    assert!(conversation.starts_with("conv_"), "{}", created.text());
+    for turn in 0..8 {
+        let path = [
+            "/v1/responses",
+            "/openai/v1/responses",
+            "/openai/responses?api-version=2025-03-01-preview",
+        ][turn % 3];
+        let conv = if turn % 2 == 0 {
+            json!(conversation)
+        } else {
+            json!({"id": conversation})
+        };
+        let reply = create(
+            &gw,
+            path,
+            &format!("conv-turn-{turn}"),
+            json!({"model": "gpt-4o", "input": "What was the number?", "conversation": conv}),
+        )
+        .await;
+        assert_eq!(reply.header("x-spillway-backend"), home, "turn {turn}");
+    }
+    let items = call(
+        &gw,
+        Method::GET,
+        &format!("/openai/v1/conversations/{conversation}/items?limit=100"),
+        "key-a",
+        "items",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(items.status, 200, "{}", items.text());
+    assert!(
+        items.json()["data"].as_array().unwrap().len() > 8,
+        "turns were appended"
+    );
+    let other = call(
+        &gw,
+        Method::GET,
+        &format!("/v1/conversations/{conversation}"),
+        "key-b",
+        "b",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(other.status, 404);
+    assert_eq!(other.json()["error"]["code"], "conversation_not_found");
+    let deleted = call(
+        &gw,
+        Method::DELETE,
+        &format!("/v1/conversations/{conversation}"),
+        "key-a",
+        "del",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let gone = call(
+        &gw,
+        Method::GET,
+        &format!("/v1/conversations/{conversation}"),
+        "key-a",
+        "gone",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(gone.status, 404, "{}", gone.text());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(recorded_tokens(&gw).await.0, billed_tokens(&sim).await);
+}

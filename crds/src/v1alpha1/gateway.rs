@@ -167,7 +167,8 @@ pub struct CorsSpec {
     /// not with `allowCredentials`).
     #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 253)))]
     pub allowed_origins: Vec<String>,
-    /// Methods allowed. Default `GET`, `POST`, `OPTIONS`.
+    /// Methods allowed. Default `GET`, `POST`, `DELETE`, `OPTIONS` (DELETE: stored responses
+    /// and conversations).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(min = 1, max = 32)))]
     pub allowed_methods: Vec<String>,

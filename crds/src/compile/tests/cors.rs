@@ -22,7 +22,7 @@ fn cors_defaults_cover_the_sdk_headers_and_the_backoff_headers() {
             "https://*.contoso.com"
         ]
     );
-    assert_eq!(cors.allowed_methods, ["GET", "POST", "OPTIONS"]);
+    assert_eq!(cors.allowed_methods, ["GET", "POST", "DELETE", "OPTIONS"]);
     assert_eq!(cors.allowed_headers, CORS_DEFAULT_ALLOWED_HEADERS);
     assert_eq!(cors.exposed_headers, CORS_DEFAULT_EXPOSED_HEADERS);
     assert!(!cors.allow_credentials);

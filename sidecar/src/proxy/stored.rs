@@ -289,11 +289,12 @@ async fn finish(
         match stored.action {
             StoredAction::Delete => shared.homes.forget(stored.id, kv.as_ref()).await,
             StoredAction::Retrieve | StoredAction::Cancel
-                if stored.kind == StoredKind::Response
-                    && crate::protocol::responses::finished(&body)
-                    && shared.homes.claim_usage(stored.id, kv.as_ref()).await =>
+                if stored.kind == StoredKind::Response =>
             {
-                if let Some(counted) = response_usage(&body).and_then(|r| r.usage) {
+                if let Some(object) = crate::protocol::responses::finished_object(&body)
+                    && shared.homes.claim_usage(stored.id, kv.as_ref()).await
+                    && let Some(counted) = response_usage(&object).and_then(|r| r.usage)
+                {
                     usage = counted;
                 }
             }

@@ -62,12 +62,36 @@ pub fn finished(body: &[u8]) -> bool {
     serde_json::from_slice::<Object>(body)
         .ok()
         .and_then(|object| object.status)
-        .is_some_and(|status| {
-            matches!(
-                status.as_str(),
-                "completed" | "failed" | "incomplete" | "cancelled"
-            )
+        .is_some_and(|status| is_final(&status))
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "incomplete" | "cancelled")
+}
+
+/// The finished response object in a retrieve's answer: the JSON object itself, or — a
+/// resumed stream (`GET responses/{id}?stream=true`) — the `response` of its last event
+/// whose status is final. `None` while it has not finished.
+pub fn finished_object(body: &[u8]) -> Option<Vec<u8>> {
+    if finished(body) {
+        return Some(body.to_vec());
+    }
+    #[derive(Deserialize)]
+    struct RawEvent<'a> {
+        #[serde(borrow)]
+        response: Option<&'a serde_json::value::RawValue>,
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| {
+            serde_json::from_str::<RawEvent<'_>>(data.trim())
+                .ok()?
+                .response
         })
+        .map(|raw| raw.get().as_bytes())
+        .rfind(|object| finished(object))
+        .map(<[u8]>::to_vec)
 }
 
 #[cfg(test)]

@@ -43,3 +43,26 @@ fn knows_when_a_response_finished() {
     }
     assert!(!finished(b"{}"));
 }
+
+#[test]
+fn finds_the_finished_object_in_json_or_a_resumed_stream() {
+    let json = br#"{"id":"r","status":"completed","usage":{"input_tokens":3,"output_tokens":4}}"#;
+    assert_eq!(finished_object(json).as_deref(), Some(&json[..]));
+    assert_eq!(
+        finished_object(br#"{"id":"r","status":"in_progress"}"#),
+        None
+    );
+    let sse = concat!(
+        "event: response.in_progress\ndata: {\"type\":\"response.in_progress\",\"response\":{\"id\":\"r\",\"status\":\"in_progress\"}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"status\":\"completed\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}}\n\n",
+    );
+    let object = finished_object(sse.as_bytes()).expect("completed event");
+    assert!(finished(&object));
+    assert!(String::from_utf8_lossy(&object).contains("\"output_tokens\":4"));
+    assert_eq!(
+        finished_object(&sse.as_bytes()[..120]),
+        None,
+        "cut before it finished"
+    );
+}

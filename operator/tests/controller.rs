@@ -3,6 +3,7 @@
 //! replica and a failing API server.
 
 #[path = "controller/harness.rs"]
+#[allow(dead_code)] // shared with shared_pools.rs, which uses more of it
 mod harness;
 
 use std::sync::Arc;

@@ -39,6 +39,11 @@ pub(super) fn compile_pool(
     if spec.backends.is_empty() {
         check.invalid("spec.backends", "add at least one backend");
     }
+    super::validate::check_allowed_namespaces(
+        spec.allowed_namespaces.as_ref(),
+        "spec.allowedNamespaces",
+        check,
+    );
     let pool_breaker = spec
         .circuit_breaker
         .as_ref()

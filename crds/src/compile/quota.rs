@@ -30,6 +30,7 @@ pub(super) fn compile_quota(object: &Object<TokenQuotaSpec>, check: &mut Checker
             check.invalid(field, "must be at least 1; remove the field for no limit");
         }
     }
+    super::validate::check_allowed_namespaces(spec.namespaces.as_ref(), "spec.namespaces", check);
     let mut periods = BTreeSet::new();
     for (i, quota) in spec.quotas.iter().enumerate() {
         if quota.tokens == 0 {

@@ -196,3 +196,54 @@ impl Checker {
         }
     }
 }
+
+/// `allowedNamespaces` / `namespaces` of a shared object at `path`: a selector exactly when
+/// `from: Selector`, with known operators and values where they need them.
+pub(super) fn check_allowed_namespaces(
+    allowed: Option<&crate::v1alpha1::AllowedNamespaces>,
+    path: &str,
+    check: &mut Checker,
+) {
+    use crate::v1alpha1::NamespacesFrom;
+    let Some(allowed) = allowed else { return };
+    match (allowed.from, &allowed.selector) {
+        (NamespacesFrom::Selector, None) => check.invalid(
+            format!("{path}.selector"),
+            "from: Selector needs a selector (matchLabels or matchExpressions)",
+        ),
+        (NamespacesFrom::Same | NamespacesFrom::All, Some(_)) => check.invalid(
+            format!("{path}.selector"),
+            "a selector is used only with from: Selector",
+        ),
+        (_, Some(selector)) => {
+            if selector.match_labels.is_empty() && selector.match_expressions.is_empty() {
+                check.invalid(
+                    format!("{path}.selector"),
+                    "an empty selector would match every namespace; write from: All for that",
+                );
+            }
+            for (i, r) in selector.match_expressions.iter().enumerate() {
+                let at = format!("{path}.selector.matchExpressions[{i}]");
+                match r.operator.as_str() {
+                    "In" | "NotIn" if r.values.is_empty() => {
+                        check.invalid(format!("{at}.values"), "In and NotIn need values");
+                    }
+                    "Exists" | "DoesNotExist" if !r.values.is_empty() => {
+                        check.invalid(
+                            format!("{at}.values"),
+                            "Exists and DoesNotExist take no values",
+                        );
+                    }
+                    "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                    other => check.invalid(
+                        format!("{at}.operator"),
+                        format!(
+                            "{other:?} is not an operator; use In, NotIn, Exists or DoesNotExist"
+                        ),
+                    ),
+                }
+            }
+        }
+        _ => {}
+    }
+}

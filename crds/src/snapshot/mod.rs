@@ -30,6 +30,10 @@ pub struct Snapshot {
     /// Every accepted quota.
     #[serde(default)]
     pub quotas: Vec<QuotaConfig>,
+    /// The namespace whose sidecars run it (operator mode); usage records carry it, so spend
+    /// rolls up per team. None for a manifest file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 impl Snapshot {

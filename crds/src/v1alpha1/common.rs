@@ -73,3 +73,100 @@ pub struct ServedVersion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_good_spec: Option<String>,
 }
+
+/// Which namespaces may use an object kept in another namespace, in the style of Gateway
+/// API's `allowedRoutes.namespaces`: a platform team keeps an `AIBackendPool` (and its key
+/// Secrets) or a `TokenQuota` in its own namespace and grants it to app namespaces.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedNamespaces {
+    /// `Same` (default): this namespace only. `All`: every namespace. `Selector`: the
+    /// namespaces whose labels match `selector`.
+    #[serde(default)]
+    pub from: NamespacesFrom,
+    /// With `from: Selector`: the namespaces' labels to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// See [`AllowedNamespaces::from`].
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum NamespacesFrom {
+    /// This namespace only.
+    #[default]
+    Same,
+    /// Every namespace.
+    All,
+    /// Namespaces whose labels match the selector.
+    Selector,
+}
+
+/// A Kubernetes label selector: every `matchLabels` pair and every `matchExpressions`
+/// requirement must hold.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels that must have exactly these values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub match_labels: std::collections::BTreeMap<String, String>,
+    /// Set-based requirements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+/// One set-based requirement of a [`LabelSelector`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelectorRequirement {
+    /// The label key.
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: String,
+    /// The values for `In` / `NotIn`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl LabelSelector {
+    /// Whether `labels` match. An unknown operator matches nothing (compile reports it).
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| {
+                let value = labels.get(&r.key);
+                match r.operator.as_str() {
+                    "In" => value.is_some_and(|v| r.values.contains(v)),
+                    "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => false,
+                }
+            })
+    }
+}
+
+impl AllowedNamespaces {
+    /// Whether an object kept in `home` may be used in `namespace`, whose labels are
+    /// `labels`. Its own namespace always may.
+    pub fn grants(
+        &self,
+        home: &str,
+        namespace: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        namespace == home
+            || match self.from {
+                NamespacesFrom::Same => false,
+                NamespacesFrom::All => true,
+                NamespacesFrom::Selector => {
+                    self.selector.as_ref().is_some_and(|s| s.matches(labels))
+                }
+            }
+    }
+
+    /// Whether other namespaces may use it at all.
+    pub fn is_shared(&self) -> bool {
+        self.from != NamespacesFrom::Same
+    }
+}

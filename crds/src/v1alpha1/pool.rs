@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, SecretSource, ServedVersion};
+use super::{AllowedNamespaces, Condition, SecretSource, ServedVersion};
 
 /// A pool of OpenAI-compatible backends that serve the same models. Calls for any of the
 /// pool's `models` are routed to the lowest `priority` group that has a backend whose circuit
@@ -31,6 +31,7 @@ use super::{Condition, SecretSource, ServedVersion};
         printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
         printcolumn = r#"{"name":"Served","type":"integer","description":"The generation the sidecars run","jsonPath":".status.servedGeneration"}"#,
         printcolumn = r#"{"name":"Sidecars","type":"string","jsonPath":".status.sidecars"}"#,
+        printcolumn = r#"{"name":"Shared","type":"integer","description":"Other namespaces serving this pool","jsonPath":".status.shared"}"#,
         printcolumn = r#"{"name":"Open","type":"integer","description":"Backends whose breaker is open or half-open on some sidecar","jsonPath":".status.openBreakers"}"#,
         printcolumn = r#"{"name":"Degraded","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].status"}"#,
         printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -71,6 +72,14 @@ pub struct AiBackendPoolSpec {
     /// weight as usual. Breakers, priorities and spillover still win. Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_cache_affinity: Option<PromptCacheAffinity>,
+    /// Which namespaces may use this pool (Gateway API style): `Same` (default), `All`, or
+    /// `Selector` with a label selector on namespaces. Sidecars of a granted namespace serve its
+    /// models as if the pool were theirs; its key Secrets stay in this namespace and reach
+    /// those sidecars only over the operator's authenticated stream. A pool of the app
+    /// namespace itself wins a clash of model or pool name (the shared pool is then not served
+    /// there, and its status says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespaces: Option<AllowedNamespaces>,
 }
 
 /// `spec.promptCacheAffinity` of an AIBackendPool.
@@ -363,6 +372,28 @@ pub struct AiBackendPoolStatus {
     /// half-open (sidecars that have not reported this backend yet are not counted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backend_states: Vec<BackendBreakerStatus>,
+    /// Other namespaces that serve this pool (`spec.allowedNamespaces`), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<u32>,
+    /// Each namespace granted this pool: whether it serves it, its sidecars, or why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<SharedUse>,
+}
+
+/// One namespace granted a shared pool.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedUse {
+    /// The namespace.
+    pub namespace: String,
+    /// Whether its sidecars serve the pool.
+    pub served: bool,
+    /// Its sidecars running the latest snapshot, as `synced/total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecars: Option<String>,
+    /// Why it does not serve the pool (a pool of its own has the name or a model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How the live sidecars see one backend's circuit breaker.

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, ServedVersion};
+use super::{AllowedNamespaces, Condition, ServedVersion};
 
 /// Limits for one app, or — without `appId` — for every app that has no quota of its own
 /// (each such app gets its own budget of this size). Per-minute limits answer 429 with an
@@ -66,6 +66,12 @@ pub struct TokenQuotaSpec {
     /// trued up when the real usage is known). Default 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_max_tokens: Option<u64>,
+    /// The namespaces whose apps this quota applies to (Gateway API style): `Same` (default),
+    /// `All`, or `Selector` with a label selector on namespaces — a platform team's central
+    /// quota. Every applicable quota applies to a call, so a quota an app team adds in its own
+    /// namespace can only make the limit stricter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<AllowedNamespaces>,
 }
 
 /// A token budget per calendar period.

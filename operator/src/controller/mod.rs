@@ -22,7 +22,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use spillway_crds::v1alpha1::{AiBackendPool, AiGateway, ServedVersion, TokenQuota};
+use spillway_crds::v1alpha1::{
+    AiBackendPool, AiGateway, AllowedNamespaces, ServedVersion, TokenQuota,
+};
 use spillway_crds::{
     AnonymousAccess, CompileInput, History, LastGood, Object, Served, Snapshot,
     compile_with_history,
@@ -156,7 +158,7 @@ pub enum Error {
     StoresGone,
 }
 
-/// The objects of one scope, oldest first.
+/// The objects of one scope, oldest first: its own, and those other namespaces grant it.
 #[derive(Clone, Debug, Default)]
 pub struct ScopeObjects {
     /// Pools.
@@ -165,6 +167,15 @@ pub struct ScopeObjects {
     pub quotas: Vec<Arc<TokenQuota>>,
     /// Gateways; the first one is in effect.
     pub gateways: Vec<Arc<AiGateway>>,
+    /// Pools of other namespaces granted to this one (`spec.allowedNamespaces`) and served
+    /// here; their status is written in their own namespace.
+    pub shared_pools: Vec<Arc<AiBackendPool>>,
+    /// Quotas of other namespaces that apply to this one's apps (`spec.namespaces`).
+    pub central_quotas: Vec<Arc<TokenQuota>>,
+    /// Pools granted to this namespace but not served here, by `namespace/name`, with why:
+    /// a pool of this namespace (or an older shared one) has the same name or one of its
+    /// models.
+    pub shadowed: Vec<(String, String)>,
 }
 
 /// A compiled scope.
@@ -182,13 +193,80 @@ pub struct Compiled {
 }
 
 impl ScopeObjects {
-    /// The objects of `scope` in `stores`.
+    /// The objects of `scope` in `stores`, and those other namespaces grant it.
+    ///
+    /// A shared pool is served here unless a pool already here has its name or one of its
+    /// models: this namespace's own pools first, then shared ones oldest first (the rule is
+    /// the same in every namespace, and the shadowed pool's status says where and why).
     pub fn gather(stores: &Stores, scope: &str) -> Self {
         let in_scope = |namespace: Option<String>| namespace.as_deref() == Some(scope);
+        let labels = stores
+            .namespaces
+            .get(&kube::runtime::reflector::ObjectRef::new(scope))
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default();
+        let granted = |home: Option<String>, allowed: Option<&AllowedNamespaces>| {
+            home.is_some_and(|home| {
+                home != scope && allowed.is_some_and(|a| a.grants(&home, scope, &labels))
+            })
+        };
+        let pools = oldest_first(stores.pools.state_filter(|o| in_scope(o.namespace())));
+        let granted_pools = oldest_first(
+            stores
+                .pools
+                .state_filter(|o| granted(o.namespace(), o.spec.allowed_namespaces.as_ref())),
+        );
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let mut models: BTreeMap<String, String> = BTreeMap::new();
+        for pool in &pools {
+            names.insert(
+                pool.name_any(),
+                format!("this namespace's AIBackendPool {}", pool.name_any()),
+            );
+            for model in &pool.spec.models {
+                models.insert(
+                    model.clone(),
+                    format!("this namespace's AIBackendPool {}", pool.name_any()),
+                );
+            }
+        }
+        let (mut shared_pools, mut shadowed) = (Vec::new(), Vec::new());
+        for pool in granted_pools {
+            let id = shared_id(&*pool);
+            let why = names
+                .get(&pool.name_any())
+                .map(|owner| format!("not served in namespace {scope}: {owner} has the same name"))
+                .or_else(|| {
+                    pool.spec.models.iter().find_map(|m| {
+                        models.get(m).map(|owner| {
+                            format!(
+                                "not served in namespace {scope}: model `{m}` is served by {owner}"
+                            )
+                        })
+                    })
+                });
+            match why {
+                Some(why) => shadowed.push((id, why)),
+                None => {
+                    names.insert(pool.name_any(), format!("AIBackendPool {id}"));
+                    for model in &pool.spec.models {
+                        models.insert(model.clone(), format!("AIBackendPool {id}"));
+                    }
+                    shared_pools.push(pool);
+                }
+            }
+        }
         Self {
-            pools: oldest_first(stores.pools.state_filter(|o| in_scope(o.namespace()))),
+            pools,
             quotas: oldest_first(stores.quotas.state_filter(|o| in_scope(o.namespace()))),
             gateways: oldest_first(stores.gateways.state_filter(|o| in_scope(o.namespace()))),
+            shared_pools,
+            central_quotas: oldest_first(
+                stores
+                    .quotas
+                    .state_filter(|o| granted(o.namespace(), o.spec.namespaces.as_ref())),
+            ),
+            shadowed,
         }
     }
 
@@ -197,8 +275,12 @@ impl ScopeObjects {
     /// previous compile), else from its status (`lastGoodSpec`, written before a restart).
     pub fn compile(&self, scope: &str, secrets: &Store<Secret>, memory: &History) -> Compiled {
         let input = CompileInput {
-            pools: self.pools.iter().map(|p| object(&**p, &p.spec)).collect(),
-            quotas: self.quotas.iter().map(|q| object(&**q, &q.spec)).collect(),
+            pools: (self.pools.iter().chain(&self.shared_pools))
+                .map(|p| object(&**p, &p.spec))
+                .collect(),
+            quotas: (self.quotas.iter().chain(&self.central_quotas))
+                .map(|q| object(&**q, &q.spec))
+                .collect(),
             gateway: self.gateways.first().map(|g| object(&**g, &g.spec)),
             // Anonymous access only where `allowAnonymous: true` is written.
             anonymous: AnonymousAccess::OnlyWhenWritten,
@@ -247,11 +329,20 @@ impl ScopeObjects {
 
     /// The last good version of each object: this process's, else the one in its status.
     fn recall(&self, scope: &str, memory: &History) -> History {
+        let pools: Vec<_> = self
+            .pools
+            .iter()
+            .chain(&self.shared_pools)
+            .cloned()
+            .collect();
+        let quotas: Vec<_> = (self.quotas.iter().chain(&self.central_quotas))
+            .cloned()
+            .collect();
         History {
-            pools: recall(scope, &self.pools, &memory.pools, |p| {
+            pools: recall(scope, &pools, &memory.pools, |p| {
                 Some(&p.status.as_ref()?.served)
             }),
-            quotas: recall(scope, &self.quotas, &memory.quotas, |q| {
+            quotas: recall(scope, &quotas, &memory.quotas, |q| {
                 Some(&q.status.as_ref()?.served)
             }),
             gateways: recall(scope, &self.gateways, &memory.gateways, |g| {
@@ -288,9 +379,20 @@ fn recall<K: Resource, S: serde::de::DeserializeOwned + Clone, C: Clone>(
     out
 }
 
-/// `namespace/name`, as `compile()` keys objects.
+/// `namespace/name`, as `compile()` keys objects (the object's own namespace: a shared
+/// object keeps its home's).
 fn id<K: Resource>(scope: &str, object: &K) -> String {
-    format!("{scope}/{}", object.meta().name.clone().unwrap_or_default())
+    let meta = object.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(scope),
+        meta.name.clone().unwrap_or_default()
+    )
+}
+
+/// `namespace/name` of an object.
+pub fn shared_id<K: Resource>(object: &K) -> String {
+    id("", object)
 }
 
 /// What status says is served of each of `objects`, keyed by `(kind, name)`.
@@ -365,6 +467,7 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<A
     let objects = ScopeObjects::gather(&ctx.stores, &scope);
     let memory = ctx.history(&scope);
     let mut compiled = objects.compile(&scope, &ctx.stores.secrets, &memory);
+    compiled.snapshot.namespace = Some(scope.clone());
     ctx.remember(&scope, std::mem::take(&mut compiled.history));
     // 3. Publish; a new version only when what sidecars run changes.
     let version = ctx

@@ -25,10 +25,12 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use spillway_crds::v1alpha1::Condition;
+use spillway_crds::v1alpha1::{AiBackendPool, AllowedNamespaces, Condition, SharedUse};
 use tokio::time::Instant;
 
-use super::{Compiled, Context, Error, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, ScopeObjects};
+use super::{
+    Compiled, Context, Error, KIND_GATEWAY, KIND_POOL, KIND_QUOTA, ScopeObjects, shared_id,
+};
 use crate::status::SyncCounts;
 use crate::status::live::{self, LiveSidecar};
 use crate::status::{self, Observed, Serving, Transition};
@@ -124,8 +126,14 @@ pub(super) async fn scope_status(
         let observed = observed(KIND_POOL, pool.meta().generation, pool.name_any());
         let backends: Vec<&str> = pool.spec.backends.iter().map(|b| b.name.as_str()).collect();
         let breakers = live::pool_breakers(&pool.name_any(), &backends, &sidecars);
+        let uses = shared_uses(ctx, pool);
         let desired = |previous: Option<&_>| {
-            status::pool_status(&pool.spec, &observed, counts, breakers, previous)
+            let mut status = status::pool_status(&pool.spec, &observed, counts, breakers, previous);
+            status.shared = (!uses.is_empty()).then(|| {
+                u32::try_from(uses.iter().filter(|u| u.served).count()).unwrap_or(u32::MAX)
+            });
+            status.shared_with = uses;
+            status
         };
         write_object(ctx, KIND_POOL, &**pool, pool.status.as_ref(), desired).await?;
     }
@@ -166,6 +174,46 @@ pub(super) async fn scope_status(
             .collect();
     ctx.written.retain(scope, &alive);
     Ok(())
+}
+
+/// The namespaces a shared pool is granted to (besides its own), and what each makes of it.
+fn shared_uses(ctx: &Context, pool: &AiBackendPool) -> Vec<SharedUse> {
+    let is_shared = pool
+        .spec
+        .allowed_namespaces
+        .as_ref()
+        .is_some_and(AllowedNamespaces::is_shared);
+    if !is_shared {
+        return Vec::new();
+    }
+    let (id, home) = (shared_id(pool), pool.namespace().unwrap_or_default());
+    let mut uses = Vec::new();
+    for namespace in ctx.stores.namespaces.state() {
+        let name = namespace.name_any();
+        if name == home {
+            continue;
+        }
+        let objects = ScopeObjects::gather(&ctx.stores, &name);
+        if objects.shared_pools.iter().any(|p| shared_id(&**p) == id) {
+            let version = ctx.publisher.current(&name).map_or(0, |s| s.version);
+            let counts = ctx.sidecars.counts(&name, version, Instant::now());
+            uses.push(SharedUse {
+                namespace: name,
+                served: true,
+                sidecars: Some(counts.to_string()),
+                reason: None,
+            });
+        } else if let Some((_, why)) = objects.shadowed.iter().find(|(i, _)| *i == id) {
+            uses.push(SharedUse {
+                namespace: name,
+                served: false,
+                sidecars: None,
+                reason: Some(why.clone()),
+            });
+        }
+    }
+    uses.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+    uses
 }
 
 /// Computes the desired status from the one to compare with, and writes it if it differs.

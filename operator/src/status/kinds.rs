@@ -76,6 +76,8 @@ pub fn pool_status(
         sidecars: Some(sidecars.to_string()),
         open_breakers: breakers.1,
         backend_states: breakers.0,
+        shared: None,
+        shared_with: Vec::new(),
     }
 }
 

@@ -191,6 +191,7 @@ where
 /// Stores, their writers, and a reconcile context against the mock API server.
 pub struct World {
     pub api: ApiServer,
+    pub namespaces: Writer<Namespace>,
     pub pools: Writer<AiBackendPool>,
     pub quotas: Writer<TokenQuota>,
     pub gateways: Writer<AiGateway>,
@@ -234,6 +235,7 @@ impl World {
         namespace.metadata.name = Some("team".into());
         Self {
             api,
+            namespaces,
             pools,
             quotas,
             gateways,
@@ -263,6 +265,20 @@ impl World {
     pub fn put_secret(&mut self, secret: Secret) {
         self.secrets
             .apply_watcher_event(&watcher::Event::Apply(secret));
+    }
+
+    /// Adds or relabels namespace `name`.
+    pub fn put_namespace(&mut self, name: &str, labels: &[(&str, &str)]) {
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(name.into());
+        namespace.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        self.namespaces
+            .apply_watcher_event(&watcher::Event::Apply(namespace));
     }
 
     /// What the scope serves now.

@@ -24,6 +24,8 @@ static RETRIED: HeaderName = HeaderName::from_static("x-spillway-retried");
 pub(crate) struct Call {
     pub request_id: HeaderValue,
     pub app_id: String,
+    /// The namespace of the applied configuration, if any.
+    pub namespace: Option<String>,
     pub pool: String,
     pub model: String,
     pub operation: Option<Operation>,
@@ -44,6 +46,7 @@ impl Call {
         Self {
             request_id: request_id(headers),
             app_id: "anonymous".to_owned(),
+            namespace: None,
             pool: String::new(),
             model: String::new(),
             operation: None,
@@ -61,6 +64,7 @@ impl Call {
         UsageRecord {
             request_id: self.request_id.to_str().unwrap_or_default().to_owned(),
             app_id: self.app_id.clone(),
+            namespace: self.namespace.clone(),
             pool: self.pool.clone(),
             backend: self.backend.clone(),
             model: self.model.clone(),

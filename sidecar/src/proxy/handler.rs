@@ -115,6 +115,7 @@ async fn serve<B: RequestBody>(
         return Err(ProxyError::NotReady);
     };
     let gateway = &applied.snapshot.gateway;
+    call.namespace.clone_from(&applied.snapshot.namespace);
     let identity = applied
         .identifier
         .identify(&parts.headers)

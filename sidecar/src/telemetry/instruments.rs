@@ -148,6 +148,9 @@ impl Instruments {
         if let Some(backend) = &record.backend {
             attributes.push(KeyValue::new(attr::BACKEND, backend.clone()));
         }
+        if let Some(namespace) = &record.namespace {
+            attributes.push(KeyValue::new(attr::K8S_NAMESPACE, namespace.clone()));
+        }
         if let Some(model) = &resolved.request_model {
             attributes.push(KeyValue::new(attr::REQUEST_MODEL, model.clone()));
         }
@@ -192,6 +195,9 @@ impl Instruments {
         ];
         if let Some(model) = &resolved.request_model {
             counter_attributes.push(KeyValue::new(attr::REQUEST_MODEL, model.clone()));
+        }
+        if let Some(namespace) = &record.namespace {
+            counter_attributes.push(KeyValue::new(attr::K8S_NAMESPACE, namespace.clone()));
         }
         let embeddings = record.operation == Some(Operation::Embeddings);
         let counts = [
@@ -246,5 +252,8 @@ fn genai_attributes(resolved: &Resolved<'_>) -> Vec<KeyValue> {
         attributes.push(KeyValue::new(attr::BACKEND, backend.clone()));
     }
     attributes.push(KeyValue::new(attr::TOKEN_ESTIMATED, record.estimated));
+    if let Some(namespace) = &record.namespace {
+        attributes.push(KeyValue::new(attr::K8S_NAMESPACE, namespace.clone()));
+    }
     attributes
 }

@@ -87,6 +87,8 @@ pub mod attr {
     pub const REQUEST_ID: &str = "spillway.request_id";
     /// The calling app (bounded: `other` beyond the configured maximum).
     pub const APP_ID: &str = "spillway.app_id";
+    /// The app's namespace (operator mode), for chargeback per team.
+    pub const K8S_NAMESPACE: &str = "k8s.namespace.name";
     /// The pool that served the request.
     pub const POOL: &str = "spillway.pool";
     /// The backend that really served the call (or the attempt's backend).

@@ -22,6 +22,10 @@ pub struct UsageRecord {
     pub request_id: String,
     /// The calling app, `anonymous` when no identity applies.
     pub app_id: String,
+    /// The app's namespace (operator mode: the scope of the sidecar's snapshot), so spend
+    /// rolls up per team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Pool name; empty when the request never matched a pool.
     pub pool: String,
     /// The backend that produced the final response, if any did.
@@ -69,6 +73,7 @@ impl UsageRecord {
         Self {
             request_id: "r".into(),
             app_id: app.into(),
+            namespace: None,
             pool: "chat".into(),
             backend: Some("b".into()),
             model: "gpt-4o".into(),

@@ -63,7 +63,12 @@ pub(super) fn compile_cors(spec: &CorsSpec, check: &mut Checker) -> CorsConfig {
         );
     }
     let methods = if spec.allowed_methods.is_empty() {
-        vec!["GET".into(), "POST".into(), "DELETE".into(), "OPTIONS".into()]
+        vec![
+            "GET".into(),
+            "POST".into(),
+            "DELETE".into(),
+            "OPTIONS".into(),
+        ]
     } else {
         let mut methods = Vec::new();
         for (i, method) in spec.allowed_methods.iter().enumerate() {

@@ -29,6 +29,7 @@ fn record(sampled: bool) -> UsageRecord {
     UsageRecord {
         request_id: "req-1".into(),
         app_id: "team-a".into(),
+        namespace: None,
         pool: "gpt".into(),
         response_model: Some("gpt-4o-2024-08-06".into()),
         attempts: 2,

@@ -157,8 +157,20 @@ async fn breaker_state_and_quota_levels_reach_status_from_a_real_sidecar() {
         assert_eq!(status, 200, "spilled over to paygo: {text}");
     }
 
+    // The usage totals of a report may trail its quota levels on a busy machine (records
+    // reach the totals through a queue): wait until both show the calls.
+    let counted_usage = || -> u64 {
+        world
+            .ctx
+            .sidecars
+            .sidecars()
+            .iter()
+            .filter_map(|v| v.report.as_ref()?.usage.get("anonymous").copied())
+            .map(|u| u.prompt_tokens + u.completion_tokens)
+            .sum()
+    };
     eventually(
-        "the report shows the open breaker and the used quota",
+        "the report shows the open breaker, the used quota and the usage behind it",
         || async {
             world
                 .ctx
@@ -166,12 +178,15 @@ async fn breaker_state_and_quota_levels_reach_status_from_a_real_sidecar() {
                 .live_sidecars("team", Instant::now())
                 .iter()
                 .any(|s| {
+                    let left = s
+                        .minute_left
+                        .get("anon-quota")
+                        .and_then(|a| a.get("anonymous"))
+                        .copied();
                     s.breakers.get("chat/ptu")
                         == Some(&spillway_operator::status::live::Breaker::Open)
-                        && s.minute_left
-                            .get("anon-quota")
-                            .and_then(|a| a.get("anonymous"))
-                            < Some(&(TPM - 100))
+                        && left < Some(TPM - 100)
+                        && left.is_some_and(|left| counted_usage() >= TPM - left)
                 })
         },
     )

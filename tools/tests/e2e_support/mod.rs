@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod processes;
+pub mod scopes;
 pub mod traffic;
 
 use std::future::Future;

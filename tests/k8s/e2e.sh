@@ -11,7 +11,9 @@
 #   5. runs the Rust scenario `tools/tests/e2e_kubernetes.rs` (operator + two sidecars as local
 #      processes, simulators as backends; see that file) with the paths it needs;
 #   6. then, in the same namespace, `tools/tests/e2e_never_fail_open.rs`: bad edits of every
-#      kind and an operator restart, checked through a real sidecar (see that file).
+#      kind and an operator restart, checked through a real sidecar (see that file);
+#   7. then `tools/tests/e2e_shared_pools.rs` in namespaces of its own: a platform pool and
+#      central quotas shared by namespace label, keys only over the stream, revocation.
 # Uses the binaries of `cargo build --workspace --all-features --bins` (built here if missing;
 # a no-op after tests/run-all.sh built them). Stops the test bed on exit; set
 # SPILLWAY_E2E_KEEP=1 to keep the directory (logs, kubeconfigs) for a look afterwards.
@@ -127,5 +129,8 @@ scenario end-to-end e2e_kubernetes \
 # In the same namespace, which it empties first.
 scenario never-fail-open e2e_never_fail_open \
   "bad edits (keySha256, deleted Secret, pool URL, rival pool, quota) and an operator restart never fail open"
+# Its own namespaces (platform, team-a/b/c), emptied first.
+scenario shared-pools e2e_shared_pools \
+  "a platform pool shared by namespace label: key only over the stream, revocation, central + local quotas, usage per namespace"
 
 summary

@@ -220,14 +220,7 @@ async fn breaker_state_and_quota_levels_reach_status_from_a_real_sidecar() {
     let remaining = quota["tokensRemaining"].as_u64().expect("tokensRemaining");
     assert_eq!(used + remaining, TPM, "{quota}");
     // What the sidecar counted for the app bounds what can be in use (the bucket refills).
-    let counted: u64 = world
-        .ctx
-        .sidecars
-        .sidecars()
-        .iter()
-        .filter_map(|v| v.report.as_ref()?.usage.get("anonymous").copied())
-        .map(|u| u.prompt_tokens + u.completion_tokens)
-        .sum();
+    let counted = counted_usage();
     assert!(
         used > 0 && used <= counted,
         "used {used}, counted {counted}: {quota}"

@@ -220,8 +220,7 @@ async fn slow_and_idle_clients_are_closed() {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     use spillway_operator::limits::ServerLimits;
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -254,17 +253,7 @@ async fn slow_and_idle_clients_are_closed() {
         "handshake deadline"
     );
 
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&operator.ca).expect("ca") {
-        roots.add(cert.expect("cert")).expect("root");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = support::client_tls(&operator);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tls = |addr| {
         let connector = connector.clone();

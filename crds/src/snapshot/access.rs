@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::SecretString;
-pub use crate::v1alpha1::{IdentityMethod, QuotaPeriod, RateLimitMode, RedisUnavailablePolicy};
+pub use crate::v1alpha1::{
+    IdentityMethod, ModelAccessRule, QuotaPeriod, RateLimitMode, RedisUnavailablePolicy,
+};
 
 /// How apps are identified, defaults applied.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -144,20 +146,6 @@ pub struct CalendarQuotaConfig {
 pub struct ModelAccess {
     /// The rules; a call is allowed when one of them allows it.
     pub rules: Vec<ModelAccessRule>,
-}
-
-/// One rule: these apps may use these pools' models (empty lists: all).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelAccessRule {
-    /// appIds; `*` matches every app.
-    pub apps: Vec<String>,
-    /// Pool names; empty: every pool.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pools: Vec<String>,
-    /// Model names as clients send them; empty: every model.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<String>,
 }
 
 impl ModelAccess {

@@ -76,7 +76,7 @@ pub struct AiGatewaySpec {
 }
 
 /// One rule of `spec.modelAccess`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelAccessRule {
     /// appIds as identified (JWT `appid`/`azp`, an API key's consumer name, `anonymous`);

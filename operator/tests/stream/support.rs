@@ -317,6 +317,19 @@ pub async fn http_request(addr: &str, method: &str, path: &str, body: &str) -> (
 
 /// An HTTPS request to the operator trusting its CA: `(status, body)`; the body is read for
 /// at most one second (a watch stream never ends by itself).
+/// A TLS client configuration that trusts `operator`'s CA.
+pub fn client_tls(operator: &Operator) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&operator.ca).expect("ca") {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 pub async fn https(
     operator: &Operator,
     method: &str,
@@ -324,17 +337,7 @@ pub async fn https(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&operator.ca).expect("ca") {
-        roots.add(cert.expect("cert")).expect("root");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = client_tls(operator);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()

@@ -124,16 +124,8 @@ pub(crate) async fn serve(
             }
         };
         let status = answer.parts.status;
-        let outcome = if status.is_success() || status == StatusCode::NOT_FOUND {
-            Outcome::Success
-        } else {
-            Outcome::from_response(
-                status.as_u16(),
-                &answer.parts.headers,
-                std::time::SystemTime::now(),
-            )
-        };
-        attempt.record(Instant::now(), &outcome);
+        // "Not here" is not the backend failing.
+        attempt.record(Instant::now(), &outcome_of(&answer, StatusCode::NOT_FOUND));
         if status == StatusCode::NOT_FOUND && !known {
             last_not_found = Some(answer);
             continue;
@@ -153,6 +145,21 @@ pub(crate) async fn serve(
     match last_not_found {
         Some(answer) => Ok(finish(shared, applied, stored, answer, call).await),
         None => Err(not_found(stored)),
+    }
+}
+
+/// The breaker outcome of `answer`: a success, or `also_fine` (a 404 that only says "not
+/// here"), else what its status and retry headers say.
+fn outcome_of(answer: &Answer, also_fine: StatusCode) -> Outcome {
+    let status = answer.parts.status;
+    if status.is_success() || status == also_fine {
+        Outcome::Success
+    } else {
+        Outcome::from_response(
+            status.as_u16(),
+            &answer.parts.headers,
+            std::time::SystemTime::now(),
+        )
     }
 }
 
@@ -402,16 +409,7 @@ pub(crate) async fn create_conversation(
             }
         };
         let status = answer.parts.status;
-        let outcome = if status.is_success() {
-            Outcome::Success
-        } else {
-            Outcome::from_response(
-                status.as_u16(),
-                &answer.parts.headers,
-                std::time::SystemTime::now(),
-            )
-        };
-        attempt.record(Instant::now(), &outcome);
+        attempt.record(Instant::now(), &outcome_of(&answer, StatusCode::OK));
         if retry.retries_status(status.as_u16()) {
             last = Some(Ok(answer));
             continue;

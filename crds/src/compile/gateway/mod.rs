@@ -86,10 +86,9 @@ fn compile_model_access(rules: &[ModelAccessRule], check: &mut Checker) -> Model
     ModelAccess {
         rules: rules
             .iter()
-            .map(|rule| crate::snapshot::ModelAccessRule {
+            .map(|rule| ModelAccessRule {
                 apps: rule.apps.iter().map(|a| a.trim().to_owned()).collect(),
-                pools: rule.pools.clone(),
-                models: rule.models.clone(),
+                ..rule.clone()
             })
             .collect(),
     }

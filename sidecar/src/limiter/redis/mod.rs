@@ -241,7 +241,16 @@ impl RedisStore {
         let Some(mut conn) = self.conn.clone() else {
             return Err(Unreachable);
         };
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
+        self.answered(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// The answer of `request` within the store's timeout; an error or silence marks Redis
+    /// down.
+    async fn answered<T>(
+        &self,
+        request: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Unreachable> {
+        match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 self.mark_down(&error);
@@ -262,17 +271,7 @@ impl RedisStore {
         let Some(mut conn) = self.conn.clone() else {
             return Err(Unreachable);
         };
-        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                self.mark_down(&error);
-                Err(Unreachable)
-            }
-            Err(_) => {
-                self.mark_down(&format_args!("no answer within {:?}", self.timeout));
-                Err(Unreachable)
-            }
-        }
+        self.answered(cmd.query_async(&mut conn)).await
     }
 
     /// The full key of `key` in the small key-value space beside the counters.

@@ -170,10 +170,11 @@ fn check_dashboard<'a>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_uses_only_emitted_metrics_and_labels() {
     let sim = Sim::start(SIM).await;
+    // The namespace label of chargeback per team (operator mode sets it from the snapshot).
     let gw = RunningGateway::start(
         &manifests(sim.url("ptu"), sim.url("paygo"), QUOTA),
         &[],
-        &[],
+        &[("SPILLWAY_NAMESPACE", "team-a")],
     )
     .await;
     real_traffic(&gw, &sim).await;

@@ -115,7 +115,11 @@ async fn serve<B: RequestBody>(
         return Err(ProxyError::NotReady);
     };
     let gateway = &applied.snapshot.gateway;
-    call.namespace.clone_from(&applied.snapshot.namespace);
+    call.namespace = applied
+        .snapshot
+        .namespace
+        .clone()
+        .or_else(|| shared.namespace.load().as_ref().clone());
     let identity = applied
         .identifier
         .identify(&parts.headers)

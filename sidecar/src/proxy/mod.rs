@@ -72,6 +72,8 @@ pub struct Shared {
     sampler: ArcSwap<Sampler>,
     /// Which backend holds each stored response.
     homes: crate::affinity::ResponseHomes,
+    /// The namespace records carry when the applied snapshot names none.
+    namespace: ArcSwap<Option<String>>,
     /// Time a client gets to send a request body, in milliseconds (see
     /// [`limits::ConnectionLimits`]).
     body_read_timeout_ms: std::sync::atomic::AtomicU64,
@@ -113,6 +115,7 @@ impl Gateway {
                 audit_queue: std::sync::Mutex::new(Some(audit_queue)),
                 sampler: ArcSwap::from_pointee(Sampler::default()),
                 homes: crate::affinity::ResponseHomes::default(),
+                namespace: ArcSwap::from_pointee(None),
                 body_read_timeout_ms: std::sync::atomic::AtomicU64::new(60_000),
             }),
         }
@@ -143,6 +146,11 @@ impl Gateway {
             cors,
             audit,
         })));
+    }
+
+    /// The namespace usage records carry when the configuration names none.
+    pub fn set_namespace(&self, namespace: Option<String>) {
+        self.shared.namespace.store(Arc::new(namespace));
     }
 
     /// Sets the head sampler deciding which new requests' traces are sampled (default:

@@ -56,6 +56,11 @@ pub struct RunArgs {
     /// Time in-flight requests get to finish on shutdown.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// The namespace usage records and metrics carry (`k8s.namespace.name`) when the
+    /// configuration does not say (a manifest file); in operator mode the operator's snapshot
+    /// names it.
+    #[arg(long, env = "SPILLWAY_NAMESPACE")]
+    pub namespace: Option<String>,
     /// Time a client gets to send a request's headers; also how long an idle keep-alive
     /// connection stays open (data path and admin port).
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "SPILLWAY_HEADER_READ_TIMEOUT")]
@@ -105,6 +110,7 @@ impl RunArgs {
             audit_log: self.audit_log.clone(),
             recent_records: 10_000,
             shutdown_grace: self.shutdown_grace,
+            namespace: self.namespace.clone(),
             limits: ConnectionLimits {
                 header_read_timeout: self.header_read_timeout,
                 body_read_timeout: self.body_read_timeout,

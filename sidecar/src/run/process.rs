@@ -85,6 +85,8 @@ pub struct GatewayOptions {
     pub logs: Option<LogSettings>,
     /// Which new traces are sampled (the `traceparent` sent to backends carries it).
     pub sampler: Sampler,
+    /// The namespace records carry when the configuration names none.
+    pub namespace: Option<String>,
 }
 
 impl GatewayOptions {
@@ -110,6 +112,7 @@ impl GatewayOptions {
             traces: None,
             logs: None,
             sampler: Sampler::default(),
+            namespace: None,
         }
     }
 
@@ -181,6 +184,7 @@ pub async fn start(options: GatewayOptions) -> anyhow::Result<GatewayProcess> {
     };
     let gateway = Gateway::new(sink.clone());
     gateway.set_sampler(options.sampler);
+    gateway.set_namespace(options.namespace.clone());
     let first = Arc::clone(&config.borrow());
     if first.version > 0 {
         // The first request is served with this configuration, never refused as "not ready".

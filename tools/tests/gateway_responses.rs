@@ -25,13 +25,17 @@ const SIM: &str =
     "backends:\n  - name: east\n    backgroundMs: 300\n  - name: west\n    backgroundMs: 300\n";
 
 fn manifests(sim: &Sim, extra: &str) -> String {
+    manifests_with(sim, extra, "")
+}
+
+fn manifests_with(sim: &Sim, extra: &str, gateway_extra: &str) -> String {
     let backends = format!(
         "    - name: east\n      url: {}\n      weight: 1\n    - name: west\n      url: {}\n      weight: 1\n",
         sim.url("east"),
         sim.url("west")
     );
     format!(
-        "{}---\napiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: gw}}\nspec:\n  identity: {{apiKeys: [{{appId: app-a, keySha256: {}}}, {{appId: app-b, keySha256: {}}}]}}\n",
+        "{}---\napiVersion: spillway.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: gw}}\nspec:\n  identity: {{apiKeys: [{{appId: app-a, keySha256: {}}}, {{appId: app-b, keySha256: {}}}]}}\n{gateway_extra}",
         pool_yaml("chat", &["gpt-4o"], &backends, extra),
         sha256("key-a"),
         sha256("key-b"),
@@ -461,4 +465,44 @@ async fn a_conversation_and_its_responses_stay_on_the_backend_that_holds_it() {
     assert_eq!(gone.status, 404, "{}", gone.text());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(recorded_tokens(&gw).await.0, billed_tokens(&sim).await);
+}
+
+/// A response found by searching is remembered without a model; with `modelAccess` rules
+/// that name models, later calls to it still work for an app that may use its pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_searched_response_stays_reachable_under_model_access_rules() {
+    let sim = Sim::start(SIM).await;
+    let access = "  modelAccess:\n    - {apps: [app-a], pools: [chat], models: [gpt-4o]}\n";
+    let gw = Gateway::start(&manifests_with(&sim, "", access)).await;
+    let direct = http(
+        Method::POST,
+        &format!("{}/v1/responses", sim.url("east")),
+        &[("content-type", "application/json")],
+        json!({"model": "gpt-4o", "input": "hi"}).to_string(),
+    )
+    .await;
+    let id = direct.json()["id"].as_str().unwrap().to_owned();
+    for attempt in ["found", "remembered"] {
+        let got = call(
+            &gw,
+            Method::GET,
+            &format!("/v1/responses/{id}"),
+            "key-a",
+            attempt,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(got.status, 200, "{attempt}: {}", got.text());
+        assert_eq!(got.header("x-spillway-backend"), "east");
+    }
+    let other = call(
+        &gw,
+        Method::GET,
+        &format!("/v1/responses/{id}"),
+        "key-b",
+        "b",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(other.status, 404, "app-b may use nothing: {}", other.text());
 }

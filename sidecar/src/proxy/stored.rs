@@ -67,11 +67,27 @@ pub(crate) async fn serve(
     });
     if let Some(home) = &home {
         call.model.clone_from(&home.model);
+        // The model it was created for; one found by searching has none: then any model of
+        // its pool the app may use will do.
         let access = &applied.snapshot.gateway.model_access;
-        if !access.allows(&call.app_id, &home.pool, &home.model) {
+        let allowed = if home.model.is_empty() {
+            placed.is_none_or(|(pool, _)| {
+                pool.config()
+                    .models
+                    .iter()
+                    .any(|m| access.allows(&call.app_id, &home.pool, m))
+            })
+        } else {
+            access.allows(&call.app_id, &home.pool, &home.model)
+        };
+        if !allowed {
             return Err(ProxyError::ModelAccessDenied {
                 app: call.app_id.clone(),
-                model: home.model.clone(),
+                model: if home.model.is_empty() {
+                    format!("(any model of pool {})", home.pool)
+                } else {
+                    home.model.clone()
+                },
             });
         }
     }

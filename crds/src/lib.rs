@@ -13,6 +13,7 @@
 //! The Kubernetes derive (`CustomResource`) sits behind the `k8s` feature so the data plane
 //! does not compile the Kubernetes API types.
 
+pub mod billing;
 pub mod compile;
 pub mod duration;
 pub mod manifest;

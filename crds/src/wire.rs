@@ -192,9 +192,11 @@ pub struct QuotaLevelReport {
     pub quota: String,
     /// The app the level belongs to (for a default quota: each app that used it).
     pub app_id: String,
-    /// `minute` (`tokensPerMinute`), `hour`, `day`, `week` or `month`.
+    /// `minute` (`tokensPerMinute`), `hour`, `day`, `week` or `month`; for a money budget
+    /// the period and currency, as `day$USD`.
     pub window: String,
-    /// Tokens left in the current window.
+    /// Tokens left in the current window; for a money budget, nanos (billionths of the
+    /// currency).
     pub remaining_tokens: u64,
 }
 

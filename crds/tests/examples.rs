@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use spillway_crds::billing::{CostPeriod, Pricing, TokenType};
 use spillway_crds::v1alpha1::SecretSource;
 use spillway_crds::{CompileInput, SecretResolver, Snapshot, compile, manifest};
 
@@ -190,6 +191,24 @@ fn ptu_spillover_is_ptu_first_with_paygo_spillover_across_regions() {
         assert_eq!(throttled.max_retry_after_ms, 120_000);
     }
     assert_eq!(pool.retry.max_attempts, 3, "PTU then both regions");
+    let pricing: Vec<_> = pool
+        .backends
+        .iter()
+        .map(|b| b.pricing.as_ref().expect("every backend is priced"))
+        .collect();
+    assert!(
+        pricing.iter().all(|p| p.currency == "USD"),
+        "the pool's currency"
+    );
+    let ptu = pricing[0]
+        .provisioned
+        .as_ref()
+        .expect("the PTU's fixed cost");
+    assert_eq!(ptu.per, CostPeriod::Month);
+    assert!(pricing[1..].iter().all(|p| p.provisioned.is_none()));
+    let input = |p: &Pricing| p.rates_for("gpt-4o", None).map(|r| r.input);
+    assert_eq!(input(pricing[1]), input(pricing[0]), "the pool's rates");
+    assert!(input(pricing[2]) > input(pricing[1]), "its own rates first");
 }
 
 #[test]
@@ -202,6 +221,14 @@ fn per_app_quotas_have_named_apps_and_a_default() {
         .expect("a default quota");
     assert_eq!(default.tokens_per_minute, Some(5000));
     assert_eq!(default.calendar.len(), 2, "daily and monthly");
+    assert!(default.token_weights.is_default());
+    let web = snapshot
+        .quotas
+        .iter()
+        .find(|q| q.name == "web-assistant")
+        .expect("web-assistant");
+    assert_eq!(web.token_weights.weight(TokenType::CachedInput), 100_000);
+    assert_eq!(web.token_weights.weight(TokenType::Input), 1_000_000);
     let named: Vec<_> = snapshot
         .quotas
         .iter()

@@ -154,6 +154,8 @@ fn with_quota() -> Snapshot {
             calendar: Vec::new(),
             default_max_tokens: 100,
             share: 1.0,
+            token_weights: Default::default(),
+            budgets: Vec::new(),
         }],
         ..Snapshot::default()
     }

@@ -264,7 +264,7 @@ impl ModelRates {
 }
 
 /// The length of time a provisioned cost is quoted for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum CostPeriod {
     /// Per hour.
     Hour,
@@ -305,6 +305,54 @@ impl Pricing {
             .iter()
             .find(|r| r.matches(requested, reported))
             .map(|r| &r.rates)
+    }
+}
+
+/// The highest metered rates of a set of backends in one currency: what reserving a call that
+/// may be routed to any of them can cost at most, per million input and output tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendCeiling {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Highest rate of any input type.
+    pub input: Micros,
+    /// Highest rate of any output type.
+    pub output: Micros,
+}
+
+impl SpendCeiling {
+    /// The ceilings of `pricings`, one per currency: the highest rates of every metered
+    /// backend's every rate entry (a provisioned backend costs nothing per call).
+    pub fn of<'a>(pricings: impl IntoIterator<Item = &'a Pricing>) -> Vec<SpendCeiling> {
+        let mut out: Vec<SpendCeiling> = Vec::new();
+        for pricing in pricings {
+            if pricing.provisioned.is_some() {
+                continue;
+            }
+            for entry in &pricing.rates {
+                let (input, output) = entry.rates.highest();
+                match out.iter_mut().find(|c| c.currency == pricing.currency) {
+                    Some(ceiling) => {
+                        ceiling.input = ceiling.input.max(input);
+                        ceiling.output = ceiling.output.max(output);
+                    }
+                    None => out.push(SpendCeiling {
+                        currency: pricing.currency.clone(),
+                        input,
+                        output,
+                    }),
+                }
+            }
+        }
+        out
+    }
+
+    /// The most `prompt` input and `completion` output tokens can cost, in billionths of the
+    /// currency (nanos), rounded up.
+    pub fn nanos(&self, prompt: u64, completion: u64) -> u64 {
+        let picos = u128::from(prompt) * u128::from(self.input.0)
+            + u128::from(completion) * u128::from(self.output.0);
+        u64::try_from(picos.div_ceil(1000)).unwrap_or(u64::MAX)
     }
 }
 

@@ -48,7 +48,10 @@ fn missing_rates_fall_back_to_input_and_output() {
     };
     assert_eq!(rates.per_million(TokenType::CachedInput), Micros(1_250_000));
     assert_eq!(rates.per_million(TokenType::AudioInput), Micros(2_500_000));
-    assert_eq!(rates.per_million(TokenType::ReasoningOutput), Micros(10_000_000));
+    assert_eq!(
+        rates.per_million(TokenType::ReasoningOutput),
+        Micros(10_000_000)
+    );
     assert_eq!(rates.highest(), (Micros(2_500_000), Micros(10_000_000)));
 }
 
@@ -90,4 +93,51 @@ fn token_weights_default_to_one_and_round_up() {
         19
     );
     assert_eq!(weights.apply([(TokenType::CachedInput, 1)]), 1);
+}
+
+#[test]
+fn spend_ceilings_take_the_highest_metered_rate_per_currency() {
+    let metered = |currency: &str, input: u64, output: u64| Pricing {
+        currency: currency.into(),
+        rates: vec![ModelRates {
+            model: None,
+            rates: Rates {
+                input: Micros(input),
+                output: Micros(output),
+                cached_input: Some(Micros(input / 2)),
+                ..Rates::default()
+            },
+        }],
+        provisioned: None,
+    };
+    let mut ptu = metered("USD", 99_000_000, 99_000_000);
+    ptu.provisioned = Some(ProvisionedCost {
+        amount: Micros(1),
+        per: CostPeriod::Hour,
+    });
+    let pricings = [
+        metered("USD", 2_500_000, 10_000_000),
+        metered("USD", 2_750_000, 11_000_000),
+        metered("EUR", 1_000_000, 4_000_000),
+        ptu,
+    ];
+    let ceilings = SpendCeiling::of(&pricings);
+    assert_eq!(ceilings.len(), 2);
+    assert_eq!(
+        (
+            ceilings[0].currency.as_str(),
+            ceilings[0].input,
+            ceilings[0].output
+        ),
+        ("USD", Micros(2_750_000), Micros(11_000_000))
+    );
+    // 1000 × 2.75 + 500 × 11 per million = 0.00825 = 8,250,000 nanos.
+    assert_eq!(ceilings[0].nanos(1000, 500), 8_250_000);
+    assert_eq!(ceilings[1].nanos(1, 0), 1_000);
+    let tiny = SpendCeiling {
+        currency: "EUR".into(),
+        input: Micros(1),
+        output: Micros(0),
+    };
+    assert_eq!(tiny.nanos(1, 0), 1, "rounded up");
 }

@@ -16,6 +16,7 @@ mod entra;
 mod gateway;
 mod history;
 mod pool;
+mod pricing;
 mod quota;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
-//! Compiling an `AIBackendPool`: backends, breaker rules (or the defaults) and retries.
+//! Compiling an `AIBackendPool`: backends, breaker rules (or the defaults), retries and
+//! (through [`super::pricing`]) prices.
 
 use std::collections::BTreeSet;
 
@@ -91,6 +92,10 @@ pub(super) fn compile_pool(
         compiled.entra_id = entra_id;
         backends.push(compiled);
     }
+    let prices = super::pricing::compile_pricing(spec, check);
+    for (backend, pricing) in backends.iter_mut().zip(prices) {
+        backend.pricing = pricing;
+    }
     let retry = compile_retry(spec.retry.as_ref(), check);
     Some(PoolConfig {
         id: object.id(),
@@ -160,6 +165,7 @@ fn compile_backend(
         breaker,
         stream_usage: backend.stream_usage,
         timeout_ms,
+        pricing: None,
     }
 }
 

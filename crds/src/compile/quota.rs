@@ -1,11 +1,12 @@
-//! Compiling a `TokenQuota`.
+//! Compiling a `TokenQuota`: its limits, what they cover and how much each token type counts.
 
 use std::collections::BTreeSet;
 
 use super::Object;
 use super::validate::Checker;
-use crate::snapshot::{CalendarQuotaConfig, QuotaConfig};
-use crate::v1alpha1::TokenQuotaSpec;
+use crate::billing::{Micros, TokenWeights};
+use crate::snapshot::{BudgetConfig, CalendarQuotaConfig, QuotaConfig};
+use crate::v1alpha1::{Budget, TokenQuotaSpec, TokenWeightsSpec};
 
 pub(super) fn compile_quota(object: &Object<TokenQuotaSpec>, check: &mut Checker) -> QuotaConfig {
     let spec = &object.spec;
@@ -15,10 +16,11 @@ pub(super) fn compile_quota(object: &Object<TokenQuotaSpec>, check: &mut Checker
     if spec.tokens_per_minute.is_none()
         && spec.requests_per_minute.is_none()
         && spec.quotas.is_empty()
+        && spec.budgets.is_empty()
     {
         check.invalid(
             "spec",
-            "set at least one limit: tokensPerMinute, requestsPerMinute or quotas",
+            "set at least one limit: tokensPerMinute, requestsPerMinute, quotas or budgets",
         );
     }
     for (field, value) in [
@@ -64,5 +66,67 @@ pub(super) fn compile_quota(object: &Object<TokenQuotaSpec>, check: &mut Checker
             .collect(),
         default_max_tokens: spec.default_max_tokens.unwrap_or(1000),
         share: 1.0,
+        token_weights: compile_weights(spec.token_weights.as_ref(), check),
+        budgets: compile_budgets(&spec.budgets, check),
     }
+}
+
+/// `spec.budgets`: amounts parsed, currencies checked, one budget per period and currency.
+fn compile_budgets(budgets: &[Budget], check: &mut Checker) -> Vec<BudgetConfig> {
+    let mut seen = BTreeSet::new();
+    budgets
+        .iter()
+        .enumerate()
+        .map(|(i, budget)| {
+            let amount = check.amount(&format!("spec.budgets[{i}].amount"), &budget.amount);
+            check.currency(&format!("spec.budgets[{i}].currency"), &budget.currency);
+            if amount.0 == 0 && budget.amount.parse::<Micros>().is_ok() {
+                check.invalid(
+                    format!("spec.budgets[{i}].amount"),
+                    "must be more than 0; remove the budget for no limit",
+                );
+            }
+            if !seen.insert((budget.period, budget.currency.as_str())) {
+                check.invalid(
+                    format!("spec.budgets[{i}].period"),
+                    format!(
+                        "a {:?} budget in {} is listed twice; keep one per period and currency",
+                        budget.period, budget.currency
+                    ),
+                );
+            }
+            BudgetConfig {
+                period: budget.period,
+                amount,
+                currency: budget.currency.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The most a token type may count toward a quota: a weight says how much one token counts.
+const MAX_WEIGHT: u64 = 1000;
+
+/// `spec.tokenWeights`: the types written, each weight parsed and at most [`MAX_WEIGHT`].
+fn compile_weights(spec: Option<&TokenWeightsSpec>, check: &mut Checker) -> TokenWeights {
+    let mut weights = TokenWeights::default();
+    let Some(spec) = spec else {
+        return weights;
+    };
+    for (kind, name, text) in spec.by_type() {
+        let Some(text) = text else { continue };
+        let field = format!("spec.tokenWeights.{name}");
+        let weight = check.amount(&field, text);
+        if weight.0 > MAX_WEIGHT * Micros::ONE {
+            check.invalid(
+                field,
+                format!(
+                    "{weight} is more than {MAX_WEIGHT}; a weight is how much one token of this type \
+                     counts (1: fully, 0.1: a tenth, 0: not at all)"
+                ),
+            );
+        }
+        weights.0.insert(kind, weight);
+    }
+    weights
 }

@@ -2,6 +2,7 @@
 //! each with the path of the field and a message that says what to write instead.
 
 use super::{Object, Problem, ProblemReason, SecretResolver, normalise_base_url, parse_duration};
+use crate::billing::{AmountError, Micros};
 use crate::snapshot::{SecretString, StatusRange};
 use crate::v1alpha1::{BackendType, SecretSource, StatusCodeRange};
 
@@ -58,6 +59,27 @@ impl Checker {
                 field,
                 format!(
                     "`{value}` is not a valid name; use 1–253 letters, digits, '.', '_', '-' or ':'"
+                ),
+            );
+        }
+    }
+
+    /// A decimal amount or weight such as `"2.50"`; zero after a problem.
+    pub(crate) fn amount(&mut self, field: &str, text: &str) -> Micros {
+        text.parse().unwrap_or_else(|err: AmountError| {
+            self.invalid(field, err.to_string());
+            Micros::default()
+        })
+    }
+
+    /// An ISO 4217 currency code: three upper-case letters.
+    pub(crate) fn currency(&mut self, field: &str, code: &str) {
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+            self.invalid(
+                field,
+                format!(
+                    "`{code}` is not an ISO 4217 currency code; write three upper-case letters \
+                     such as USD or EUR"
                 ),
             );
         }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::SecretString;
+use crate::billing::TokenWeights;
 pub use crate::v1alpha1::{
     IdentityMethod, ModelAccessRule, QuotaPeriod, RateLimitMode, RedisUnavailablePolicy,
 };
@@ -119,6 +120,12 @@ pub struct QuotaConfig {
     pub default_max_tokens: u64,
     /// This sidecar's share of the limits in `Local` mode (0 < share ≤ 1); 1 standalone.
     pub share: f64,
+    /// How much each token type counts toward the token limits (default: fully).
+    #[serde(default, skip_serializing_if = "TokenWeights::is_default")]
+    pub token_weights: TokenWeights,
+    /// Money budgets, at most one per period and currency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetConfig>,
 }
 
 impl QuotaConfig {
@@ -127,6 +134,19 @@ impl QuotaConfig {
         (self.pools.is_empty() || self.pools.iter().any(|p| p == pool))
             && (self.models.is_empty() || self.models.iter().any(|m| m == model))
     }
+}
+
+/// A money budget per calendar period: the metered cost of the calls it covers, in the
+/// budget's currency, at most `amount` per period.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetConfig {
+    /// The UTC period.
+    pub period: QuotaPeriod,
+    /// The most the period may cost.
+    pub amount: crate::billing::Micros,
+    /// ISO 4217 code; calls priced in another currency do not count.
+    pub currency: String,
 }
 
 /// A calendar quota.

@@ -188,6 +188,11 @@ pub struct BackendConfig {
     pub stream_usage: StreamUsage,
     /// Time to response headers for one attempt.
     pub timeout_ms: u64,
+    /// Prices, the pool's merged in: currency the backend's else the pool's, the backend's
+    /// rates then the pool's, the backend's provisioned cost. None: tokens are counted, no
+    /// cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::billing::Pricing>,
 }
 
 impl BackendConfig {

@@ -6,9 +6,11 @@
 mod common;
 mod gateway;
 mod pool;
+mod pricing;
 mod quota;
 
 pub use common::*;
 pub use gateway::*;
 pub use pool::*;
+pub use pricing::*;
 pub use quota::*;

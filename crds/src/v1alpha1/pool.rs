@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AllowedNamespaces, Condition, SecretSource, ServedVersion};
+use super::{AllowedNamespaces, Condition, PricingSpec, SecretSource, ServedVersion};
 
 /// A pool of OpenAI-compatible backends that serve the same models. Calls for any of the
 /// pool's `models` are routed to the lowest `priority` group that has a backend whose circuit
@@ -38,6 +38,9 @@ use super::{AllowedNamespaces, Condition, SecretSource, ServedVersion};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.pricing) || !has(self.pricing.provisioned)", "message": "spec.pricing.provisioned: a provisioned (PTU) cost belongs to the backend that has the reserved capacity; move it to that backend's pricing.provisioned"}
+]))]
 pub struct AiBackendPoolSpec {
     /// Model or deployment names this pool serves, exactly as clients send them: the
     /// `{deployment}` of an Azure `/openai/deployments/{deployment}/…` call, or the `model`
@@ -80,6 +83,13 @@ pub struct AiBackendPoolSpec {
     /// there, and its status says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_namespaces: Option<AllowedNamespaces>,
+    /// Default prices of the pool's backends, for chargeback: `currency` and `rates` per
+    /// million tokens. A backend's own `pricing` comes first: its currency replaces this one
+    /// and its rates are tried before these. `provisioned` belongs on a backend, not here.
+    /// Spillway has no built-in price list: copy your provider's prices. Without any pricing,
+    /// tokens are still counted, but no cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingSpec>,
 }
 
 /// `spec.promptCacheAffinity` of an AIBackendPool.
@@ -164,6 +174,12 @@ pub struct Backend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,
+    /// This backend's prices, for chargeback: its `rates` are tried before the pool's
+    /// `spec.pricing.rates`, its `currency` replaces the pool's, and `provisioned` gives a PTU
+    /// deployment's fixed cost (its calls are then not metered; each hour's cost is shared
+    /// between the apps it served). Without pricing here, the pool's applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingSpec>,
 }
 
 fn one() -> u32 {

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AllowedNamespaces, Condition, ServedVersion};
+use super::{AllowedNamespaces, Condition, ServedVersion, TokenWeightsSpec};
 
 /// Limits for one app, or — without `appId` — for every app that has no quota of its own
 /// (each such app gets its own budget of this size). Per-minute limits answer 429 with an
@@ -32,12 +32,13 @@ use super::{AllowedNamespaces, Condition, ServedVersion};
         printcolumn = r#"{"name":"Remaining","type":"integer","jsonPath":".status.tokensRemaining"}"#,
         printcolumn = r#"{"name":"Day","type":"string","description":"Daily quota: tokens used of the limit","jsonPath":".status.periods[?(@.period==\"Daily\")].usage"}"#,
         printcolumn = r#"{"name":"Month","type":"string","description":"Monthly quota: tokens used of the limit","jsonPath":".status.periods[?(@.period==\"Monthly\")].usage"}"#,
+        printcolumn = r#"{"name":"Budget","type":"string","description":"Money budgets: spent of the amount this period","jsonPath":".status.budgets[*].usage"}"#,
         printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
     )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.tokensPerMinute) || has(self.requestsPerMinute) || (has(self.quotas) && size(self.quotas) > 0)", "message": "set at least one limit: tokensPerMinute, requestsPerMinute or quotas"}
+    {"rule": "has(self.tokensPerMinute) || has(self.requestsPerMinute) || (has(self.quotas) && size(self.quotas) > 0) || (has(self.budgets) && size(self.budgets) > 0)", "message": "set at least one limit: tokensPerMinute, requestsPerMinute, quotas or budgets"}
 ]))]
 pub struct TokenQuotaSpec {
     /// The app this quota is for: the `appid`/`azp` claim of its Entra ID token, or the
@@ -72,6 +73,35 @@ pub struct TokenQuotaSpec {
     /// namespace can only make the limit stricter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<AllowedNamespaces>,
+    /// How much each token type counts toward `tokensPerMinute` and `quotas`, as a decimal
+    /// string from `"0"` to `"1000"`; every type counts fully (`"1"`) by default. E.g.
+    /// `{cachedInput: "0.1"}`: prompt-cache hits count a tenth of their tokens. A call's
+    /// weighted count is rounded up to whole tokens. `requestsPerMinute` is not affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_weights: Option<TokenWeightsSpec>,
+    /// Money budgets per UTC calendar period: at most `amount` of metered (pay-as-you-go)
+    /// cost per period, priced with the backends' `pricing`. Each call reserves its most
+    /// expensive possible cost — its prompt estimate and output limit at the highest rates of
+    /// the backends it may be routed to — and is trued up with its real cost; when a budget
+    /// cannot cover the reservation the call gets 403 naming the reset time. Calls served by
+    /// a `provisioned` backend cost nothing here (the capacity is paid for), and calls priced
+    /// in another currency do not count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
+}
+
+/// A money budget per calendar period.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    /// `Hourly`, `Daily`, `Weekly` or `Monthly`, aligned to UTC.
+    pub period: QuotaPeriod,
+    /// The most the period may cost, as a decimal string (`"250.00"`), exact to a millionth.
+    #[schemars(regex(pattern = super::pricing::DECIMAL))]
+    pub amount: String,
+    /// ISO 4217 code, upper case (`USD`, `EUR`), as in the pools' `pricing`.
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: String,
 }
 
 /// A token budget per calendar period.
@@ -131,6 +161,27 @@ pub struct TokenQuotaStatus {
     /// sidecars' reports (not shown in `Redis` mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub periods: Vec<QuotaPeriodStatus>,
+    /// Money spent and left in each budget's current period, from the live sidecars'
+    /// reports (not shown in `Redis` mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetStatus>,
+}
+
+/// Spend of one money budget in its current period.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetStatus {
+    /// `Hourly`, `Daily`, `Weekly` or `Monthly`.
+    pub period: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The budget per period.
+    pub amount: String,
+    /// Spent this period (metered cost, to the millionth), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent: Option<String>,
+    /// `spent/amount currency`, e.g. `12.5/250 USD` (`?` while unknown), for `kubectl get`.
+    pub usage: String,
 }
 
 /// Usage of one calendar quota in its current period.

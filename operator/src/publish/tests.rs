@@ -19,6 +19,8 @@ fn compiled(tpm: u64) -> Snapshot {
             calendar: Vec::new(),
             default_max_tokens: 1000,
             share: 1.0,
+            token_weights: Default::default(),
+            budgets: Vec::new(),
         }],
         ..Snapshot::default()
     }

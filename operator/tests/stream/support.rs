@@ -79,6 +79,7 @@ pub fn snapshot(pool: &str, weight: u32) -> Snapshot {
                 },
                 stream_usage: spillway_crds::snapshot::StreamUsage::Auto,
                 timeout_ms: 1000,
+                pricing: None,
             }],
             retry: RetryConfig {
                 max_attempts: 2,
@@ -99,6 +100,8 @@ pub fn snapshot(pool: &str, weight: u32) -> Snapshot {
             calendar: Vec::new(),
             default_max_tokens: 100,
             share: 1.0,
+            token_weights: Default::default(),
+            budgets: Vec::new(),
         }],
         ..Snapshot::default()
     }

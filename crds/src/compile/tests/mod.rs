@@ -5,6 +5,7 @@ mod audit;
 mod cors;
 mod entra;
 mod history;
+mod pricing;
 mod support;
 
 use super::*;

@@ -1,7 +1,8 @@
 //! The simulator on real sockets: every API shape non-streaming and streaming, usage in
 //! streams, Azure `api-version` rules, auth, rate limits, faults, the ledger and the CLI; the
 //! stateful responses API (stored responses, chains, background responses), the conversations
-//! API (per backend, and responses created in a conversation) and prompt caching.
+//! API (per backend, and responses created in a conversation), prompt caching and usage by
+//! token type (reasoning models in both reporting shapes).
 
 #[path = "simulator/admin_cli.rs"]
 mod admin_cli;
@@ -17,6 +18,8 @@ mod conversations;
 mod limits_faults;
 #[path = "simulator/prompt_cache.rs"]
 mod prompt_cache;
+#[path = "simulator/reasoning.rs"]
+mod reasoning;
 #[path = "simulator/responses.rs"]
 mod responses;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::BackendConfig;
+use super::config::{BackendConfig, ReasoningUsage};
 use super::faults::{FaultAction, FaultSet, FaultSpec, FaultView};
 use super::ledger::Ledger;
 use super::prefix_cache::PrefixCache;
@@ -20,6 +20,7 @@ use super::ratelimit::{Decision, Limits, Quota, RateWindow};
 use super::route::ApiVersion;
 use super::store::{ConversationStore, ResponseStore};
 use super::text::{Completions, PromptCounts};
+use super::tokens;
 use spillway_sidecar::clock::Clock;
 
 /// What every backend of one simulator shares.
@@ -72,6 +73,10 @@ pub struct Backend {
     pub min_stream_options: ApiVersion,
     /// Time from a background create to its completion.
     pub background: Duration,
+    /// Models that reason besides the known name prefixes.
+    pub reasoning_models: Vec<String>,
+    /// How reasoning tokens are reported.
+    pub reasoning_usage: ReasoningUsage,
     /// This backend's stored responses.
     pub responses: ResponseStore,
     /// This backend's conversations.
@@ -105,6 +110,8 @@ impl Backend {
             usage_in_stream: config.usage_in_stream,
             min_stream_options,
             background: Duration::from_millis(config.background_ms),
+            reasoning_models: config.reasoning_models.clone(),
+            reasoning_usage: config.reasoning_usage,
             responses: ResponseStore::default(),
             conversations: ConversationStore::default(),
             prefixes: PrefixCache::new(config.cache_min_tokens),
@@ -118,6 +125,12 @@ impl Backend {
             jitter_ms: AtomicU64::new(config.jitter_ms),
             tokens_per_second: AtomicU32::new(config.tokens_per_second),
         })
+    }
+
+    /// Whether `model` reasons on this backend (a known prefix or one of its
+    /// `reasoningModels`).
+    pub fn is_reasoning_model(&self, model: &str) -> bool {
+        tokens::is_reasoning_model(model, &self.reasoning_models)
     }
 
     /// Appends faults.

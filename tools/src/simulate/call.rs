@@ -1,7 +1,8 @@
 //! What one model request asks for, read from its route and JSON body: model, stream,
 //! `stream_options.include_usage`, requested output length, the rate-limit cost, and for the
 //! responses API `store`, `background`, `previous_response_id`, `conversation` and
-//! `instructions`.
+//! `instructions`; once its prompt is counted, how its answer splits into visible and
+//! reasoning tokens ([`Call::plan_reasoning`]) and the usage it reports ([`Call::usage`]).
 //!
 //! Input: a [`Route`] and the parsed body. Output: a [`Call`] (prompt, context and cached
 //! tokens are filled in by the caller, which owns the caches and the store) or an
@@ -9,8 +10,9 @@
 
 use serde_json::Value;
 
-use super::config::MAX_COMPLETION_TOKENS;
+use super::config::{MAX_COMPLETION_TOKENS, ReasoningUsage};
 use super::route::{Flavour, Route};
+use super::tokens::{self, TokenUsage};
 use spillway_sidecar::usage::Operation;
 
 /// One model request, as the simulated backend will serve it.
@@ -31,8 +33,13 @@ pub struct Call {
     pub include_usage: bool,
     /// `max_completion_tokens` / `max_tokens` / `max_output_tokens` as requested.
     pub max_tokens: Option<u64>,
-    /// Completion length generated (deltas).
+    /// Visible completion length generated (deltas).
     pub length: u32,
+    /// Hidden reasoning tokens the answer bills on top of the visible completion (0 unless
+    /// a reasoning model answers a chat or responses call).
+    pub reasoning_tokens: u64,
+    /// Whether the reported completion count includes `reasoning_tokens`.
+    pub reasoning_usage: ReasoningUsage,
     /// Billed prompt tokens (the previous response's context included).
     pub prompt_tokens: u64,
     /// Of `prompt_tokens`, those of the `previous_response_id` chain or of the conversation's
@@ -135,6 +142,8 @@ impl Call {
             include_usage,
             max_tokens,
             length,
+            reasoning_tokens: 0,
+            reasoning_usage: ReasoningUsage::Included,
             prompt_tokens: 0,
             context_tokens: 0,
             cached_tokens: 0,
@@ -157,9 +166,37 @@ impl Call {
         }
     }
 
-    /// `length` when the completion stopped at the requested maximum, else `stop`.
+    /// Splits the answer of a reasoning model (`reasoning`) of a chat or responses call into
+    /// visible and reasoning tokens within the requested maximum (see
+    /// [`tokens::plan_reasoning`]), and reports its usage in `shape`. Needs the prompt
+    /// tokens counted.
+    pub fn plan_reasoning(&mut self, reasoning: bool, shape: ReasoningUsage) {
+        self.reasoning_usage = shape;
+        let thinks = matches!(
+            self.operation,
+            Operation::ChatCompletions | Operation::Responses
+        );
+        if reasoning && thinks {
+            (self.length, self.reasoning_tokens) =
+                tokens::plan_reasoning(self.prompt_tokens, self.length, self.max_tokens);
+        }
+    }
+
+    /// What the answer bills, with `visible` completion tokens generated.
+    pub fn usage(&self, visible: u64) -> TokenUsage {
+        TokenUsage {
+            prompt: self.prompt_tokens,
+            cached: self.cached_tokens,
+            visible,
+            reasoning: self.reasoning_tokens,
+            shape: self.reasoning_usage,
+        }
+    }
+
+    /// `length` when the completion (reasoning included) stopped at the requested maximum,
+    /// else `stop`.
     pub fn finish_reason(&self) -> &'static str {
-        if self.max_tokens == Some(u64::from(self.length)) {
+        if self.max_tokens == Some(u64::from(self.length) + self.reasoning_tokens) {
             "length"
         } else {
             "stop"
@@ -273,6 +310,39 @@ mod tests {
         call.prompt_tokens = 4;
         assert!(!call.stream);
         assert_eq!(call.cost(), 4);
+    }
+
+    #[test]
+    fn a_reasoning_model_splits_its_answer_within_the_maximum() {
+        let chat = route(Flavour::OpenAi, None, Operation::ChatCompletions);
+        let body = json!({"model": "o3", "max_completion_tokens": 10});
+        let mut call = Call::read(&chat, &body, 20, true, 0).expect("call");
+        call.prompt_tokens = 9;
+        call.plan_reasoning(true, ReasoningUsage::Separate);
+        assert_eq!((call.length, call.reasoning_tokens), (5, 5));
+        assert_eq!(call.finish_reason(), "length");
+        assert_eq!(call.cost(), 19, "the rate window still counts the maximum");
+        let usage = call.usage(5);
+        assert_eq!((usage.completion(), usage.total()), (10, 19));
+        assert_eq!(usage.shape, ReasoningUsage::Separate);
+
+        let mut free = Call::read(&chat, &json!({"model": "o3"}), 20, true, 0).expect("call");
+        free.prompt_tokens = 9;
+        free.plan_reasoning(true, ReasoningUsage::Included);
+        assert_eq!((free.length, free.reasoning_tokens), (20, 42));
+        assert_eq!(free.finish_reason(), "stop");
+
+        let legacy = route(Flavour::OpenAi, None, Operation::Completions);
+        let mut text = Call::read(&legacy, &body, 20, true, 0).expect("call");
+        text.plan_reasoning(true, ReasoningUsage::Included);
+        assert_eq!(
+            (text.length, text.reasoning_tokens),
+            (10, 0),
+            "no reasoning"
+        );
+        let mut plain = Call::read(&chat, &body, 20, true, 0).expect("call");
+        plain.plan_reasoning(false, ReasoningUsage::Included);
+        assert_eq!((plain.length, plain.reasoning_tokens), (10, 0));
     }
 
     #[test]

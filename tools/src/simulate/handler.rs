@@ -194,6 +194,10 @@ async fn read_call(
         call.conversation_revision = context.revision;
     }
     call.prompt_tokens += call.context_tokens;
+    call.plan_reasoning(
+        backend.is_reasoning_model(&call.model),
+        backend.reasoning_usage,
+    );
     exchange.entry.stream = call.stream;
     Ok((call, json))
 }
@@ -312,14 +316,16 @@ fn respond(
     let shared = &backend.shared;
     let completion = shared.completions.get(&call.model, call.length);
     let id = object_id(call.operation);
-    let entry = &mut exchange.entry;
-    entry.prompt_tokens = call.prompt_tokens;
-    entry.cached_tokens = call.cached_tokens;
-    entry.include_usage = call.include_usage;
-    entry.completion_tokens = match call.operation {
-        Operation::Embeddings => 0,
-        _ => completion.tokens,
+    let usage = match call.operation {
+        Operation::Embeddings => call.usage(0),
+        _ => call.usage(completion.tokens),
     };
+    let entry = &mut exchange.entry;
+    entry.prompt_tokens = usage.prompt;
+    entry.cached_tokens = usage.cached;
+    entry.include_usage = call.include_usage;
+    entry.completion_tokens = usage.completion();
+    entry.reasoning_tokens = usage.reasoning;
     let (kept, turn) = keep(backend, exchange, call, json, &completion, &id);
     if !call.stream {
         if let Some(turn) = turn {
@@ -348,7 +354,8 @@ fn respond(
             ledger: Arc::clone(&shared.ledger),
             entry: exchange.take_entry(),
             model: call.model.clone(),
-            full_tokens: completion.tokens,
+            full_tokens: usage.completion(),
+            reasoning_tokens: usage.reasoning,
             clock: Arc::clone(&shared.clock),
             started: exchange.started,
         }

@@ -7,6 +7,21 @@
 //! the oldest entries first once they exceed a byte budget. Totals count every entry recorded
 //! since the last clear, including evicted ones; entries of requests that billed nothing
 //! (retrieving a stored response, say) carry 0 tokens, so the token totals are what was billed.
+//!
+//! # Token types
+//! Each entry bills two totals and a subset of each, whatever shape the backend reported
+//! its usage in (`reasoningUsage`), so a gateway's per-type sums compare field by field:
+//! - `promptTokens`: all input tokens, a chain's or conversation's context included;
+//!   `cachedTokens` of them were read from the prompt cache (billed as cached input), the
+//!   rest is plain input.
+//! - `completionTokens`: all output tokens, reasoning included — also when the backend
+//!   reports `completion_tokens` without it (`reasoningUsage: separate`);
+//!   `reasoningTokens` of them are a reasoning model's hidden reasoning (billed as
+//!   reasoning output), the rest is the visible answer. A stream cut short bills all its
+//!   reasoning plus the visible tokens sent.
+//!
+//! The simulator generates no audio or images and reports no prompt-cache writes, so the
+//! ledger has no fields for them: those types are always 0.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -54,13 +69,18 @@ pub struct LedgerEntry {
     pub status: u16,
     /// Billed prompt tokens (0 when the request was refused).
     pub prompt_tokens: u64,
-    /// Billed completion tokens: the whole completion when served; for a stream that ended
-    /// early (client gone, or an injected reset) the tokens actually sent.
+    /// Billed completion tokens, reasoning included whatever the reporting shape: the whole
+    /// completion when served; for a stream that ended early (client gone, or an injected
+    /// reset) the reasoning plus the visible tokens actually sent.
     pub completion_tokens: u64,
     /// Of `prompt_tokens`, those served from the backend's prompt-prefix cache (reported as
     /// `cached_tokens` in the usage).
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Of `completion_tokens`, a reasoning model's hidden reasoning (reported as
+    /// `reasoning_tokens` in the usage); 0 for other models.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     /// The client went away before the stream ended.
     pub aborted: bool,
     /// The injected fault that applied, by mode name.
@@ -87,13 +107,16 @@ pub struct Totals {
     pub requests: u64,
     /// Billed prompt tokens.
     pub prompt_tokens: u64,
-    /// Billed completion tokens.
+    /// Billed completion tokens, reasoning included.
     pub completion_tokens: u64,
     /// Prompt plus completion.
     pub total_tokens: u64,
     /// Of the prompt tokens, those reported as cached.
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Of the completion tokens, those reported as reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 impl Totals {
@@ -103,6 +126,7 @@ impl Totals {
         self.completion_tokens += entry.completion_tokens;
         self.total_tokens += entry.prompt_tokens + entry.completion_tokens;
         self.cached_tokens += entry.cached_tokens;
+        self.reasoning_tokens += entry.reasoning_tokens;
     }
 }
 
@@ -241,6 +265,7 @@ mod tests {
             prompt_tokens: prompt,
             completion_tokens: completion,
             cached_tokens: prompt / 2,
+            reasoning_tokens: completion / 3,
             raw_stream: raw.map(str::to_owned),
             ..LedgerEntry::default()
         }
@@ -261,7 +286,8 @@ mod tests {
                 prompt_tokens: 18,
                 completion_tokens: 9,
                 total_tokens: 27,
-                cached_tokens: 5 + 3
+                cached_tokens: 5 + 3,
+                reasoning_tokens: 1 + 1
             }
         );
         let a = ledger.snapshot(&LedgerQuery {
@@ -270,6 +296,10 @@ mod tests {
         });
         assert_eq!(a.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
         assert_eq!((a.totals.prompt_tokens, a.totals.cached_tokens), (11, 5));
+        assert_eq!(
+            (a.totals.completion_tokens, a.totals.reasoning_tokens),
+            (6, 1)
+        );
         ledger.clear();
         let empty = ledger.snapshot(&LedgerQuery::default());
         assert!(empty.entries.is_empty());
@@ -278,14 +308,18 @@ mod tests {
     }
 
     #[test]
-    fn entries_and_totals_without_cached_tokens_still_read() {
-        let mut entry = serde_json::to_value(entry("a", 3, 2, None)).expect("serializes");
+    fn entries_and_totals_without_token_types_still_read() {
+        let mut entry = serde_json::to_value(entry("a", 3, 6, None)).expect("serializes");
         let mut totals = serde_json::to_value(Totals::default()).expect("serializes");
+        assert_eq!(entry["reasoningTokens"], 2, "camelCase on the wire");
         for value in [&mut entry, &mut totals] {
-            value.as_object_mut().map(|o| o.remove("cachedTokens"));
+            for field in ["cachedTokens", "reasoningTokens"] {
+                value.as_object_mut().map(|o| o.remove(field));
+            }
         }
         let entry: LedgerEntry = serde_json::from_value(entry).expect("older entry");
         assert_eq!((entry.prompt_tokens, entry.cached_tokens), (3, 0));
+        assert_eq!((entry.completion_tokens, entry.reasoning_tokens), (6, 0));
         let totals: Totals = serde_json::from_value(totals).expect("older totals");
         assert_eq!(totals, Totals::default());
     }

@@ -46,9 +46,35 @@
 //! `cacheMinTokens` (default 1024) or more is reported as `cached_tokens` in 128-token blocks
 //! (chat `prompt_tokens_details`, responses `input_tokens_details`, 0 otherwise).
 //!
+//! # Reasoning models
+//! A model reasons when its name (the body's `model`, else the deployment) starts with
+//! `o1`, `o3`, `o4` or `gpt-5` (ignoring case) or is one of the backend's `reasoningModels`.
+//! Its chat and responses answers bill hidden reasoning tokens on top of the visible text,
+//! deterministically: with `V` visible tokens (`completionTokens`, or the requested maximum
+//! up to 4096) and `P` prompt tokens, `R = 2·V + ⌊P/4⌋`; a request that sets
+//! `max_completion_tokens` / `max_tokens` / `max_output_tokens` `M` gets
+//! `R = min(2·V + ⌊P/4⌋, ⌊M/2⌋)` and `V = min(V, M − R)` (at least 1), so `R + V ≤ M`, and
+//! `finish_reason: "length"` when `R + V = M`. Reasoning text is never sent, streamed or not;
+//! only its count is. Legacy completions and embeddings never reason. Chat usage always
+//! carries `prompt_tokens_details: {cached_tokens, audio_tokens: 0}` and
+//! `completion_tokens_details: {reasoning_tokens, audio_tokens: 0,
+//! accepted_prediction_tokens: 0, rejected_prediction_tokens: 0}` (reasoning 0 for other
+//! models); responses usage `input_tokens_details: {cached_tokens}` and
+//! `output_tokens_details: {reasoning_tokens}`;
+//! streams carry the same in their usage chunk or `response.completed`. The backend's
+//! `reasoningUsage` picks the shape: `included` (default; OpenAI and Azure) counts reasoning
+//! in `completion_tokens` / `output_tokens`, with `total_tokens` = prompt + completion;
+//! `separate` (some OpenAI-compatible servers) reports the visible answer alone there, with
+//! `total_tokens` = prompt + visible + reasoning. Either way the ledger bills reasoning as
+//! completion tokens. A chained create's context counts the previous answer's visible
+//! output, not its reasoning: only the answer is carried into the next turn.
+//!
 //! # The ledger
-//! Every request to a model route leaves one entry, with the tokens it billed: model calls
-//! their prompt (a chain's or conversation's context included), completion and cached tokens;
+//! Every request to a model route leaves one entry, with the tokens it billed by type: model
+//! calls their prompt tokens (a chain's or conversation's context included) with the cached
+//! ones among them, and their completion tokens (reasoning included, whatever the reporting
+//! shape) with the reasoning ones among them; a stream cut short (client gone, injected
+//! reset) bills its reasoning plus the visible tokens it sent;
 //! retrieve, delete, input items, cancel, `input_tokens` and every conversations call 0 tokens
 //! (they bill nothing; conversations entries carry operation `responses` and their path). A
 //! background response is recorded once, when it completes (with its final tokens, whatever
@@ -59,7 +85,8 @@
 //! Modules: [`config`] (schema, validation), [`faults`], [`ledger`], [`ratelimit`] (window and
 //! headers); private: `route`, `call`, `text` (generated text, caches), `payload` and `sse`
 //! (bodies), `reply` (errors), `body` (paced stream), `backend` (live state), `exchange`
-//! (per-request entry and headers), `handler`, `responses` (the stateful responses API),
+//! (per-request entry and headers), `tokens` (reasoning models and the usage shapes),
+//! `handler`, `responses` (the stateful responses API),
 //! `conversations` (the conversations API), `store` (stored responses and conversations),
 //! `prefix_cache` (prompt caching), `admin` (`/_sim/*`), `server` (listener).
 
@@ -94,9 +121,10 @@ mod server;
 mod sse;
 mod store;
 mod text;
+mod tokens;
 
 pub use backend::Timing;
-pub use config::{BackendConfig, SimConfig};
+pub use config::{BackendConfig, ReasoningUsage, SimConfig};
 pub use faults::{FaultMode, FaultSpec, FaultView};
 pub use ledger::{LedgerEntry, LedgerQuery, LedgerSnapshot, Totals};
 pub use ratelimit::Limits;

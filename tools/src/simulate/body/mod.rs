@@ -6,7 +6,8 @@
 //! optional [`EndHook`]. Output: body frames for hyper. The hook runs and the entry is recorded
 //! before the last frame is handed over (so a client that saw the end of the stream finds it
 //! in the ledger and the store), before the reset error, or on drop when the client went away
-//! (`aborted`).
+//! (`aborted`). A stream cut short bills its reasoning tokens (generated before the first
+//! visible token) plus the visible tokens of the deltas actually sent.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -111,8 +112,11 @@ pub struct StreamRecord {
     pub entry: LedgerEntry,
     /// Model used to count the tokens of a partial completion.
     pub model: String,
-    /// Billed completion tokens when the stream completes.
+    /// Billed completion tokens when the stream completes (reasoning included).
     pub full_tokens: u64,
+    /// Reasoning tokens, all generated before the first visible token: billed however the
+    /// stream ends.
+    pub reasoning_tokens: u64,
     /// Clock for the duration.
     pub clock: Arc<dyn Clock>,
     /// When the request arrived.
@@ -281,7 +285,7 @@ impl SseStream {
                 .iter()
                 .filter_map(|e| e.delta)
                 .collect();
-            tokenizer::count_text(&record.model, &sent)
+            record.reasoning_tokens + tokenizer::count_text(&record.model, &sent)
         };
         entry.aborted = ending == Ending::ClientGone;
         entry.raw_stream =

@@ -2,6 +2,7 @@ use http_body_util::BodyExt;
 
 use super::*;
 use crate::simulate::call::Call;
+use crate::simulate::config::ReasoningUsage;
 use crate::simulate::ledger::LedgerQuery;
 use crate::simulate::route::Flavour;
 use crate::simulate::sse;
@@ -13,6 +14,15 @@ fn stream(
     tokens_per_second: u32,
     reset_after: Option<usize>,
 ) -> (SimBody, Arc<Ledger>, ConnControl, Vec<SseEvent>) {
+    thinking_stream(tokens_per_second, reset_after, 0)
+}
+
+/// A chat stream of 4 visible deltas after `reasoning` hidden reasoning tokens.
+fn thinking_stream(
+    tokens_per_second: u32,
+    reset_after: Option<usize>,
+    reasoning: u64,
+) -> (SimBody, Arc<Ledger>, ConnControl, Vec<SseEvent>) {
     let call = Call {
         flavour: Flavour::OpenAi,
         operation: Operation::ChatCompletions,
@@ -22,6 +32,8 @@ fn stream(
         include_usage: false,
         max_tokens: None,
         length: 4,
+        reasoning_tokens: reasoning,
+        reasoning_usage: ReasoningUsage::Included,
         prompt_tokens: 5,
         created: 0,
         context_tokens: 0,
@@ -42,11 +54,13 @@ fn stream(
         entry: LedgerEntry {
             backend: "b".into(),
             prompt_tokens: 5,
+            reasoning_tokens: reasoning,
             status: 200,
             ..LedgerEntry::default()
         },
         model: "gpt-4o".into(),
-        full_tokens: completion.tokens,
+        full_tokens: completion.tokens + reasoning,
+        reasoning_tokens: reasoning,
         clock: Arc::new(SystemClock),
         started: std::time::Instant::now(),
     };
@@ -145,6 +159,36 @@ async fn dropped_stream_is_recorded_as_aborted() {
     assert!(entry.aborted);
     // role + two deltas sent.
     assert_eq!(entry.completion_tokens, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_stream_bills_all_its_reasoning_and_the_deltas_sent() {
+    let billed = |ledger: &Ledger| {
+        let entry = ledger.snapshot(&LedgerQuery::default()).entries[0].clone();
+        (
+            entry.completion_tokens,
+            entry.reasoning_tokens,
+            entry.aborted,
+        )
+    };
+    // Reset after the role chunk and one delta.
+    let (mut reset, ledger, _, _) = thinking_stream(0, Some(2), 30);
+    while let Some(Ok(_)) = reset.frame().await {}
+    assert_eq!(billed(&ledger), (30 + 1, 30, false));
+    // The client leaves after the role chunk and two deltas.
+    let (mut gone, ledger, _, _) = thinking_stream(10, None, 30);
+    for _ in 0..3 {
+        assert!(gone.frame().await.is_some());
+    }
+    drop(gone);
+    assert_eq!(billed(&ledger), (30 + 2, 30, true));
+    // Reset before any delta: the reasoning was billed all the same.
+    let (mut early, ledger, _, _) = thinking_stream(0, Some(0), 30);
+    while let Some(Ok(_)) = early.frame().await {}
+    assert_eq!(billed(&ledger), (30, 30, false));
+    let (mut whole, ledger, _, _) = thinking_stream(0, None, 30);
+    while let Some(Ok(_)) = whole.frame().await {}
+    assert_eq!(billed(&ledger), (30 + 4, 30, false));
 }
 
 #[tokio::test]

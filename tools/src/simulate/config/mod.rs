@@ -25,6 +25,34 @@ pub const DEFAULT_CACHE_MIN_TOKENS: u64 = 1024;
 /// Longest `backgroundMs` accepted (one hour).
 pub const MAX_BACKGROUND_MS: u64 = 3_600_000;
 
+/// How a backend reports the reasoning tokens of a reasoning model (`reasoningUsage`).
+/// Either way `*_tokens_details.reasoning_tokens` carries them and they are billed as
+/// completion tokens; the shapes differ in which count includes them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningUsage {
+    /// OpenAI and Azure OpenAI: `completion_tokens` / `output_tokens` include reasoning;
+    /// `total_tokens` is prompt + completion.
+    #[default]
+    Included,
+    /// Some OpenAI-compatible servers (Gemini's compatibility layer, say):
+    /// `completion_tokens` / `output_tokens` are the visible answer only; `total_tokens`
+    /// is prompt + visible + reasoning.
+    Separate,
+}
+
+impl std::str::FromStr for ReasoningUsage {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "included" => Ok(Self::Included),
+            "separate" => Ok(Self::Separate),
+            _ => Err("expected `included` or `separate`".into()),
+        }
+    }
+}
+
 /// The whole simulator: one HTTP listener per backend.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -78,6 +106,14 @@ pub struct BackendConfig {
     /// `cached_tokens`.
     #[serde(default = "default_cache_min_tokens")]
     pub cache_min_tokens: u64,
+    /// Models (as a request names them: the body's `model`, else the deployment; compared
+    /// ignoring case) that reason, besides every name starting with `o1`, `o3`, `o4` or
+    /// `gpt-5`.
+    #[serde(default)]
+    pub reasoning_models: Vec<String>,
+    /// Whether `completion_tokens` / `output_tokens` include reasoning tokens.
+    #[serde(default)]
+    pub reasoning_usage: ReasoningUsage,
     /// Faults active from the start.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
@@ -124,6 +160,8 @@ impl BackendConfig {
             azure_min_stream_options_api_version: default_min_api_version(),
             background_ms: DEFAULT_BACKGROUND_MS,
             cache_min_tokens: DEFAULT_CACHE_MIN_TOKENS,
+            reasoning_models: Vec::new(),
+            reasoning_usage: ReasoningUsage::Included,
             faults: Vec::new(),
         }
     }
@@ -133,7 +171,8 @@ impl BackendConfig {
     /// Keys are matched ignoring case and `_`/`-`, so `latency_ms` and `latencyMs` both work.
     /// Accepted: `name`, `port`, `listen`, `host`, `apiKey`, `tpm`, `rpm`, `latencyMs`,
     /// `jitterMs`, `tokensPerSec`/`tokensPerSecond`/`tps`, `completionTokens`,
-    /// `usageInStream`, `azureMinStreamOptionsApiVersion`, `backgroundMs`, `cacheMinTokens`.
+    /// `usageInStream`, `azureMinStreamOptionsApiVersion`, `backgroundMs`, `cacheMinTokens`,
+    /// `reasoningModels` (names separated by `|`), `reasoningUsage` (`included`/`separate`).
     ///
     /// # Errors
     /// A part without `=`, an unknown key, a value that does not parse, or no `name`.
@@ -176,6 +215,15 @@ impl BackendConfig {
                 "cachemintokens" => {
                     config.cache_min_tokens = value.parse().map_err(|e| bad(&e))?;
                 }
+                "reasoningmodels" => {
+                    config.reasoning_models = value
+                        .split('|')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                "reasoningusage" => config.reasoning_usage = value.parse().map_err(|e| bad(&e))?,
                 _ => return Err(format!("unknown key `{key}` in `{spec}`")),
             }
         }
@@ -196,7 +244,8 @@ impl BackendConfig {
     ///
     /// # Errors
     /// An empty or oddly spelled name, a zero limit, a zero or oversized completion length,
-    /// an unparsable API version, a `backgroundMs` above an hour, or an invalid fault.
+    /// an unparsable API version, a `backgroundMs` above an hour, an empty name in
+    /// `reasoningModels`, or an invalid fault.
     pub fn validate(&self) -> Result<(), String> {
         let name_ok = !self.name.is_empty()
             && self
@@ -222,6 +271,15 @@ impl BackendConfig {
             return Err(format!(
                 "backgroundMs must be at most {MAX_BACKGROUND_MS} (one hour), got {}",
                 self.background_ms
+            ));
+        }
+        if let Some(index) = self
+            .reasoning_models
+            .iter()
+            .position(|m| m.trim().is_empty())
+        {
+            return Err(format!(
+                "reasoningModels[{index}] must name a model or deployment"
             ));
         }
         if self.api_key.as_deref() == Some("") {

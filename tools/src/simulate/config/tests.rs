@@ -4,7 +4,7 @@ use crate::simulate::faults::FaultMode;
 #[test]
 fn short_form_reads_every_key() {
     let b = BackendConfig::parse_short(
-        "name=ptu,port=0,tpm=10000,rpm=60,latency_ms=20,jitterMs=5,tokens_per_sec=200,completion_tokens=7,api-key=k,usage_in_stream=false,azureMinStreamOptionsApiVersion=2024-10-21,background_ms=50,cacheMinTokens=128",
+        "name=ptu,port=0,tpm=10000,rpm=60,latency_ms=20,jitterMs=5,tokens_per_sec=200,completion_tokens=7,api-key=k,usage_in_stream=false,azureMinStreamOptionsApiVersion=2024-10-21,background_ms=50,cacheMinTokens=128,reasoningModels=my-thinker|r1,reasoning_usage=Separate",
     )
     .expect("valid");
     assert_eq!(b.name, "ptu");
@@ -17,6 +17,8 @@ fn short_form_reads_every_key() {
     assert!(!b.usage_in_stream);
     assert_eq!(b.azure_min_stream_options_api_version, "2024-10-21");
     assert_eq!((b.background_ms, b.cache_min_tokens), (50, 128));
+    assert_eq!(b.reasoning_models, ["my-thinker", "r1"]);
+    assert_eq!(b.reasoning_usage, ReasoningUsage::Separate);
     b.validate().expect("validates");
 
     let hosted = BackendConfig::parse_short("name=x,host=127.0.0.2,port=8081").expect("valid");
@@ -30,6 +32,10 @@ fn short_form_errors_are_specific() {
         ("name=a,color=red", "unknown key `color`"),
         ("name=a,tpm=lots", "tpm: `lots`"),
         ("name=a,oops", "not key=value"),
+        (
+            "name=a,reasoningUsage=hidden",
+            "expected `included` or `separate`",
+        ),
     ] {
         let err = BackendConfig::parse_short(spec).expect_err(spec);
         assert!(err.contains(expected), "{spec}: {err}");
@@ -51,6 +57,8 @@ fn yaml_list_and_mapping_forms_with_defaults() {
   apiKey: secret
   backgroundMs: 25
   cacheMinTokens: 256
+  reasoningModels: [my-thinker]
+  reasoningUsage: separate
 "#;
     let config = SimConfig::from_yaml(yaml).expect("valid");
     assert_eq!(config.backends.len(), 2);
@@ -68,6 +76,10 @@ fn yaml_list_and_mapping_forms_with_defaults() {
     assert_eq!(config.backends[1].api_key.as_deref(), Some("secret"));
     assert_eq!(config.backends[1].background_ms, 25);
     assert_eq!(config.backends[1].cache_min_tokens, 256);
+    assert!(ptu.reasoning_models.is_empty());
+    assert_eq!(ptu.reasoning_usage, ReasoningUsage::Included);
+    assert_eq!(config.backends[1].reasoning_models, ["my-thinker"]);
+    assert_eq!(config.backends[1].reasoning_usage, ReasoningUsage::Separate);
 
     let mapping = SimConfig::from_yaml("backends:\n  - name: a\n").expect("valid");
     assert_eq!(mapping.backends[0], BackendConfig::new("a"));
@@ -85,6 +97,11 @@ fn yaml_errors_name_backend_and_field() {
         ("- name: a\n  tpm: 0\n", "tpm and rpm"),
         ("- name: a\n  completionTokens: 0\n", "completionTokens"),
         ("- name: a\n  backgroundMs: 3600001\n", "backgroundMs"),
+        ("- name: a\n  reasoningModels: ['']\n", "reasoningModels[0]"),
+        (
+            "- name: a\n  reasoningUsage: hidden\n",
+            "unknown variant `hidden`",
+        ),
         (
             "- name: a\n  azureMinStreamOptionsApiVersion: latest\n",
             "azureMinStreamOptionsApiVersion",

@@ -3,7 +3,9 @@
 //! Input: a [`Call`] and its generated [`Completion`] (or the embeddings inputs). Output:
 //! JSON bytes (responses-API objects also as values, for the store). Azure flavour adds
 //! `prompt_filter_results` and per-choice `content_filter_results`. Chat and responses usage
-//! always carry the prompt-token details with `cached_tokens`.
+//! always carry the prompt-token details (`cached_tokens`) and the completion-token details
+//! (`reasoning_tokens`), in the backend's reasoning shape ([`super::tokens`]); legacy
+//! completions report totals only and embeddings prompt tokens only.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -44,22 +46,6 @@ pub fn prompt_filter_results() -> Value {
     json!([{"prompt_index": 0, "content_filter_results": results}])
 }
 
-/// Chat/completions `usage`; `cached` of the prompt tokens came from the prompt cache.
-pub fn chat_usage(prompt: u64, completion: u64, cached: u64) -> Value {
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0
-        }
-    })
-}
-
 fn chat(call: &Call, completion: &Completion, id: &str) -> Value {
     let mut choice = json!({
         "index": 0,
@@ -78,7 +64,7 @@ fn chat(call: &Call, completion: &Completion, id: &str) -> Value {
         "created": call.created,
         "model": call.model,
         "choices": [],
-        "usage": chat_usage(call.prompt_tokens, completion.tokens, call.cached_tokens),
+        "usage": call.usage(completion.tokens).chat(),
         "system_fingerprint": FINGERPRINT
     });
     if call.flavour.is_azure() {
@@ -102,11 +88,7 @@ fn completions(call: &Call, completion: &Completion, id: &str) -> Value {
         "created": call.created,
         "model": call.model,
         "choices": [],
-        "usage": {
-            "prompt_tokens": call.prompt_tokens,
-            "completion_tokens": completion.tokens,
-            "total_tokens": call.prompt_tokens + completion.tokens
-        },
+        "usage": call.usage(completion.tokens).legacy(),
         "system_fingerprint": FINGERPRINT
     });
     if call.flavour.is_azure() {
@@ -140,13 +122,7 @@ pub fn response_object(
     let (output, usage) = match completion {
         Some(c) => (
             json!([output_message(&message_id(id), &c.text, "completed")]),
-            json!({
-                "input_tokens": call.prompt_tokens,
-                "input_tokens_details": {"cached_tokens": call.cached_tokens},
-                "output_tokens": c.tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": call.prompt_tokens + c.tokens
-            }),
+            call.usage(c.tokens).responses(),
         ),
         None => (json!([]), Value::Null),
     };

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::simulate::config::ReasoningUsage;
 use crate::simulate::route::Flavour;
 use crate::simulate::text::Completions;
 
@@ -14,6 +15,8 @@ fn call(flavour: Flavour, operation: Operation) -> Call {
         include_usage: false,
         max_tokens: Some(3),
         length: 3,
+        reasoning_tokens: 0,
+        reasoning_usage: ReasoningUsage::Included,
         prompt_tokens: 11,
         created: 1_700_000_000,
         context_tokens: 0,
@@ -147,4 +150,59 @@ fn error_shapes() {
         azure,
         json!({"error": {"code": "429", "message": "slow down"}})
     );
+}
+
+#[test]
+fn usage_details_in_both_reasoning_shapes() {
+    let completion = Completions::default().get("gpt-4o", 3);
+    let plain = parse(&success_body(
+        &call(Flavour::OpenAi, Operation::ChatCompletions),
+        &completion,
+        &json!({}),
+        "c",
+    ));
+    assert_eq!(
+        plain["usage"]["completion_tokens_details"],
+        json!({"reasoning_tokens": 0, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0})
+    );
+    assert_eq!(
+        plain["usage"]["prompt_tokens_details"],
+        json!({"cached_tokens": 0, "audio_tokens": 0})
+    );
+    for (shape, completion_tokens) in [
+        (ReasoningUsage::Included, 3 + 8),
+        (ReasoningUsage::Separate, 3),
+    ] {
+        let thinking = |operation| Call {
+            model: "gpt-5-mini".into(),
+            reasoning_tokens: 8,
+            reasoning_usage: shape,
+            cached_tokens: 4,
+            ..call(Flavour::OpenAi, operation)
+        };
+        let chat = parse(&success_body(
+            &thinking(Operation::ChatCompletions),
+            &completion,
+            &json!({}),
+            "c",
+        ));
+        let usage = &chat["usage"];
+        assert_eq!(usage["completion_tokens"], completion_tokens, "{shape:?}");
+        assert_eq!(usage["total_tokens"], 11 + 3 + 8, "{shape:?}");
+        assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 8);
+        assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+        assert_eq!(chat["choices"][0]["message"]["content"], completion.text);
+        let response = parse(&success_body(
+            &thinking(Operation::Responses),
+            &completion,
+            &json!({}),
+            "resp_r",
+        ));
+        let usage = &response["usage"];
+        assert_eq!(usage["output_tokens"], completion_tokens, "{shape:?}");
+        assert_eq!(usage["total_tokens"], 11 + 3 + 8, "{shape:?}");
+        assert_eq!(usage["output_tokens_details"]["reasoning_tokens"], 8);
+        assert_eq!(usage["input_tokens_details"]["cached_tokens"], 4);
+    }
 }

@@ -7,7 +7,8 @@
 //! `content_filter_results` on choices; with usage requested every chunk has `"usage":null`
 //! and an extra final `"choices":[]` chunk carries `usage`. Responses: `event: <type>` +
 //! `data:` events ending with `response.completed`, which holds the usage; a background
-//! response's `response.created` says `queued`.
+//! response's `response.created` says `queued`. Usage is the JSON answer's, details
+//! included; a reasoning model's reasoning is never streamed, only counted in the usage.
 
 use std::sync::OnceLock;
 
@@ -195,14 +196,11 @@ fn chunk_events(call: &Call, completion: &Completion, id: &str) -> Vec<SseEvent>
     }
     events.push(frame.event(&choices.finish(call.finish_reason()), None));
     if call.include_usage {
+        let usage = call.usage(completion.tokens);
         let usage = if choices.chat {
-            payload::chat_usage(call.prompt_tokens, completion.tokens, call.cached_tokens)
+            usage.chat()
         } else {
-            json!({
-                "prompt_tokens": call.prompt_tokens,
-                "completion_tokens": completion.tokens,
-                "total_tokens": call.prompt_tokens + completion.tokens
-            })
+            usage.legacy()
         };
         events.push(frame.usage(&usage));
     }

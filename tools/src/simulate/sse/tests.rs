@@ -1,4 +1,5 @@
 use super::*;
+use crate::simulate::config::ReasoningUsage;
 use crate::simulate::route::Flavour;
 use crate::simulate::text::Completions;
 
@@ -12,6 +13,8 @@ fn call(flavour: Flavour, operation: Operation, include_usage: bool) -> Call {
         include_usage,
         max_tokens: None,
         length: 4,
+        reasoning_tokens: 0,
+        reasoning_usage: ReasoningUsage::Included,
         prompt_tokens: 9,
         created: 1_700_000_000,
         context_tokens: 0,
@@ -204,4 +207,37 @@ fn malformed_event_is_inserted_after_n_events() {
         .find_map(|l| l.strip_prefix("data: "))
         .unwrap_or_default();
     assert!(serde_json::from_str::<Value>(json).is_err());
+}
+
+#[test]
+fn a_reasoning_models_stream_reports_reasoning_in_its_usage_only() {
+    let completion = Completions::default().get("o3", 4);
+    for (shape, reported) in [
+        (ReasoningUsage::Included, 4 + 6),
+        (ReasoningUsage::Separate, 4),
+    ] {
+        let mut chat = call(Flavour::AzureV1, Operation::ChatCompletions, true);
+        (chat.model, chat.reasoning_tokens, chat.reasoning_usage) = ("o3".into(), 6, shape);
+        let chunks = events(&chat, &completion, "c", None);
+        assert_eq!(chunks.iter().filter(|e| e.delta.is_some()).count(), 4);
+        let chat_data = data(&chunks);
+        let usage = &chat_data[chat_data.len() - 2]["usage"];
+        assert_eq!(usage["completion_tokens"], reported, "{shape:?}");
+        assert_eq!(usage["total_tokens"], 9 + 4 + 6, "{shape:?}");
+        assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 6);
+        assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 0);
+
+        let mut responses = call(Flavour::OpenAi, Operation::Responses, true);
+        (responses.reasoning_tokens, responses.reasoning_usage) = (6, shape);
+        let data = data(&events(&responses, &completion, "resp_r", None));
+        let usage = &data[data.len() - 1]["response"]["usage"];
+        assert_eq!(usage["output_tokens"], reported, "{shape:?}");
+        assert_eq!(usage["output_tokens_details"]["reasoning_tokens"], 6);
+        assert_eq!(usage["total_tokens"], 9 + 4 + 6, "{shape:?}");
+        let reasoning: Vec<_> = data
+            .iter()
+            .filter(|d| d["type"].as_str().is_some_and(|t| t.contains("reasoning")))
+            .collect();
+        assert!(reasoning.is_empty(), "never streamed: {reasoning:?}");
+    }
 }

@@ -66,7 +66,7 @@ impl ResponseStatus {
 pub struct Usage {
     /// Input tokens (its own chain included).
     pub input_tokens: u64,
-    /// Output tokens.
+    /// Visible output tokens (a reasoning model's reasoning is not carried into a chain).
     pub output_tokens: u64,
 }
 
@@ -217,8 +217,8 @@ impl ResponseStore {
             .map(|slot| slot.response.object.clone())
     }
 
-    /// The tokens that continuing `id` adds to a prompt: its input and output tokens (0
-    /// while it has no usage).
+    /// The tokens that continuing `id` adds to a prompt: its input and visible output
+    /// tokens (0 while it has no usage).
     pub fn context_tokens(&self, id: &str) -> Option<u64> {
         self.lock().responses.get(id).map(|slot| {
             slot.response

@@ -25,7 +25,7 @@ use spillway_crds::compile::default_breaker;
 use spillway_sidecar::breaker::{Breaker, Outcome};
 use spillway_sidecar::clock::SystemClock;
 use spillway_sidecar::limiter::bucket::{BucketLimit, TokenBucket};
-use spillway_sidecar::limiter::{AdmitRequest, Limiter};
+use spillway_sidecar::limiter::{AdmitRequest, Limiter, Used};
 use spillway_sidecar::protocol::{Edits, inspect, rewrite};
 use spillway_sidecar::subscribe::file::{LocalSecrets, load_text};
 use spillway_sidecar::usage::sse::{ScanOptions, StreamScanner};
@@ -186,12 +186,13 @@ fn bucket_admit(c: &mut Criterion) {
         model: "gpt-4o",
         prompt_tokens_estimate: 120,
         max_completion_tokens: Some(256),
+        spend_ceiling: &[],
     };
     group.bench_function("Limiter admit+settle (tpm, rpm, daily)", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let reservation = limiter.admit(black_box(&request)).await.unwrap();
-                reservation.settle(184);
+                reservation.settle(&Used::tokens(184));
             });
         });
     });

@@ -219,7 +219,9 @@ impl ProxyError {
             },
             Self::QuotaRefused { refusal, .. } => match refusal {
                 Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                Refusal::QuotaExhausted { .. } => StatusCode::FORBIDDEN,
+                Refusal::QuotaExhausted { .. } | Refusal::BudgetExhausted { .. } => {
+                    StatusCode::FORBIDDEN
+                }
                 Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 Refusal::NeverFits { .. } => StatusCode::BAD_REQUEST,
             },
@@ -271,7 +273,7 @@ impl ProxyError {
     pub fn recorded(&self) -> ErrorType {
         let kind = match self {
             Self::QuotaRefused {
-                refusal: Refusal::QuotaExhausted { .. },
+                refusal: Refusal::QuotaExhausted { .. } | Refusal::BudgetExhausted { .. },
                 ..
             } => GatewayErrorKind::QuotaExhausted,
             Self::QuotaRefused {

@@ -27,7 +27,9 @@
 pub mod affinity;
 pub mod audit;
 pub mod breaker;
+pub mod calendar;
 pub mod clock;
+pub mod cost;
 pub mod credentials;
 pub mod error;
 pub mod http_client;

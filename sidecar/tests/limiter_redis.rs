@@ -21,7 +21,7 @@ use spillway_crds::snapshot::{
 };
 use spillway_sidecar::clock::SystemClock;
 use spillway_sidecar::limiter::calendar::{unix_ms, window};
-use spillway_sidecar::limiter::{AdmitRequest, Limiter, Refusal, Reservation};
+use spillway_sidecar::limiter::{AdmitRequest, Limiter, Refusal, Reservation, Used};
 
 fn quota(name: &str, app: Option<&str>) -> QuotaConfig {
     QuotaConfig {
@@ -35,6 +35,8 @@ fn quota(name: &str, app: Option<&str>) -> QuotaConfig {
         calendar: Vec::new(),
         default_max_tokens: 1000,
         share: 1.0 / 3.0,
+        token_weights: Default::default(),
+        budgets: Vec::new(),
     }
 }
 
@@ -86,6 +88,7 @@ fn call(app: &str, prompt: u64, max: u64) -> AdmitRequest<'_> {
         model: "gpt-4o",
         prompt_tokens_estimate: prompt,
         max_completion_tokens: Some(max),
+        spend_ceiling: &[],
     }
 }
 
@@ -119,7 +122,7 @@ async fn hammer(limiters: &[Arc<Limiter>], duration: Duration) -> (u64, u64) {
                     match limiter.admit(&call("app", 100, PER_CALL - 100)).await {
                         Ok(reservation) => {
                             total.fetch_add(PER_CALL, Ordering::Relaxed);
-                            reservation.settle(PER_CALL);
+                            reservation.settle(&Used::tokens(PER_CALL));
                         }
                         Err(Refusal::RateLimited { retry_after, .. }) => {
                             tokio::time::sleep(retry_after.min(Duration::from_millis(50))).await;
@@ -299,7 +302,7 @@ async fn a_shared_calendar_quota_trues_up_and_refuses_with_its_reset_time() {
     let first = admitted(&one, &call("cal", 100, 200)).await;
     assert_eq!(first.headers().remaining_tokens, Some(700));
     // Used 100 of the 300 reserved: 200 come back (sent from a task; wait until it landed).
-    first.settle(100);
+    first.settle(&Used::tokens(100));
     let mut conn = server.connect().await.expect("connect");
     let day = window(QuotaPeriod::Daily, unix_ms(SystemTime::now()));
     let key = format!("cal:{{cal}}:team/daily:d:{}", day.start_ms / 1000);

@@ -198,6 +198,20 @@ fn assert_routing_and_transport(otlp: &OtlpReceiver) {
         otlp.unit("gen_ai.server.time_to_first_token").as_deref(),
         Some("s")
     );
+    // Without `OTEL_SEMCONV_STABILITY_OPT_IN` the client metrics keep their old names (the
+    // new ones: telemetry_genai_latest.rs).
+    let names = otlp.names();
+    assert!(
+        names.contains("gen_ai.client.operation.duration"),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("gen_ai.client.inference.")
+                || n.starts_with("gen_ai.client.embeddings.")),
+        "{names:?}"
+    );
     assert_eq!(otlp.resource()["service.name"], "spillway");
     for seen in otlp.seen() {
         assert_eq!(

@@ -146,8 +146,12 @@ pub(super) async fn scope_status(
             &sidecars,
         );
         let periods = status::quota_periods(&quota.name_any(), &quota.spec, &sidecars);
-        let desired =
-            |previous: Option<&_>| status::quota_status(&observed, tokens, periods, previous);
+        let budgets = status::quota_budgets(&quota.name_any(), &quota.spec, &sidecars);
+        let desired = |previous: Option<&_>| {
+            let mut status = status::quota_status(&observed, tokens, periods, previous);
+            status.budgets = budgets;
+            status
+        };
         write_object(ctx, KIND_QUOTA, &**quota, quota.status.as_ref(), desired).await?;
     }
     for gateway in &objects.gateways {

@@ -1,11 +1,12 @@
 //! The status of each kind: `AIBackendPool` (conditions, `Degraded`, breaker states),
-//! `TokenQuota` (per-minute and calendar usage) and `AIGateway` (what it turns on), each with
+//! `TokenQuota` (per-minute and calendar usage, money budgets) and `AIGateway` (what it turns on), each with
 //! the served version. Pure: inputs as [`Observed`] plus the live aggregates of [`live`].
 
+use spillway_crds::billing::Micros;
 use spillway_crds::snapshot::{GatewayConfig, IdentityMethod};
 use spillway_crds::v1alpha1::{
-    AiBackendPoolSpec, AiBackendPoolStatus, AiGatewayStatus, BackendBreakerStatus, Condition,
-    QuotaPeriod, QuotaPeriodStatus, ServedVersion, TokenQuotaSpec, TokenQuotaStatus,
+    AiBackendPoolSpec, AiBackendPoolStatus, AiGatewayStatus, BackendBreakerStatus, BudgetStatus,
+    Condition, QuotaPeriod, QuotaPeriodStatus, ServedVersion, TokenQuotaSpec, TokenQuotaStatus,
 };
 
 use super::SyncCounts;
@@ -139,6 +140,17 @@ pub fn quota_status(
         tokens_remaining: tokens.remaining,
         tokens_note: Some(tokens.note),
         periods,
+        budgets: Vec::new(),
+    }
+}
+
+/// The status name and report window of a calendar period.
+fn period_names(period: QuotaPeriod) -> (&'static str, &'static str) {
+    match period {
+        QuotaPeriod::Hourly => ("Hourly", "hour"),
+        QuotaPeriod::Daily => ("Daily", "day"),
+        QuotaPeriod::Weekly => ("Weekly", "week"),
+        QuotaPeriod::Monthly => ("Monthly", "month"),
     }
 }
 
@@ -151,12 +163,7 @@ pub fn quota_periods(
     spec.quotas
         .iter()
         .map(|quota| {
-            let (period, window) = match quota.period {
-                QuotaPeriod::Hourly => ("Hourly", "hour"),
-                QuotaPeriod::Daily => ("Daily", "day"),
-                QuotaPeriod::Weekly => ("Weekly", "week"),
-                QuotaPeriod::Monthly => ("Monthly", "month"),
-            };
+            let (period, window) = period_names(quota.period);
             let app = spec.app_id.as_deref();
             let tokens = live::window_tokens(name, app, window, quota.tokens, sidecars);
             let used = tokens
@@ -168,6 +175,39 @@ pub fn quota_periods(
                 used: tokens.used,
                 remaining: tokens.remaining,
                 usage: format!("{used}/{}", quota.tokens),
+            }
+        })
+        .collect()
+}
+
+/// Spend of each money budget of `spec` in its current period, from the live `sidecars`
+/// (they report nanos left per budget window as `day$USD`).
+pub fn quota_budgets(
+    name: &str,
+    spec: &TokenQuotaSpec,
+    sidecars: &[live::LiveSidecar],
+) -> Vec<BudgetStatus> {
+    spec.budgets
+        .iter()
+        .map(|budget| {
+            let (period, window) = period_names(budget.period);
+            let amount: Micros = budget.amount.parse().unwrap_or_default();
+            let capacity = amount.0.saturating_mul(1000);
+            let key = format!("{window}${}", budget.currency);
+            let app = spec.app_id.as_deref();
+            let left = live::window_tokens(name, app, &key, capacity, sidecars);
+            let spent = left.used.map(|nanos| Micros(nanos / 1000).to_string());
+            let usage = format!(
+                "{}/{amount} {}",
+                spent.as_deref().unwrap_or("?"),
+                budget.currency
+            );
+            BudgetStatus {
+                period: period.to_owned(),
+                currency: budget.currency.clone(),
+                amount: amount.to_string(),
+                spent,
+                usage,
             }
         })
         .collect()

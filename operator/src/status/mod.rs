@@ -29,7 +29,9 @@ pub mod live;
 #[cfg(test)]
 mod tests;
 
-pub use kinds::{GatewaySettings, gateway_status, pool_status, quota_periods, quota_status};
+pub use kinds::{
+    GatewaySettings, gateway_status, pool_status, quota_budgets, quota_periods, quota_status,
+};
 
 /// Sidecars of a scope running the current version, out of all live ones.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -100,10 +100,7 @@ fn record(app: &str) -> UsageRecord {
         request_id: "r1".into(),
         backend: Some("east".into()),
         stream: true,
-        usage: Usage {
-            prompt_tokens: 12,
-            completion_tokens: 7,
-        },
+        usage: Usage::totals(12, 7),
         ..UsageRecord::served(app)
     }
 }
@@ -131,7 +128,10 @@ fn a_line_holds_the_messages_and_completion_redacted_and_capped() {
         (line.app_id.as_str(), line.backend.as_deref()),
         ("web", Some("east"))
     );
-    assert_eq!((line.prompt_tokens, line.completion_tokens), (12, 7));
+    assert_eq!(
+        (line.usage.prompt_tokens, line.usage.completion_tokens),
+        (12, 7)
+    );
     assert!(
         line.request.starts_with("[{\"content\":"),
         "{}",

@@ -20,9 +20,12 @@ use opentelemetry_sdk::logs::SdkLogger;
 
 use super::redact::cap;
 use super::{AuditQueue, PendingAudit};
-use crate::limiter::calendar::{format_utc, unix_ms};
+use crate::calendar::{format_utc, unix_ms};
+use crate::cost::CallCost;
 use crate::telemetry::logs::set_trace_context;
 use crate::telemetry::semconv::attr;
+use crate::telemetry::usage_fields::{FieldValue, usage_fields};
+use crate::usage::Usage;
 use crate::usage::record::RequestTrace;
 
 /// The event name of audit log records.
@@ -49,10 +52,13 @@ pub struct AuditLine {
     pub stream: bool,
     /// HTTP status to the client.
     pub status: u16,
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Completion tokens.
-    pub completion_tokens: u64,
+    /// Tokens: `prompt_tokens`, `completion_tokens` and each non-zero subset
+    /// (`cached_tokens`, `reasoning_tokens`, …).
+    #[serde(flatten)]
+    pub usage: Usage,
+    /// What the call cost, when its backend has prices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CallCost>,
     /// Counted with the tokenizer.
     pub estimated: bool,
     /// The request's messages / prompt / input, as JSON text, redacted and capped.
@@ -94,8 +100,8 @@ pub fn line(pending: &PendingAudit) -> AuditLine {
         operation: record.operation.map(|o| o.path().to_owned()),
         stream: record.stream,
         status: record.status,
-        prompt_tokens: record.usage.prompt_tokens,
-        completion_tokens: record.usage.completion_tokens,
+        usage: record.usage,
+        cost: record.cost.clone(),
         estimated: record.estimated,
         request,
         completion,
@@ -229,8 +235,6 @@ fn emit(logger: &SdkLogger, line: &AuditLine, trace: Option<RequestTrace>) {
         (attr::BACKEND, text(line.backend.as_deref().unwrap_or(""))),
         (attr::REQUEST_MODEL, text(&line.model)),
         (attr::HTTP_STATUS_CODE, int(u64::from(line.status))),
-        (attr::USAGE_INPUT_TOKENS, int(line.prompt_tokens)),
-        (attr::USAGE_OUTPUT_TOKENS, int(line.completion_tokens)),
         (attr::TOKEN_ESTIMATED, AnyValue::Boolean(line.estimated)),
         (attr::STREAM, AnyValue::Boolean(line.stream)),
         ("spillway.audit.request", text(&line.request)),
@@ -240,5 +244,13 @@ fn emit(logger: &SdkLogger, line: &AuditLine, trace: Option<RequestTrace>) {
             AnyValue::Boolean(line.truncated),
         ),
     ]);
+    log.add_attributes(
+        usage_fields(&line.usage, line.cost.as_ref())
+            .into_iter()
+            .map(|(key, value)| match value {
+                FieldValue::Int(n) => (key, AnyValue::Int(n)),
+                FieldValue::Text(text) => (key, AnyValue::from(text.into_owned())),
+            }),
+    );
     logger.emit(log);
 }

@@ -19,9 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::bucket::TokenBucket;
-use super::calendar::{QuotaPeriod, WindowCounter, window};
+use super::outcome::Used;
 use super::outcome::{HeaderTracker, LimitKind, RateHeaders, Refusal, Verdict};
 use super::plan::{Plan, Quota, Scale, period_index};
+use crate::calendar::{QuotaPeriod, WindowCounter, window};
 
 /// How often a shard drops its idle entries.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
@@ -37,11 +38,24 @@ pub(super) struct Now {
     pub wall_ms: i64,
 }
 
-/// Tokens to reserve under one quota.
-#[derive(Clone, Copy, Debug)]
+/// Tokens (and money) to reserve under one quota.
+#[derive(Clone, Debug)]
 pub(super) struct Demand<'a> {
     pub quota: &'a Quota,
     pub tokens: u64,
+    /// Nanos to reserve in each of the quota's budgets, in their order.
+    pub spend: Vec<u64>,
+}
+
+/// What one admission reserved under one quota, for the true-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Charge {
+    /// The quota's key.
+    pub key: u32,
+    /// Tokens reserved.
+    pub tokens: u64,
+    /// Nanos reserved in each budget.
+    pub spend: Vec<u64>,
 }
 
 /// Tokens left in one token window of one app's quota (see [`LocalStore::visit_levels`]).
@@ -52,6 +66,8 @@ pub(super) struct WindowLevel<'a> {
     /// The calendar period; `None` for the per-minute bucket.
     pub period: Option<QuotaPeriod>,
     pub remaining: u64,
+    /// The currency of a money budget (`remaining` is then nanos).
+    pub currency: Option<&'a str>,
 }
 
 /// Sizes of the local state, for metrics and the memory test.
@@ -88,6 +104,8 @@ struct QuotaState {
     tokens: TokenBucket,
     requests: TokenBucket,
     windows: [WindowCounter; 4],
+    /// Nanos spent per budget, in the quota's budget order (empty without budgets).
+    spend: Vec<WindowCounter>,
 }
 
 impl QuotaState {
@@ -97,7 +115,16 @@ impl QuotaState {
             tokens: TokenBucket::full(now),
             requests: TokenBucket::full(now),
             windows: [WindowCounter::default(); 4],
+            spend: Vec::new(),
         }
+    }
+
+    /// The spend counter of budget `index`.
+    fn spend(&mut self, index: usize) -> &mut WindowCounter {
+        if self.spend.len() <= index {
+            self.spend.resize(index + 1, WindowCounter::default());
+        }
+        &mut self.spend[index]
     }
 
     /// Whether the state differs from a fresh one at `now`.
@@ -111,7 +138,10 @@ impl QuotaState {
         let requests = quota
             .requests(Scale::Share)
             .is_some_and(|limit| !self.requests.is_full(now.instant, limit));
-        tokens || requests || self.windows.iter().any(|w| w.is_live(now.wall_ms))
+        tokens
+            || requests
+            || self.windows.iter().any(|w| w.is_live(now.wall_ms))
+            || self.spend.iter().any(|w| w.is_live(now.wall_ms))
     }
 }
 
@@ -215,13 +245,13 @@ impl LocalStore {
         Ok((key, headers.finish()))
     }
 
-    /// Trues up a reservation: `charges` are (quota key, tokens reserved), `actual` the real
-    /// total, `admitted_ms` when it was admitted (its calendar windows).
+    /// Trues up a reservation: `charges` are what each quota reserved, `used` what the call
+    /// really used, `admitted_ms` when it was admitted (its calendar windows).
     pub fn settle(
         &self,
         app: &str,
-        charges: &[(u32, u64)],
-        actual: u64,
+        charges: &[Charge],
+        used: &Used<'_>,
         admitted_ms: i64,
         now: Instant,
         plan: &Plan,
@@ -231,13 +261,24 @@ impl LocalStore {
             return;
         };
         state.in_flight = state.in_flight.saturating_sub(1);
-        for &(key, reserved) in charges {
+        for charge in charges {
             let (Some(quota), Some(slot)) = (
-                plan.by_key(key),
-                state.quotas.iter_mut().find(|q| q.key == key),
+                plan.by_key(charge.key),
+                state.quotas.iter_mut().find(|q| q.key == charge.key),
             ) else {
                 continue;
             };
+            for (index, (budget, _)) in quota.budgets(Scale::Share).enumerate() {
+                let reserved = charge.spend.get(index).copied().unwrap_or(0);
+                let actual = used.spend_in(&budget.currency);
+                slot.spend(index).adjust(
+                    window(budget.period, admitted_ms),
+                    reserved.saturating_sub(actual),
+                    actual.saturating_sub(reserved),
+                );
+            }
+            let actual = quota.weighted(&used.tokens);
+            let reserved = charge.tokens;
             let refund = reserved.saturating_sub(actual);
             let extra = actual.saturating_sub(reserved);
             if let Some(limit) = quota.tokens(Scale::Share) {
@@ -291,6 +332,7 @@ impl LocalStore {
                             quota,
                             period: None,
                             remaining: u64::try_from(left).unwrap_or(0),
+                            currency: None,
                         });
                     }
                     for (period, capacity) in quota.calendar(Scale::Share) {
@@ -301,6 +343,18 @@ impl LocalStore {
                             quota,
                             period: Some(period),
                             remaining: capacity.saturating_sub(used),
+                            currency: None,
+                        });
+                    }
+                    for (index, (budget, capacity)) in quota.budgets(Scale::Share).enumerate() {
+                        let period = budget.period;
+                        let used = slot.spend(index).used(window(period, now.wall_ms));
+                        visit(WindowLevel {
+                            app,
+                            quota,
+                            period: Some(period),
+                            remaining: capacity.saturating_sub(used),
+                            currency: Some(&budget.currency),
                         });
                     }
                 }
@@ -352,6 +406,13 @@ fn check(slot: &mut QuotaState, demand: &Demand<'_>, now: Now, verdict: &mut Ver
             verdict.exhausted(&quota.name, period, window.end_ms);
         }
     }
+    for (index, (budget, capacity)) in quota.budgets(Scale::Share).enumerate() {
+        let window = window(budget.period, now.wall_ms);
+        let amount = demand.spend.get(index).copied().unwrap_or(0);
+        if !slot.spend(index).fits(window, capacity, amount) {
+            verdict.budget_exhausted(&quota.name, budget, window.end_ms);
+        }
+    }
 }
 
 fn reserve(slot: &mut QuotaState, demand: &Demand<'_>, now: Now, headers: &mut HeaderTracker) {
@@ -375,5 +436,10 @@ fn reserve(slot: &mut QuotaState, demand: &Demand<'_>, now: Now, headers: &mut H
         let left = i64::try_from(capacity.saturating_sub(counter.used(window))).unwrap_or(i64::MAX);
         let reset_ms = u64::try_from(window.end_ms - now.wall_ms).unwrap_or(0);
         headers.tokens(capacity, left, Duration::from_millis(reset_ms));
+    }
+    for (index, (budget, _)) in quota.budgets(Scale::Share).enumerate() {
+        let amount = demand.spend.get(index).copied().unwrap_or(0);
+        slot.spend(index)
+            .add(window(budget.period, now.wall_ms), amount);
     }
 }

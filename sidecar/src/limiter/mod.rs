@@ -13,7 +13,7 @@
 //! and one request in every applicable limit, all or nothing.
 //!
 //! - [`bucket`]: the token bucket (per-minute limits), pure, injected `Instant`.
-//! - [`calendar`]: UTC calendar windows (hour, day, week from Monday, month), pure.
+//! - [`calendar`] (the crate's): UTC calendar windows (hour, day, week from Monday, month).
 //! - `estimate`: a cheap prompt-token estimate from the raw body, for the reservation.
 //! - `plan`: the quotas of one snapshot, with keys stable across reloads.
 //! - `local`: per-app counters in this process (`Local` mode: this sidecar's `share` of
@@ -27,7 +27,7 @@
 //! windows (Redis buckets use the Redis server's clock).
 
 pub mod bucket;
-pub mod calendar;
+pub use crate::calendar;
 mod estimate;
 mod levels;
 mod local;
@@ -43,7 +43,7 @@ use spillway_crds::Snapshot;
 use spillway_crds::snapshot::{RateLimitMode, RedisUnavailablePolicy};
 
 use crate::clock::Clock;
-use local::{Demand, LocalStore, Now};
+use local::{Charge, Demand, LocalStore, Now};
 use plan::{Plan, Scale};
 use redis::RedisStore;
 
@@ -52,7 +52,7 @@ pub use estimate::{
     output_limit,
 };
 pub use local::{LocalStats, SWEEP_INTERVAL};
-pub use outcome::{AdmitRequest, LimitKind, QuotaPeriod, RateHeaders, Refusal};
+pub use outcome::{AdmitRequest, LimitKind, QuotaPeriod, RateHeaders, Refusal, Used};
 pub use reservation::Reservation;
 
 /// Keys beside the counters, in the same Redis (see [`Limiter::shared_kv`]).
@@ -205,6 +205,11 @@ impl Limiter {
                     request.prompt_tokens_estimate,
                     request.max_completion_tokens,
                 ),
+                spend: quota.budget_reservations(
+                    request.prompt_tokens_estimate,
+                    request.max_completion_tokens,
+                    request.spend_ceiling,
+                ),
             })
             .collect();
         let scale = match self.core.redis.load().as_ref() {
@@ -237,7 +242,14 @@ impl Limiter {
     ) -> Result<Reservation, Refusal> {
         let now = self.now();
         let (app, headers) = self.core.local.admit(app, demands, now, plan)?;
-        let charges = demands.iter().map(|d| (d.quota.key, d.tokens)).collect();
+        let charges = demands
+            .iter()
+            .map(|d| Charge {
+                key: d.quota.key,
+                tokens: d.tokens,
+                spend: d.spend.clone(),
+            })
+            .collect();
         Ok(Reservation::local(
             Arc::clone(&self.core),
             app,

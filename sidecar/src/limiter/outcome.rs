@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::calendar::{format_utc, system_time, unix_ms};
+use crate::calendar::{format_utc, system_time, unix_ms};
+use spillway_crds::billing::{SpendCeiling, TokenType};
+use spillway_crds::snapshot::BudgetConfig;
 pub use spillway_crds::snapshot::QuotaPeriod;
 
 /// One call to admit.
@@ -27,6 +29,9 @@ pub struct AdmitRequest<'a> {
     /// The request's completion limit (`max_completion_tokens` / `max_tokens` /
     /// `max_output_tokens`, times `n`); `None` reserves each quota's `defaultMaxTokens`.
     pub max_completion_tokens: Option<u64>,
+    /// The highest metered rates of the backends the call may be routed to, per currency:
+    /// money budgets reserve at these. Empty when none is priced.
+    pub spend_ceiling: &'a [SpendCeiling],
 }
 
 /// Which per-minute limit refused.
@@ -92,6 +97,22 @@ pub enum Refusal {
         /// When the next window starts.
         resets_at: SystemTime,
     },
+    /// A money budget is spent: HTTP 403 until it resets.
+    #[error(
+        "the {} budget of quota `{quota}` ({currency}) is spent; it resets at {} (UTC)",
+        period_word(*period),
+        format_utc(unix_ms(*resets_at))
+    )]
+    BudgetExhausted {
+        /// The quota's `metadata.name`.
+        quota: String,
+        /// The calendar period.
+        period: QuotaPeriod,
+        /// The budget's currency.
+        currency: String,
+        /// When the next window starts.
+        resets_at: SystemTime,
+    },
     /// Redis is unreachable and the policy is `FailClosed`: HTTP 503.
     #[error("the shared rate-limit store is unreachable; retry shortly")]
     Unavailable,
@@ -112,6 +133,7 @@ impl Refusal {
         match self {
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::QuotaExhausted { .. } => "quota_exceeded",
+            Self::BudgetExhausted { .. } => "budget_exceeded",
             Self::Unavailable => "rate_limiter_unavailable",
             Self::NeverFits { .. } => "request_exceeds_quota",
         }
@@ -124,7 +146,7 @@ impl Refusal {
             // Never beyond the one-minute window, even for a bucket in debt after a call
             // that used more than it reserved: a client is told to come back within it.
             Self::RateLimited { retry_after, .. } => (*retry_after).min(WINDOW),
-            Self::QuotaExhausted { resets_at, .. } => {
+            Self::QuotaExhausted { resets_at, .. } | Self::BudgetExhausted { resets_at, .. } => {
                 resets_at.duration_since(now).unwrap_or(Duration::ZERO)
             }
             Self::Unavailable => Duration::from_secs(1),
@@ -136,7 +158,8 @@ impl Refusal {
 /// Collects the refusals of one admission; see the module docs for which one wins.
 #[derive(Debug, Default)]
 pub(super) struct Verdict {
-    exhausted: Option<(Arc<str>, QuotaPeriod, i64)>,
+    /// Quota, period, end of the window, and the currency when it is a budget.
+    exhausted: Option<(Arc<str>, QuotaPeriod, i64, Option<String>)>,
     wait: Option<(Arc<str>, LimitKind, Duration)>,
 }
 
@@ -150,22 +173,43 @@ impl Verdict {
 
     /// A calendar window of `quota` ending at `end_ms` cannot cover the call.
     pub fn exhausted(&mut self, quota: &Arc<str>, period: QuotaPeriod, end_ms: i64) {
+        self.offer_exhausted((Arc::clone(quota), period, end_ms, None));
+    }
+
+    /// A money `budget` of `quota`, its window ending at `end_ms`, cannot cover the call.
+    pub fn budget_exhausted(&mut self, quota: &Arc<str>, budget: &BudgetConfig, end_ms: i64) {
+        let currency = Some(budget.currency.clone());
+        self.offer_exhausted((Arc::clone(quota), budget.period, end_ms, currency));
+    }
+
+    /// Keeps the exhausted window that resets last: waiting for an earlier one would not help.
+    fn offer_exhausted(&mut self, candidate: (Arc<str>, QuotaPeriod, i64, Option<String>)) {
         if self
             .exhausted
             .as_ref()
-            .is_none_or(|(_, _, end)| end_ms > *end)
+            .is_none_or(|(_, _, end, _)| candidate.2 > *end)
         {
-            self.exhausted = Some((Arc::clone(quota), period, end_ms));
+            self.exhausted = Some(candidate);
         }
     }
 
     /// The refusal, if any limit refused.
     pub fn into_refusal(self) -> Option<Refusal> {
-        if let Some((quota, period, end_ms)) = self.exhausted {
-            return Some(Refusal::QuotaExhausted {
-                quota: quota.to_string(),
-                period,
-                resets_at: system_time(end_ms),
+        if let Some((quota, period, end_ms, currency)) = self.exhausted {
+            let quota = quota.to_string();
+            let resets_at = system_time(end_ms);
+            return Some(match currency {
+                None => Refusal::QuotaExhausted {
+                    quota,
+                    period,
+                    resets_at,
+                },
+                Some(currency) => Refusal::BudgetExhausted {
+                    quota,
+                    period,
+                    currency,
+                    resets_at,
+                },
             });
         }
         self.wait
@@ -282,6 +326,36 @@ impl HeaderTracker {
             limit_requests: self.requests.map(|r| r.0),
             remaining_requests: self.requests.map(|r| left(r.1)),
             reset_requests: self.requests.map(|r| r.2),
+        }
+    }
+}
+
+/// What a call really used, for the true-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Used<'a> {
+    /// Tokens per billing class (`Usage::by_type`).
+    pub tokens: [(TokenType, u64); 8],
+    /// Its metered cost: currency and nanos (billionths), rounded up; `None` when the call
+    /// was not metered (no prices, a provisioned backend, not served).
+    pub spend: Option<(&'a str, u64)>,
+}
+
+impl Used<'_> {
+    /// `total` plain tokens and no cost.
+    pub fn tokens(total: u64) -> Self {
+        let mut tokens = TokenType::ALL.map(|t| (t, 0));
+        tokens[0].1 = total;
+        Self {
+            tokens,
+            spend: None,
+        }
+    }
+
+    /// Nanos spent in `currency`: the cost when it is in that currency, else 0.
+    pub fn spend_in(&self, currency: &str) -> u64 {
+        match self.spend {
+            Some((c, nanos)) if c == currency => nanos,
+            _ => 0,
         }
     }
 }

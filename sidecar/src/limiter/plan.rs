@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use spillway_crds::snapshot::{CalendarQuotaConfig, QuotaConfig, QuotaPeriod};
+use spillway_crds::billing::{Micros, SpendCeiling, TokenType, TokenWeights};
+use spillway_crds::snapshot::{BudgetConfig, CalendarQuotaConfig, QuotaConfig, QuotaPeriod};
 
 use super::bucket::BucketLimit;
 
@@ -83,9 +84,71 @@ impl Quota {
     }
 
     /// Tokens reserved for a request: the prompt estimate plus its completion limit, or the
-    /// quota's default when it sets none.
+    /// quota's default when it sets none — each at the highest weight an input or output
+    /// token type has in this quota (1 unless `tokenWeights` says otherwise), rounded up.
     pub fn reservation(&self, prompt: u64, max_completion: Option<u64>) -> u64 {
-        prompt.saturating_add(max_completion.unwrap_or(self.config.default_max_tokens))
+        let completion = self.completion_limit(max_completion);
+        let weights = &self.config.token_weights;
+        if weights.is_default() {
+            return prompt.saturating_add(completion);
+        }
+        let highest = |input: bool| {
+            TokenType::ALL
+                .into_iter()
+                .filter(|t| t.is_input() == input)
+                .map(|t| weights.weight(t))
+                .max()
+                .unwrap_or(Micros::ONE)
+        };
+        let millionths = u128::from(prompt) * u128::from(highest(true))
+            + u128::from(completion) * u128::from(highest(false));
+        u64::try_from(millionths.div_ceil(u128::from(Micros::ONE))).unwrap_or(u64::MAX)
+    }
+
+    /// The completion tokens a call may produce: its own limit, else the quota's default.
+    fn completion_limit(&self, max_completion: Option<u64>) -> u64 {
+        max_completion.unwrap_or(self.config.default_max_tokens)
+    }
+
+    /// How much each token type counts here.
+    pub fn weights(&self) -> &TokenWeights {
+        &self.config.token_weights
+    }
+
+    /// What a call's real tokens count here: each type times its weight, rounded up.
+    pub fn weighted(&self, tokens: &[(TokenType, u64)]) -> u64 {
+        self.config.token_weights.apply(tokens.iter().copied())
+    }
+
+    /// The money budgets, with their capacity in nanos (billionths of the currency) at
+    /// `scale`.
+    pub fn budgets(&self, scale: Scale) -> impl Iterator<Item = (&BudgetConfig, u64)> + '_ {
+        self.config.budgets.iter().map(move |b| {
+            let nanos = b.amount.0.saturating_mul(1000);
+            (b, self.scaled(nanos, scale))
+        })
+    }
+
+    /// Nanos each budget reserves for a call: its prompt estimate and completion limit at the
+    /// highest rates in the budget's currency among `ceilings` (the backends it may be routed
+    /// to); 0 when none of them is priced in that currency.
+    pub fn budget_reservations(
+        &self,
+        prompt: u64,
+        max_completion: Option<u64>,
+        ceilings: &[SpendCeiling],
+    ) -> Vec<u64> {
+        let completion = self.completion_limit(max_completion);
+        self.config
+            .budgets
+            .iter()
+            .map(|budget| {
+                ceilings
+                    .iter()
+                    .find(|c| c.currency == budget.currency)
+                    .map_or(0, |c| c.nanos(prompt, completion))
+            })
+            .collect()
     }
 }
 

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use super::Core;
-use super::outcome::RateHeaders;
+use super::local::Charge;
+use super::outcome::{RateHeaders, Used};
 use super::redis::{RedisSettle, RedisStore};
 
 /// An admitted call. Owned and `'static`: it can move into the response body.
@@ -26,8 +27,8 @@ enum Pending {
     Local {
         core: Arc<Core>,
         app: Arc<str>,
-        /// (quota key, tokens reserved).
-        charges: Vec<(u32, u64)>,
+        /// What each quota reserved.
+        charges: Vec<Charge>,
         admitted_ms: i64,
     },
     Redis {
@@ -48,7 +49,7 @@ impl Reservation {
     pub(super) fn local(
         core: Arc<Core>,
         app: Arc<str>,
-        charges: Vec<(u32, u64)>,
+        charges: Vec<Charge>,
         admitted_ms: i64,
         headers: RateHeaders,
     ) -> Self {
@@ -80,10 +81,11 @@ impl Reservation {
         self.pending.is_some()
     }
 
-    /// Trues up with the real prompt + completion tokens of the call: returns what was
-    /// reserved but not used, charges what was used beyond it. Local state is updated before
-    /// this returns; the Redis update is sent from a spawned task (one round trip).
-    pub fn settle(mut self, actual_total_tokens: u64) {
+    /// Trues up with what the call really used: each quota's weighted tokens and each
+    /// budget's cost. Returns what was reserved but not used, charges what was used beyond
+    /// it. Local state is updated before this returns; the Redis update is sent from a
+    /// spawned task (one round trip).
+    pub fn settle(mut self, used: &Used<'_>) {
         match self.pending.take() {
             Some(Pending::Local {
                 core,
@@ -94,9 +96,9 @@ impl Reservation {
                 let plan = core.plan.load();
                 let now = core.clock.now();
                 core.local
-                    .settle(&app, &charges, actual_total_tokens, admitted_ms, now, &plan);
+                    .settle(&app, &charges, used, admitted_ms, now, &plan);
             }
-            Some(Pending::Redis { store, settle }) => store.settle(settle, actual_total_tokens),
+            Some(Pending::Redis { store, settle }) => store.settle(settle, used),
             None => {}
         }
     }

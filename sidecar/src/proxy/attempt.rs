@@ -131,7 +131,7 @@ impl Attempt<'_> {
             }
             call.attempts += 1;
             tried.push(index);
-            call.backend = Some(backend.name.clone());
+            call.serve_with(pool.config(), index);
             let is_last = call.attempts >= retry.max_attempts;
             let started = call.started.elapsed();
             let span = AttemptTrace {
@@ -222,7 +222,15 @@ impl Attempt<'_> {
         if let Some((response, asked_usage, backend)) = held {
             // A backend answered with a retryable status and no later candidate did better:
             // the client gets that answer (its Retry-After included) rather than an error.
-            call.backend = Some(backend);
+            match pool
+                .config()
+                .backends
+                .iter()
+                .position(|b| b.name == backend)
+            {
+                Some(index) => call.serve_with(pool.config(), index),
+                None => call.backend = Some(backend),
+            }
             return Ok(self
                 .respond(response, asked_usage, call, reservation.take())
                 .await);

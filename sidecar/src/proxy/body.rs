@@ -21,7 +21,8 @@ use hyper::body::Incoming;
 
 use super::call::Call;
 use crate::audit::{AuditPolicy, AuditSink, PendingAudit};
-use crate::limiter::Reservation;
+use crate::cost::CostKind;
+use crate::limiter::{Reservation, Used};
 use crate::usage::sse::{ScanOptions, StreamScanner};
 use crate::usage::{ErrorType, Usage, UsageSink, json, tokenizer};
 
@@ -279,8 +280,9 @@ impl Finish {
             first_byte.map(|t| t.saturating_duration_since(self.call.started));
         let audit = self.audit;
         let Some(text) = text.clone().filter(|_| usage.is_none()) else {
+            record.price();
             if let Some(reservation) = self.reservation {
-                reservation.settle(record.usage.total());
+                reservation.settle(&used(&record));
             }
             if let Some(audit) = audit {
                 audit.send(&record, self.request_body, text);
@@ -297,18 +299,29 @@ impl Finish {
                 .operation
                 .zip(serde_json::from_slice::<serde_json::Value>(&body).ok())
                 .map_or(0, |(op, value)| tokenizer::count_prompt(&model, op, &value));
-            record.usage = Usage {
-                prompt_tokens: prompt,
-                completion_tokens: tokenizer::count_text(&model, &text),
-            };
+            record.usage = Usage::totals(prompt, tokenizer::count_text(&model, &text));
+            record.price();
             if let Some(reservation) = reservation {
-                reservation.settle(record.usage.total());
+                reservation.settle(&used(&record));
             }
             if let Some(audit) = audit {
                 audit.send(&record, body, Some(text));
             }
             sink.send(record);
         });
+    }
+}
+
+/// What the call used, for its quota true-up: tokens by type and its metered cost.
+fn used(record: &crate::usage::UsageRecord) -> Used<'_> {
+    let spend = record
+        .cost
+        .as_ref()
+        .filter(|cost| cost.kind == CostKind::Metered)
+        .map(|cost| (cost.currency.as_str(), cost.amount.nanos_up()));
+    Used {
+        tokens: record.usage.by_type(),
+        spend,
     }
 }
 

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::ids::{request_id, request_trace};
 use crate::telemetry::Sampler;
-use crate::usage::record::{RequestTrace, UpstreamAttempt};
+use crate::usage::record::{PricingRef, RequestTrace, UpstreamAttempt};
 use crate::usage::{ErrorType, Operation, Usage, UsageRecord};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -33,6 +33,8 @@ pub(crate) struct Call {
     pub started: Instant,
     pub attempts: u32,
     pub backend: Option<String>,
+    /// The prices of `backend`.
+    pub pricing: Option<PricingRef>,
     /// Every attempt so far, for the usage record.
     pub upstream: Vec<UpstreamAttempt>,
     /// The request's trace context.
@@ -54,6 +56,7 @@ impl Call {
             started: Instant::now(),
             attempts: 0,
             backend: None,
+            pricing: None,
             upstream: Vec::new(),
             trace: request_trace(sampler, headers),
         }
@@ -73,6 +76,8 @@ impl Call {
             stream: self.stream,
             usage,
             estimated,
+            cost: None,
+            pricing: self.pricing.clone(),
             status,
             attempts: self.attempts,
             duration: self.started.elapsed(),
@@ -82,6 +87,18 @@ impl Call {
             upstream: self.upstream.clone(),
             trace: Some(self.trace),
         }
+    }
+}
+
+impl Call {
+    /// Backend `index` of `pool` serves (or is trying) the call.
+    pub(crate) fn serve_with(
+        &mut self,
+        pool: &std::sync::Arc<spillway_crds::snapshot::PoolConfig>,
+        index: usize,
+    ) {
+        self.backend = pool.backends.get(index).map(|b| b.name.clone());
+        self.pricing = Some(PricingRef::new(pool, index));
     }
 }
 

@@ -19,9 +19,10 @@ use super::cors;
 use super::inbound::{self, Inbound, InboundRoute};
 use super::models;
 use crate::error::ProxyError;
-use crate::limiter::{AdmitRequest, Reservation, estimate_prompt_tokens, output_limit};
+use crate::limiter::{AdmitRequest, Reservation, Used, estimate_prompt_tokens, output_limit};
 use crate::protocol::request;
 use crate::usage::{Operation, Usage};
+use spillway_crds::billing::SpendCeiling;
 
 /// A client's request body: hyper's `Incoming`, or any body of bytes a server hands over.
 pub(crate) trait RequestBody:
@@ -231,7 +232,7 @@ async fn serve_model(
     let mut reservation = if route.counts_tokens_only() {
         None
     } else {
-        admit(shared, call, body, &info, output_cap).await?
+        admit(shared, call, body, &info, output_cap, pool.spend_ceiling()).await?
     };
     let attempt = Attempt {
         shared,
@@ -246,7 +247,7 @@ async fn serve_model(
     let result = attempt.run(pool, call, &mut reservation).await;
     if let Some(unused) = reservation {
         // No response body will settle it: nothing was consumed.
-        unused.settle(0);
+        unused.settle(&Used::tokens(0));
     }
     result
 }
@@ -260,6 +261,7 @@ async fn admit(
     body: &[u8],
     info: &request::RequestInfo,
     output_cap: u64,
+    spend_ceiling: &[SpendCeiling],
 ) -> Result<Option<Reservation>, ProxyError> {
     if !shared.limiter.has_quotas() {
         return Ok(None);
@@ -272,6 +274,7 @@ async fn admit(
         max_completion_tokens: info
             .max_tokens
             .map(|m| m.min(output_cap).saturating_mul(info.n.unwrap_or(1).max(1))),
+        spend_ceiling,
     };
     match shared.limiter.admit(&request).await {
         Ok(reservation) => Ok(Some(reservation)),

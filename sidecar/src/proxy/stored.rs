@@ -114,7 +114,7 @@ pub(crate) async fn serve(
         };
         call.attempts += 1;
         call.pool.clone_from(&pool.config().name);
-        call.backend = Some(backend.name.clone());
+        call.serve_with(pool.config(), index);
         let until = Instant::now() + Duration::from_millis(backend.timeout_ms);
         let credential = attempt.runtime().credential().cloned();
         let rest = format!("/{}{}", stored.id, stored.suffix);
@@ -402,7 +402,7 @@ pub(crate) async fn create_conversation(
         };
         tried.push(index);
         call.attempts += 1;
-        call.backend = Some(backend.name.clone());
+        call.serve_with(pool.config(), index);
         let until = Instant::now() + Duration::from_millis(backend.timeout_ms);
         let credential = attempt.runtime().credential().cloned();
         let request = Outbound {

@@ -16,6 +16,7 @@
 
 mod pick;
 
+use spillway_crds::billing::SpendCeiling;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -52,6 +53,9 @@ pub struct PoolRoutes {
     order: Vec<usize>,
     /// Ranges of `order` sharing one priority, lowest priority number first.
     groups: Vec<Range<usize>>,
+    /// The highest metered rates of the pool's backends, per currency (money budgets
+    /// reserve at these).
+    spend_ceiling: Vec<SpendCeiling>,
 }
 
 /// Runtime state of one backend: its breaker and counters for metrics.
@@ -155,7 +159,15 @@ impl PoolRoutes {
             runtimes,
             order,
             groups,
+            spend_ceiling: SpendCeiling::of(
+                config.backends.iter().filter_map(|b| b.pricing.as_ref()),
+            ),
         }
+    }
+
+    /// The highest metered rates of the pool's backends, one entry per currency.
+    pub fn spend_ceiling(&self) -> &[SpendCeiling] {
+        &self.spend_ceiling
     }
 
     /// The pool's config.

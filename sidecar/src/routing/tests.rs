@@ -26,6 +26,7 @@ fn backend(name: &str, priority: u32, weight: u32) -> BackendConfig {
         breaker: default_breaker(),
         stream_usage: StreamUsage::Auto,
         timeout_ms: 30_000,
+        pricing: None,
     }
 }
 

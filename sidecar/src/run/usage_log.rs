@@ -102,10 +102,7 @@ mod tests {
             request_id: id.to_owned(),
             pool: "pool".to_owned(),
             operation: None,
-            usage: Usage {
-                prompt_tokens: 3,
-                completion_tokens: 4,
-            },
+            usage: Usage::totals(3, 4),
             duration: std::time::Duration::ZERO,
             ..UsageRecord::served("app")
         }

@@ -33,8 +33,11 @@ pub struct QuotaLevel {
     pub quota: String,
     /// `minute`, `hour`, `day`, `week` or `month`.
     pub window: &'static str,
-    /// Tokens left in the current window.
+    /// Tokens left in the current window; for a money budget, nanos (billionths of its
+    /// currency) left.
     pub remaining_tokens: u64,
+    /// The currency of a money budget's level; `None` for a token window.
+    pub currency: Option<String>,
 }
 
 /// Where quota levels come from: implemented by the limiter, installed with
@@ -88,6 +91,7 @@ pub fn register(meter: &Meter, telemetry: Weak<Inner>) {
         })
         .build();
     register_quotas(meter, telemetry.clone());
+    register_budgets(meter, telemetry.clone());
     register_health(meter, telemetry);
 }
 
@@ -132,7 +136,7 @@ fn register_quotas(meter: &Meter, telemetry: Weak<Inner>) {
             let mut levels = Vec::new();
             source.quota_levels(&mut levels);
             for level in levels {
-                if !inner.apps.is_admitted(&level.app_id) {
+                if !inner.apps.is_admitted(&level.app_id) || level.currency.is_some() {
                     continue;
                 }
                 let attributes = [
@@ -141,6 +145,45 @@ fn register_quotas(meter: &Meter, telemetry: Weak<Inner>) {
                     KeyValue::new(attr::QUOTA_WINDOW, level.window),
                 ];
                 observer.observe(level.remaining_tokens, &attributes);
+            }
+        })
+        .build();
+}
+
+/// `spillway.budget.remaining`: money left in each budget's current window.
+fn register_budgets(meter: &Meter, telemetry: Weak<Inner>) {
+    meter
+        .u64_observable_gauge(semconv::BUDGET_REMAINING)
+        .with_unit("{micro_currency_unit}")
+        .with_description(
+            "Money left in the current window of each TokenQuota budget, in millionths of spillway.cost.currency, as the limiter sees it.",
+        )
+        .with_callback(move |observer| {
+            let Some(inner) = telemetry.upgrade() else {
+                return;
+            };
+            let source = inner
+                .quota_source
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let Some(source) = source else { return };
+            let mut levels = Vec::new();
+            source.quota_levels(&mut levels);
+            for level in levels {
+                let Some(currency) = level.currency else {
+                    continue;
+                };
+                if !inner.apps.is_admitted(&level.app_id) {
+                    continue;
+                }
+                let attributes = [
+                    KeyValue::new(attr::APP_ID, level.app_id),
+                    KeyValue::new(attr::QUOTA, level.quota),
+                    KeyValue::new(attr::QUOTA_WINDOW, level.window),
+                    KeyValue::new(attr::COST_CURRENCY, currency),
+                ];
+                observer.observe(level.remaining_tokens / 1000, &attributes);
             }
         })
         .build();

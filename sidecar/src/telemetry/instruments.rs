@@ -1,25 +1,32 @@
 //! The synchronous instruments and how one [`UsageRecord`] becomes measurements.
 //!
 //! Input: a record, the backend details from the [`BackendIndex`] and the bounded app and
-//! model labels. Output: measurements on the GenAI histograms (`gen_ai.client.token.usage`,
-//! `gen_ai.client.operation.duration`, `gen_ai.server.request.duration`,
-//! `gen_ai.server.time_to_first_token`, `gen_ai.server.time_per_output_token`) and on
-//! Spillway's counters (`spillway.tokens`, `spillway.requests`, `spillway.upstream.attempts`,
-//! `spillway.breaker.transitions`). Runs on the telemetry task, never on the request path.
+//! model labels. Output: measurements on the client-side GenAI instruments (by default
+//! `gen_ai.client.token.usage` and `gen_ai.client.operation.duration`; with the latest
+//! conventions those of [`genai_latest`](super::genai_latest)), on the server-side GenAI
+//! histograms (`gen_ai.server.request.duration`, `gen_ai.server.time_to_first_token`,
+//! `gen_ai.server.time_per_output_token`) and on Spillway's counters (`spillway.tokens`,
+//! `spillway.requests`, `spillway.upstream.attempts`, `spillway.breaker.transitions`). Runs on
+//! the telemetry task, never on the request path.
+//!
+//! [`BackendIndex`]: super::backends::BackendIndex
+
+use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::{KeyValue, StringValue, Value};
 
 use super::backends::BackendInfo;
+use super::config::GenAiConventions;
+use super::genai_latest::LatestInstruments;
 use super::outcome::{AttemptResult, RequestOutcome};
 use super::semconv::{self, attr};
-use crate::usage::{Operation, UsageRecord};
+use crate::usage::{Operation, TokenType, UsageRecord};
 
 /// Every synchronous instrument.
 #[derive(Debug)]
 pub struct Instruments {
-    token_usage: Histogram<u64>,
-    client_duration: Histogram<f64>,
+    client: ClientInstruments,
     server_duration: Histogram<f64>,
     ttft: Histogram<f64>,
     tpot: Histogram<f64>,
@@ -27,6 +34,20 @@ pub struct Instruments {
     requests: Counter<u64>,
     attempts: Counter<u64>,
     transitions: Counter<u64>,
+}
+
+/// The client-side GenAI instruments, under the names the settings chose.
+#[derive(Debug)]
+enum ClientInstruments {
+    /// Semantic conventions up to v1.41.
+    Legacy {
+        /// `gen_ai.client.token.usage`.
+        token_usage: Histogram<u64>,
+        /// `gen_ai.client.operation.duration`.
+        duration: Histogram<f64>,
+    },
+    /// `gen_ai_latest_experimental`.
+    Latest(LatestInstruments),
 }
 
 /// A record with its labels resolved: bounded app and model values, and the serving
@@ -46,8 +67,9 @@ pub struct Resolved<'a> {
 }
 
 impl Instruments {
-    /// Creates the instruments on `meter`.
-    pub fn new(meter: &Meter) -> Self {
+    /// Creates the instruments on `meter`, the client-side GenAI ones named as `conventions`
+    /// says.
+    pub fn new(meter: &Meter, conventions: GenAiConventions) -> Self {
         let seconds = |name: &'static str, help: &'static str, buckets: &[f64]| {
             meter
                 .f64_histogram(name)
@@ -56,18 +78,26 @@ impl Instruments {
                 .with_boundaries(buckets.to_vec())
                 .build()
         };
+        let client = match conventions {
+            GenAiConventions::Legacy => ClientInstruments::Legacy {
+                token_usage: meter
+                    .u64_histogram(semconv::TOKEN_USAGE)
+                    .with_unit("{token}")
+                    .with_description("Number of input and output tokens used per call.")
+                    .with_boundaries(semconv::TOKEN_BUCKETS.to_vec())
+                    .build(),
+                duration: seconds(
+                    semconv::CLIENT_OPERATION_DURATION,
+                    "Duration of the backend call that served the request, from the start of its attempt to the last byte.",
+                    &semconv::DURATION_BUCKETS,
+                ),
+            },
+            GenAiConventions::LatestExperimental => {
+                ClientInstruments::Latest(LatestInstruments::new(meter))
+            }
+        };
         Self {
-            token_usage: meter
-                .u64_histogram(semconv::TOKEN_USAGE)
-                .with_unit("{token}")
-                .with_description("Number of input and output tokens used per call.")
-                .with_boundaries(semconv::TOKEN_BUCKETS.to_vec())
-                .build(),
-            client_duration: seconds(
-                semconv::CLIENT_OPERATION_DURATION,
-                "Duration of the backend call that served the request, from the start of its attempt to the last byte.",
-                &semconv::DURATION_BUCKETS,
-            ),
+            client,
             server_duration: seconds(
                 semconv::SERVER_REQUEST_DURATION,
                 "Duration of the client request through the gateway, retries included, to the last byte.",
@@ -116,16 +146,16 @@ impl Instruments {
         let genai = genai_attributes(resolved);
         let served = record.backend.is_some() && (200..300).contains(&record.status);
         if served {
-            self.record_tokens(resolved, &genai);
+            self.record_tokens(resolved);
         }
-        #[allow(clippy::cast_precision_loss)]
-        let seconds = |d: std::time::Duration| d.as_secs_f64();
+        let upstream = record
+            .upstream
+            .last()
+            .map(|last| record.duration.saturating_sub(last.started));
+        self.record_client(record, &genai, served, upstream);
+        let seconds = |d: Duration| d.as_secs_f64();
         self.server_duration
             .record(seconds(record.duration), &genai);
-        if let Some(last) = record.upstream.last() {
-            let upstream = record.duration.saturating_sub(last.started);
-            self.client_duration.record(seconds(upstream), &genai);
-        }
         if let (true, Some(ttft)) = (served, record.time_to_first_token) {
             self.ttft.record(seconds(ttft), &genai);
             let output = record.usage.completion_tokens;
@@ -133,6 +163,45 @@ impl Instruments {
                 #[allow(clippy::cast_precision_loss)]
                 let per_token = seconds(record.duration.saturating_sub(ttft)) / (output - 1) as f64;
                 self.tpot.record(per_token, &genai);
+            }
+        }
+    }
+
+    /// The client-side GenAI measurements of the call to the backend; `upstream` is the
+    /// duration of the attempt that answered, `None` when no backend was tried.
+    fn record_client(
+        &self,
+        record: &UsageRecord,
+        genai: &[KeyValue],
+        served: bool,
+        upstream: Option<Duration>,
+    ) {
+        match &self.client {
+            ClientInstruments::Legacy {
+                token_usage,
+                duration,
+            } => {
+                if served {
+                    let embeddings = record.operation == Some(Operation::Embeddings);
+                    let usage = &record.usage;
+                    let mut counts = vec![("input", usage.prompt_tokens)];
+                    if !embeddings {
+                        counts.push(("output", usage.completion_tokens));
+                    }
+                    for (direction, count) in counts {
+                        let mut attributes = genai.to_vec();
+                        attributes.push(KeyValue::new(attr::TOKEN_TYPE, direction));
+                        token_usage.record(count, &attributes);
+                    }
+                }
+                if let Some(upstream) = upstream {
+                    duration.record(upstream.as_secs_f64(), genai);
+                }
+            }
+            ClientInstruments::Latest(latest) => {
+                if let Some(upstream) = upstream {
+                    latest.record(record, genai, served, upstream);
+                }
             }
         }
     }
@@ -185,7 +254,8 @@ impl Instruments {
         }
     }
 
-    fn record_tokens(&self, resolved: &Resolved<'_>, genai: &[KeyValue]) {
+    /// `spillway.tokens`, one point per billing class.
+    fn record_tokens(&self, resolved: &Resolved<'_>) {
         let record = resolved.record;
         let mut counter_attributes = vec![
             KeyValue::new(attr::APP_ID, resolved.app.clone()),
@@ -200,21 +270,20 @@ impl Instruments {
             counter_attributes.push(KeyValue::new(attr::K8S_NAMESPACE, namespace.clone()));
         }
         let embeddings = record.operation == Some(Operation::Embeddings);
-        let counts = [
-            ("input", record.usage.prompt_tokens, true),
-            ("output", record.usage.completion_tokens, !embeddings),
-        ];
-        for (kind, count, applies) in counts {
-            if !applies {
+        let usage = &record.usage;
+        // One point per billing class: plain input and output always (as before the
+        // classes existed), the others when the call had any.
+        for (kind, count) in usage.by_type() {
+            let always = matches!(kind, TokenType::Input)
+                || (matches!(kind, TokenType::Output) && !embeddings);
+            if count == 0 && !always {
                 continue;
             }
-            let with_type = |base: &[KeyValue]| {
-                let mut attributes = base.to_vec();
-                attributes.push(KeyValue::new(attr::TOKEN_TYPE, kind));
-                attributes
-            };
-            self.token_usage.record(count, &with_type(genai));
-            self.tokens.add(count, &with_type(&counter_attributes));
+            let direction = if kind.is_input() { "input" } else { "output" };
+            let mut attributes = counter_attributes.clone();
+            attributes.push(KeyValue::new(attr::TOKEN_TYPE, direction));
+            attributes.push(KeyValue::new(attr::SPILLWAY_TOKEN_TYPE, kind.as_str()));
+            self.tokens.add(count, &attributes);
         }
     }
 }

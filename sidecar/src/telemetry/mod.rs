@@ -9,7 +9,9 @@
 //! aggregates, so they always agree.
 //!
 //! - `semconv`: every instrument and attribute name, and the bucket boundaries.
-//! - `instruments`: record → measurements; `outcome`: request and attempt outcomes.
+//! - `instruments`: record → measurements; `genai_latest`: the client-side GenAI instruments
+//!   of the latest conventions (`OTEL_SEMCONV_STABILITY_OPT_IN`); `outcome`: request and
+//!   attempt outcomes.
 //! - `gauges`: breaker state, config version, quota levels, telemetry's own health.
 //! - `labels`: cardinality bounds (appIds beyond the maximum become `other`).
 //! - `backends`: provider, server address and spillover per configured backend.
@@ -27,6 +29,7 @@ mod config;
 mod export_config;
 mod exporter;
 mod gauges;
+mod genai_latest;
 mod instruments;
 mod labels;
 pub(crate) mod logs;
@@ -37,7 +40,9 @@ pub mod prometheus;
 mod sampler;
 pub mod semconv;
 mod spans;
+mod spend;
 mod traces;
+pub mod usage_fields;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
@@ -54,7 +59,7 @@ use opentelemetry_sdk::metrics::{
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
-pub use config::{OtlpProtocol, OtlpSettings, TelemetryArgs, TelemetrySettings};
+pub use config::{GenAiConventions, OtlpProtocol, OtlpSettings, TelemetryArgs, TelemetrySettings};
 pub use export_config::{ExportSettings, LogSettings, Signal, TraceSettings};
 pub use gauges::{QuotaLevel, QuotaSource};
 pub use logs::EVENT_NAME as LOG_EVENT_NAME;
@@ -94,6 +99,7 @@ struct Inner {
     provider: SdkMeterProvider,
     pull: Arc<ManualReader>,
     instruments: Instruments,
+    spend: spend::Spend,
     gateway: Arc<dyn GatewayView>,
     apps: BoundedValues,
     models: BoundedValues,
@@ -133,11 +139,18 @@ impl Telemetry {
             tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, interval = ?otlp.interval, "exporting metrics over OTLP");
         }
         let provider = builder.build();
+        if settings.genai == GenAiConventions::LatestExperimental {
+            tracing::info!(
+                "GenAI metrics use the latest experimental semantic conventions ({})",
+                GenAiConventions::OPT_IN
+            );
+        }
         let meter = provider.meter("spillway");
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             gauges::register(&meter, weak.clone());
             Inner {
-                instruments: Instruments::new(&meter),
+                instruments: Instruments::new(&meter, settings.genai),
+                spend: spend::Spend::new(&meter),
                 provider,
                 pull,
                 gateway,
@@ -171,13 +184,38 @@ impl Telemetry {
             backend,
         };
         inner.instruments.record(&resolved);
+        let now = crate::calendar::unix_ms(std::time::SystemTime::now());
+        inner
+            .spend
+            .configure(inner.gateway.snapshot().as_deref(), now);
+        inner
+            .spend
+            .record(record, &resolved.app, resolved.request_model.as_ref(), now);
+    }
+
+    /// Adds the hours of provisioned backends that ended by now (also done with every
+    /// record; this covers a quiet gateway).
+    pub fn close_due_hours(&self) {
+        let now = crate::calendar::unix_ms(std::time::SystemTime::now());
+        self.inner
+            .spend
+            .configure(self.inner.gateway.snapshot().as_deref(), now);
     }
 
     /// Records every record of `rx` until the sink closes; records missed because this
     /// consumer fell behind are counted in `spillway.telemetry.records_lost`.
     pub async fn follow(self, mut rx: broadcast::Receiver<Arc<UsageRecord>>) {
+        let mut hours = tokio::time::interval(Duration::from_secs(30));
+        hours.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match rx.recv().await {
+            let received = tokio::select! {
+                received = rx.recv() => received,
+                _ = hours.tick() => {
+                    self.close_due_hours();
+                    continue;
+                }
+            };
+            match received {
                 Ok(record) => self.record(&record),
                 Err(RecvError::Lagged(n)) => {
                     self.inner.lost.fetch_add(n, Ordering::Relaxed);
@@ -207,8 +245,11 @@ impl Telemetry {
         prometheus::render(&metrics)
     }
 
-    /// Exports what is pending and stops the exporter (at process exit).
+    /// Exports what is pending and stops the exporter (at process exit); the open hours of
+    /// provisioned backends are shared out up to now first.
     pub fn shutdown(&self) {
+        let now = crate::calendar::unix_ms(std::time::SystemTime::now());
+        self.inner.spend.close_all(now);
         if let Err(error) = self
             .inner
             .provider

@@ -8,6 +8,12 @@
 //! are Spillway's own. Prometheus names are derived from these (see `prometheus.rs`): dots
 //! become underscores, `s` adds `_seconds`, monotonic counters add `_total`, `{…}` units add
 //! nothing.
+//!
+//! The client-side GenAI metrics exist in two sets of names, chosen at start-up
+//! ([`GenAiConventions`](super::GenAiConventions)): the conventions up to v1.41
+//! (the default: [`TOKEN_USAGE`], [`CLIENT_OPERATION_DURATION`]) and the latest experimental
+//! ones (`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`: the `INFERENCE_*` and
+//! `EMBEDDINGS_*` names). The `gen_ai.server.*` metrics have one name in both.
 
 /// `gen_ai.client.token.usage`: input and output tokens per call (histogram, `{token}`).
 pub const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
@@ -24,8 +30,51 @@ pub const TIME_TO_FIRST_TOKEN: &str = "gen_ai.server.time_to_first_token";
 /// (histogram, `s`; successful streams with at least two output tokens).
 pub const TIME_PER_OUTPUT_TOKEN: &str = "gen_ai.server.time_per_output_token";
 
+/// `gen_ai.client.inference.usage.input_tokens`: input tokens of inference calls, cached ones
+/// included, by `gen_ai.token.modality` (counter, `{token}`; latest conventions).
+pub const INFERENCE_USAGE_INPUT_TOKENS: &str = "gen_ai.client.inference.usage.input_tokens";
+/// `gen_ai.client.inference.usage.output_tokens`: output tokens of inference calls,
+/// reasoning included, by `gen_ai.token.modality` (counter, `{token}`; latest conventions).
+pub const INFERENCE_USAGE_OUTPUT_TOKENS: &str = "gen_ai.client.inference.usage.output_tokens";
+/// `gen_ai.client.inference.usage.cache_read.input_tokens`: of the input, read from the
+/// provider's prompt cache (counter, `{token}`; latest conventions).
+pub const INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS: &str =
+    "gen_ai.client.inference.usage.cache_read.input_tokens";
+/// `gen_ai.client.inference.usage.cache_write.input_tokens`: of the input, written to the
+/// provider's prompt cache (counter, `{token}`; latest conventions).
+pub const INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS: &str =
+    "gen_ai.client.inference.usage.cache_write.input_tokens";
+/// `gen_ai.client.inference.usage.reasoning.output_tokens`: of the output, reasoning
+/// (counter, `{token}`; latest conventions).
+pub const INFERENCE_USAGE_REASONING_OUTPUT_TOKENS: &str =
+    "gen_ai.client.inference.usage.reasoning.output_tokens";
+/// `gen_ai.client.inference.operation.input_tokens`: input tokens per inference call, for
+/// percentiles, not totals (histogram, `{token}`, [`TOKEN_BUCKETS`]; latest conventions).
+pub const INFERENCE_OPERATION_INPUT_TOKENS: &str = "gen_ai.client.inference.operation.input_tokens";
+/// `gen_ai.client.inference.operation.output_tokens`: output tokens per inference call
+/// (histogram, `{token}`, [`TOKEN_BUCKETS`]; latest conventions).
+pub const INFERENCE_OPERATION_OUTPUT_TOKENS: &str =
+    "gen_ai.client.inference.operation.output_tokens";
+/// `gen_ai.client.inference.duration`: [`CLIENT_OPERATION_DURATION`] for inference calls
+/// (chat, responses, text completions) (histogram, `s`; latest conventions).
+pub const INFERENCE_DURATION: &str = "gen_ai.client.inference.duration";
+/// `gen_ai.client.embeddings.duration`: [`CLIENT_OPERATION_DURATION`] for embeddings calls
+/// (histogram, `s`; latest conventions).
+pub const EMBEDDINGS_DURATION: &str = "gen_ai.client.embeddings.duration";
+/// `gen_ai.client.embeddings.operation.input_tokens`: input tokens per embeddings call
+/// (histogram, `{token}`, [`TOKEN_BUCKETS`]; latest conventions).
+pub const EMBEDDINGS_OPERATION_INPUT_TOKENS: &str =
+    "gen_ai.client.embeddings.operation.input_tokens";
+
 /// `spillway.tokens`: tokens per app, pool, backend, model and type (counter, `{token}`).
 pub const TOKENS: &str = "spillway.tokens";
+/// `spillway.cost`: money per app, pool, backend, model, currency and kind, in millionths
+/// of the currency (counter, `{micro_currency_unit}`). Exact: the sub-millionth remainder of
+/// each series is carried to its next call, so the counter is the exact sum rounded down.
+pub const COST: &str = "spillway.cost";
+/// `spillway.budget.remaining`: money left in a `TokenQuota` budget's current window, in
+/// millionths of the currency (gauge; `spillway.quota.window`, `spillway.cost.currency`).
+pub const BUDGET_REMAINING: &str = "spillway.budget.remaining";
 /// `spillway.requests`: client requests by outcome (counter, `{request}`).
 pub const REQUESTS: &str = "spillway.requests";
 /// `spillway.upstream.attempts`: attempts sent to backends by result (counter, `{attempt}`).
@@ -69,8 +118,11 @@ pub mod attr {
     pub const REQUEST_MODEL: &str = "gen_ai.request.model";
     /// The model the backend reported.
     pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
-    /// `input` or `output`.
+    /// `input` or `output` (`gen_ai.client.token.usage` and `spillway.tokens`).
     pub const TOKEN_TYPE: &str = "gen_ai.token.type";
+    /// `text`, `audio`, `image` or `unknown` (the `gen_ai.client.inference.usage.*`
+    /// counters of the latest conventions).
+    pub const TOKEN_MODALITY: &str = "gen_ai.token.modality";
     /// The backend's host.
     pub const SERVER_ADDRESS: &str = "server.address";
     /// The backend's port.
@@ -83,6 +135,29 @@ pub mod attr {
     pub const USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
     /// Output tokens of the call (span attribute).
     pub const USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+    /// Of the input, read from the prompt cache (span and log attribute).
+    pub const USAGE_CACHE_READ_INPUT_TOKENS: &str = "gen_ai.usage.cache_read.input_tokens";
+    /// Of the input, written to the prompt cache (span and log attribute).
+    pub const USAGE_CACHE_WRITE_INPUT_TOKENS: &str = "gen_ai.usage.cache_write.input_tokens";
+    /// Of the output, reasoning (span and log attribute).
+    pub const USAGE_REASONING_OUTPUT_TOKENS: &str = "gen_ai.usage.reasoning.output_tokens";
+    /// Of the input, audio (Spillway's; the conventions have no such attribute yet).
+    pub const USAGE_AUDIO_INPUT_TOKENS: &str = "spillway.usage.audio.input_tokens";
+    /// Of the input, image (Spillway's).
+    pub const USAGE_IMAGE_INPUT_TOKENS: &str = "spillway.usage.image.input_tokens";
+    /// Of the output, audio (Spillway's).
+    pub const USAGE_AUDIO_OUTPUT_TOKENS: &str = "spillway.usage.audio.output_tokens";
+    /// The billing class of tokens on `spillway.tokens`: `input`, `cached_input`,
+    /// `cache_write_input`, `audio_input`, `image_input`, `output`, `reasoning_output`,
+    /// `audio_output` (disjoint: they add up to the call's total).
+    pub const SPILLWAY_TOKEN_TYPE: &str = "spillway.token.type";
+    /// The call's cost as an exact decimal in `spillway.cost.currency` (span and log
+    /// attribute).
+    pub const COST_AMOUNT: &str = "spillway.cost.amount";
+    /// ISO 4217 code of a cost.
+    pub const COST_CURRENCY: &str = "spillway.cost.currency";
+    /// `metered`, `provisioned` or `unallocated`.
+    pub const COST_KIND: &str = "spillway.cost.kind";
     /// The request id (`x-request-id`) sent to the backends (span attribute only).
     pub const REQUEST_ID: &str = "spillway.request_id";
     /// The calling app (bounded: `other` beyond the configured maximum).
@@ -127,7 +202,8 @@ pub mod attr {
 /// configured.
 pub const OTHER: &str = "other";
 
-/// `gen_ai.client.token.usage` buckets, as the GenAI conventions specify.
+/// Token histogram buckets (`gen_ai.client.token.usage`, `gen_ai.client.*.operation.*`),
+/// as the GenAI conventions specify.
 pub const TOKEN_BUCKETS: [f64; 14] = [
     1.0,
     4.0,
@@ -144,7 +220,8 @@ pub const TOKEN_BUCKETS: [f64; 14] = [
     16_777_216.0,
     67_108_864.0,
 ];
-/// Operation and request duration buckets (seconds), as the GenAI conventions specify.
+/// Operation, inference, embeddings and request duration buckets (seconds), as the GenAI
+/// conventions specify.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 ];

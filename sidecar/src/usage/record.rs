@@ -13,7 +13,11 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use spillway_crds::billing::Pricing;
+use spillway_crds::snapshot::PoolConfig;
+
 use super::{Operation, Usage};
+use crate::cost::{self, CallCost};
 
 /// What one client request consumed and how it went.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -42,6 +46,13 @@ pub struct UsageRecord {
     pub usage: Usage,
     /// True when the counts come from the tokenizer rather than the backend.
     pub estimated: bool,
+    /// What the call cost at the serving backend's prices; `None` when it has none for the
+    /// model (or no backend served). Set by [`UsageRecord::price`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CallCost>,
+    /// The serving backend's prices, until [`UsageRecord::price`] applies them.
+    #[serde(skip)]
+    pub pricing: Option<PricingRef>,
     /// Status returned to the client.
     pub status: u16,
     /// Upstream attempts made.
@@ -80,11 +91,10 @@ impl UsageRecord {
             response_model: None,
             operation: Some(Operation::ChatCompletions),
             stream: false,
-            usage: Usage {
-                prompt_tokens: 12,
-                completion_tokens: 34,
-            },
+            usage: Usage::totals(12, 34),
             estimated: false,
+            cost: None,
+            pricing: None,
             status: 200,
             attempts: 1,
             duration: Duration::from_millis(5),
@@ -94,6 +104,55 @@ impl UsageRecord {
             upstream: Vec::new(),
             trace: None,
         }
+    }
+}
+
+impl UsageRecord {
+    /// Prices the record with its backend's rates (once; later calls change nothing): a
+    /// served call (2xx) with pricing gets its [`CallCost`]. The usage sink does it for every
+    /// record, so only code that reads a record before sending it needs to call it.
+    pub fn price(&mut self) {
+        let Some(pricing) = self.pricing.take() else {
+            return;
+        };
+        let served = (200..300).contains(&self.status) && self.usage.total() > 0;
+        if let (true, Some(rates)) = (served, pricing.pricing()) {
+            self.cost = cost::price(
+                rates,
+                self.usage.by_type(),
+                &self.model,
+                self.response_model.as_deref(),
+            );
+        }
+    }
+}
+
+/// The prices of the backend that served a call: its pool's configuration and its index,
+/// so the hot path clones one `Arc` rather than the prices.
+#[derive(Clone, Debug)]
+pub struct PricingRef {
+    pool: Arc<PoolConfig>,
+    backend: usize,
+}
+
+impl PricingRef {
+    /// The prices of backend `backend` (an index into `pool.backends`).
+    pub fn new(pool: &Arc<PoolConfig>, backend: usize) -> Self {
+        Self {
+            pool: Arc::clone(pool),
+            backend,
+        }
+    }
+
+    /// The backend's prices, if it has any.
+    pub fn pricing(&self) -> Option<&Pricing> {
+        self.pool.backends.get(self.backend)?.pricing.as_ref()
+    }
+}
+
+impl PartialEq for PricingRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.pool, &other.pool) && self.backend == other.backend
     }
 }
 
@@ -238,8 +297,9 @@ impl UsageSink {
     }
 
     /// Delivers `record` to every current subscriber.
-    pub fn send(&self, record: UsageRecord) {
+    pub fn send(&self, mut record: UsageRecord) {
         self.sent.fetch_add(1, Ordering::Relaxed);
+        record.price();
         // No subscriber is not an error: records are simply not kept.
         let _ = self.tx.send(Arc::new(record));
     }

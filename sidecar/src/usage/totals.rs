@@ -12,19 +12,48 @@ use serde::Serialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::UsageRecord;
+use crate::cost::{CostKind, Picos};
 
 /// Sums for one key.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Totals {
     /// Requests that ended with this key.
     pub requests: u64,
     /// Prompt tokens.
     pub prompt_tokens: u64,
-    /// Completion tokens.
+    /// Completion tokens (reasoning included).
     pub completion_tokens: u64,
+    /// Of the prompt tokens, read from the prompt cache.
+    pub cached_tokens: u64,
+    /// Of the prompt tokens, written to the prompt cache.
+    pub cache_write_tokens: u64,
+    /// Of the prompt tokens, audio.
+    pub audio_input_tokens: u64,
+    /// Of the prompt tokens, image.
+    pub image_input_tokens: u64,
+    /// Of the completion tokens, reasoning.
+    pub reasoning_tokens: u64,
+    /// Of the completion tokens, audio.
+    pub audio_output_tokens: u64,
     /// Requests whose counts came from the tokenizer.
     pub estimated_requests: u64,
+    /// The calls' cost (metered), or their price-weighted value (provisioned), when the
+    /// backend has prices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSum>,
+}
+
+/// A sum of call costs in one currency.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CostSum {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// `metered` or `provisioned`.
+    pub kind: CostKind,
+    /// The exact sum.
+    pub amount: Picos,
 }
 
 /// `(app, pool, backend, model)`; backend is `-` when no backend answered.
@@ -93,8 +122,30 @@ impl UsageTotals {
         );
         let entry = inner.totals.entry(key).or_default();
         entry.requests += 1;
-        entry.prompt_tokens += record.usage.prompt_tokens;
-        entry.completion_tokens += record.usage.completion_tokens;
+        let usage = &record.usage;
+        entry.prompt_tokens += usage.prompt_tokens;
+        entry.completion_tokens += usage.completion_tokens;
+        entry.cached_tokens += usage.cached_tokens;
+        entry.cache_write_tokens += usage.cache_write_tokens;
+        entry.audio_input_tokens += usage.audio_input_tokens;
+        entry.image_input_tokens += usage.image_input_tokens;
+        entry.reasoning_tokens += usage.reasoning_tokens;
+        entry.audio_output_tokens += usage.audio_output_tokens;
+        if let Some(cost) = &record.cost {
+            match &mut entry.cost {
+                Some(sum) if sum.currency == cost.currency && sum.kind == cost.kind => {
+                    sum.amount += cost.amount;
+                }
+                // A backend's currency or kind changed: the sum restarts with the new one.
+                sum => {
+                    *sum = Some(CostSum {
+                        currency: cost.currency.clone(),
+                        kind: cost.kind,
+                        amount: cost.amount,
+                    });
+                }
+            }
+        }
         entry.estimated_requests += u64::from(record.estimated);
         if self.recent_capacity > 0 {
             if inner.recent.len() == self.recent_capacity {
@@ -116,7 +167,7 @@ impl UsageTotals {
                     pool: pool.clone(),
                     backend: backend.clone(),
                     model: model.clone(),
-                    totals: *totals,
+                    totals: totals.clone(),
                 })
                 .collect(),
             recent: inner.recent.iter().cloned().collect(),
@@ -153,10 +204,7 @@ mod tests {
             backend: backend.map(Into::into),
             model: "m".into(),
             operation: None,
-            usage: Usage {
-                prompt_tokens: prompt,
-                completion_tokens: 1,
-            },
+            usage: Usage::totals(prompt, 1),
             estimated,
             ..UsageRecord::served(app)
         }
@@ -180,7 +228,8 @@ mod tests {
                 requests: 2,
                 prompt_tokens: 15,
                 completion_tokens: 2,
-                estimated_requests: 1
+                estimated_requests: 1,
+                ..Totals::default()
             }
         );
         assert_eq!(view.rows[1].backend, "-");

@@ -118,6 +118,17 @@ impl OtlpReceiver {
             .unwrap_or_default()
     }
 
+    /// The names of every metric exported so far.
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        self.requests()
+            .iter()
+            .flat_map(|r| &r.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
     /// The unit of metric `name` as last exported.
     pub fn unit(&self, name: &str) -> Option<String> {
         self.requests().iter().rev().find_map(|r| {

@@ -306,3 +306,41 @@ fn unknown_tokens_say_why() {
     assert_eq!((tokens.used, tokens.remaining), (None, None));
     assert!(tokens.note.contains("Redis"), "{}", tokens.note);
 }
+
+#[test]
+fn a_money_budget_shows_spent_of_its_amount_beside_the_token_windows() {
+    use spillway_crds::v1alpha1::{Budget, QuotaPeriod, TokenQuotaSpec};
+    // Two sidecars of app `web`, a 10.00 USD daily budget split 50/50: 5,000,000,000 nanos
+    // each; they have 3.50 and 4.25 left. The `day` token window is unrelated.
+    let sidecars = [
+        sidecar("a", &[], &[])
+            .with_calendar("web", "day$USD", "web", 3_500_000_000)
+            .with_calendar("web", "day", "web", 7),
+        sidecar("b", &[], &[]).with_calendar("web", "day$USD", "web", 4_250_000_000),
+    ];
+    let spec = TokenQuotaSpec {
+        app_id: Some("web".into()),
+        budgets: vec![
+            Budget {
+                period: QuotaPeriod::Daily,
+                amount: "10".into(),
+                currency: "USD".into(),
+            },
+            Budget {
+                period: QuotaPeriod::Monthly,
+                amount: "250.5".into(),
+                currency: "EUR".into(),
+            },
+        ],
+        ..TokenQuotaSpec::default()
+    };
+    let budgets = crate::status::quota_budgets("web", &spec, &sidecars);
+    assert_eq!(budgets[0].spent.as_deref(), Some("2.25"));
+    assert_eq!(budgets[0].usage, "2.25/10 USD");
+    assert_eq!(
+        (budgets[0].period.as_str(), budgets[0].amount.as_str()),
+        ("Daily", "10")
+    );
+    assert_eq!(budgets[1].spent, None);
+    assert_eq!(budgets[1].usage, "?/250.5 EUR");
+}

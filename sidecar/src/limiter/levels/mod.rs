@@ -27,8 +27,8 @@
 use std::collections::HashSet;
 
 use super::Limiter;
-use super::calendar::QuotaPeriod;
 use super::plan::Scale;
+use crate::calendar::QuotaPeriod;
 use crate::telemetry::{QuotaLevel, QuotaSource};
 
 /// The `spillway.quota.window` value of a window: `None` is the per-minute bucket.
@@ -60,6 +60,7 @@ impl QuotaSource for Limiter {
                 quota: level.quota.name.to_string(),
                 window: window_label(level.period),
                 remaining_tokens: level.remaining,
+                currency: level.currency.map(str::to_owned),
             });
         });
         for quota in plan.quotas() {
@@ -79,6 +80,16 @@ impl QuotaSource for Limiter {
                     quota: quota.name.to_string(),
                     window: window_label(period),
                     remaining_tokens: capacity,
+                    currency: None,
+                });
+            }
+            for (budget, capacity) in quota.budgets(Scale::Share) {
+                out.push(QuotaLevel {
+                    app_id: app.to_owned(),
+                    quota: quota.name.to_string(),
+                    window: window_label(Some(budget.period)),
+                    remaining_tokens: capacity,
+                    currency: Some(budget.currency.clone()),
                 });
             }
         }

@@ -4,6 +4,7 @@ use spillway_crds::snapshot::CalendarQuotaConfig;
 
 use super::super::tests::{ManualClock, T0, admitted, call, limiter, quota, tpm};
 use super::*;
+use crate::limiter::Used;
 
 fn levels(limiter: &Limiter) -> Vec<(String, String, &'static str, u64)> {
     let mut out = Vec::new();
@@ -51,10 +52,10 @@ async fn reports_tokens_left_per_app_quota_and_window() {
     );
     admitted(&limiter, &call("web", 900, Some(100)))
         .await
-        .settle(1_000);
+        .settle(&Used::tokens(1_000));
     admitted(&limiter, &call("bot", 1_500, Some(500)))
         .await
-        .settle(1_200);
+        .settle(&Used::tokens(1_200));
     let pending = admitted(&limiter, &call("other", 200, Some(100))).await;
     assert_eq!(
         levels(&limiter),
@@ -67,7 +68,7 @@ async fn reports_tokens_left_per_app_quota_and_window() {
     // The bucket refills continuously (1 000 tokens per second at 60 000 per minute); the
     // daily window does not.
     clock.advance(Duration::from_millis(500));
-    pending.settle(300);
+    pending.settle(&Used::tokens(300));
     let now = levels(&limiter);
     assert_eq!(now[0], row("bot", "trial", "day", 3_800));
     assert_eq!(now[1], row("other", "default", "minute", 708));
@@ -85,7 +86,7 @@ async fn a_used_up_window_reports_zero_and_a_new_day_is_full() {
     let limiter = limiter(&clock, vec![daily]);
     admitted(&limiter, &call("bot", 900, Some(100)))
         .await
-        .settle(1_200);
+        .settle(&Used::tokens(1_200));
     assert_eq!(levels(&limiter), vec![row("bot", "trial", "day", 0)]);
     clock.advance(Duration::from_secs(24 * 3600));
     assert_eq!(levels(&limiter), vec![row("bot", "trial", "day", 1_000)]);
@@ -97,7 +98,7 @@ async fn a_bucket_in_debt_reports_zero_and_no_quota_reports_nothing() {
     let limiter = limiter(&clock, vec![tpm("small", Some("a"), 600)]);
     admitted(&limiter, &call("a", 500, Some(100)))
         .await
-        .settle(2_000);
+        .settle(&Used::tokens(2_000));
     assert_eq!(levels(&limiter), vec![row("a", "small", "minute", 0)]);
     let none = Limiter::new(clock.clone());
     assert!(levels(&none).is_empty());

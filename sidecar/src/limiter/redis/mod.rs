@@ -26,13 +26,14 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation};
+use spillway_crds::billing::TokenWeights;
 use spillway_crds::snapshot::{QuotaPeriod, RedisConfig, RedisUnavailablePolicy};
 use tokio::sync::mpsc;
 
 use super::LimiterError;
-use super::calendar::{Window, system_time, window};
 use super::local::Demand;
-use super::outcome::{HeaderTracker, LimitKind, RateHeaders, Refusal};
+use super::outcome::{HeaderTracker, LimitKind, RateHeaders, Refusal, Used};
+use crate::calendar::{Window, system_time, window};
 
 /// Shortest wait between two probes of an unreachable Redis.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -80,6 +81,8 @@ struct Limit {
     key: String,
     capacity: u64,
     amount: u64,
+    /// What the true-up counts for this limit.
+    measure: Measure,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +90,29 @@ enum Kind {
     Tokens,
     Requests,
     Calendar(QuotaPeriod, Window),
+    /// A money budget's window; amounts in nanos.
+    Budget(QuotaPeriod, Window),
+}
+
+/// How a call's real use is measured for one limit.
+#[derive(Clone, Debug)]
+enum Measure {
+    /// Requests: the reservation is the use.
+    Requests,
+    /// Tokens, each type times its weight in the quota.
+    Tokens(TokenWeights),
+    /// Nanos of metered cost in this currency.
+    Spend(String),
+}
+
+impl Measure {
+    fn of(&self, used: &Used<'_>) -> Option<u64> {
+        match self {
+            Self::Requests => None,
+            Self::Tokens(weights) => Some(weights.apply(used.tokens.iter().copied())),
+            Self::Spend(currency) => Some(used.spend_in(currency)),
+        }
+    }
 }
 
 /// What the true-up of an admission needs: its token limits and what each reserved.
@@ -206,6 +232,17 @@ impl RedisStore {
                     period: *period,
                     resets_at: system_time(window.end_ms),
                 })),
+                Some(Limit {
+                    name,
+                    kind: Kind::Budget(period, window),
+                    measure: Measure::Spend(currency),
+                    ..
+                }) => Ok(Err(Refusal::BudgetExhausted {
+                    quota: name.to_string(),
+                    period: *period,
+                    currency: currency.clone(),
+                    resets_at: system_time(window.end_ms),
+                })),
                 _ => Err(self.unexpected(&reply)),
             },
             _ => Err(self.unexpected(&reply)),
@@ -214,10 +251,13 @@ impl RedisStore {
 
     /// Sends the true-up of an admission from a spawned task (no-op when nothing changes,
     /// outside a runtime, or while Redis is down: the reservation then stays charged).
-    pub fn settle(self: &Arc<Self>, pending: RedisSettle, actual: u64) {
+    pub fn settle(self: &Arc<Self>, pending: RedisSettle, used: &Used<'_>) {
         let mut invocation = SETTLE.prepare_invoke();
         let mut any = false;
         for limit in &pending.limits {
+            let Some(actual) = limit.measure.of(used) else {
+                continue;
+            };
             let diff = i128::from(actual.min(LUA_MAX)) - i128::from(limit.amount.min(LUA_MAX));
             any |= diff != 0;
             push_diff(&mut invocation, limit, diff);
@@ -369,46 +409,79 @@ fn limits(prefix: &str, app: &str, demands: &[Demand<'_>], wall_ms: i64) -> Vec<
     for demand in demands {
         let quota = demand.quota;
         let base = format!("{prefix}:{{{app}}}:{}", quota.id);
-        let mut add = |kind, key: String, capacity: u64, amount: u64| {
+        let tokens = Measure::Tokens(quota.weights().clone());
+        let mut add = |kind, key: String, capacity: u64, amount: u64, measure: &Measure| {
             limits.push(Limit {
                 name: Arc::clone(&quota.name),
                 kind,
                 key,
                 capacity: capacity.min(LUA_MAX),
                 amount: amount.min(LUA_MAX),
+                measure: measure.clone(),
             });
         };
         if let Some(limit) = quota.tokens(Whole) {
-            add(
-                Kind::Tokens,
-                format!("{base}:tpm"),
-                limit.capacity(),
-                demand.tokens,
-            );
+            let key = format!("{base}:tpm");
+            add(Kind::Tokens, key, limit.capacity(), demand.tokens, &tokens);
         }
         if let Some(limit) = quota.requests(Whole) {
-            add(Kind::Requests, format!("{base}:rpm"), limit.capacity(), 1);
+            let key = format!("{base}:rpm");
+            add(Kind::Requests, key, limit.capacity(), 1, &Measure::Requests);
         }
         for (period, capacity) in quota.calendar(Whole) {
             let window = window(period, wall_ms);
-            let code = match period {
-                QuotaPeriod::Hourly => 'h',
-                QuotaPeriod::Daily => 'd',
-                QuotaPeriod::Weekly => 'w',
-                QuotaPeriod::Monthly => 'm',
-            };
-            let key = format!("{base}:{code}:{}", window.start_ms.div_euclid(1000));
-            add(Kind::Calendar(period, window), key, capacity, demand.tokens);
+            let key = format!(
+                "{base}:{}:{}",
+                code(period),
+                window.start_ms.div_euclid(1000)
+            );
+            add(
+                Kind::Calendar(period, window),
+                key,
+                capacity,
+                demand.tokens,
+                &tokens,
+            );
+        }
+        for (index, (budget, capacity)) in quota.budgets(Whole).enumerate() {
+            let window = window(budget.period, wall_ms);
+            let key = format!(
+                "{base}:${}:{}:{}",
+                budget.currency,
+                code(budget.period),
+                window.start_ms.div_euclid(1000)
+            );
+            let amount = demand.spend.get(index).copied().unwrap_or(0);
+            let spend = Measure::Spend(budget.currency.clone());
+            add(
+                Kind::Budget(budget.period, window),
+                key,
+                capacity,
+                amount,
+                &spend,
+            );
         }
     }
     limits
+}
+
+/// The letter of a calendar period in counter keys.
+fn code(period: QuotaPeriod) -> char {
+    match period {
+        QuotaPeriod::Hourly => 'h',
+        QuotaPeriod::Daily => 'd',
+        QuotaPeriod::Weekly => 'w',
+        QuotaPeriod::Monthly => 'm',
+    }
 }
 
 /// Adds one limit's key and its four arguments.
 fn push(invocation: &mut ScriptInvocation<'_>, limit: &Limit) {
     let (code, extra) = match limit.kind {
         Kind::Tokens | Kind::Requests => ("b", MINUTE_MS as i64),
-        Kind::Calendar(_, window) => ("c", window.end_ms.div_euclid(1000) + CALENDAR_GRACE_SECS),
+        Kind::Calendar(_, window) | Kind::Budget(_, window) => {
+            ("c", window.end_ms.div_euclid(1000) + CALENDAR_GRACE_SECS)
+        }
     };
     invocation
         .key(&limit.key)
@@ -420,7 +493,7 @@ fn push(invocation: &mut ScriptInvocation<'_>, limit: &Limit) {
 
 fn push_diff(invocation: &mut ScriptInvocation<'_>, limit: &Limit, diff: i128) {
     let (code, extra) = match limit.kind {
-        Kind::Calendar(..) => ("c", 0),
+        Kind::Calendar(..) | Kind::Budget(..) => ("c", 0),
         _ => ("b", MINUTE_MS as i64),
     };
     invocation
@@ -455,6 +528,8 @@ fn headers(limits: &[Limit], left: &[i64], wall_ms: i64) -> RateHeaders {
                 let reset = u64::try_from(window.end_ms - wall_ms).unwrap_or(0);
                 tracker.tokens(limit.capacity, left, Duration::from_millis(reset));
             }
+            // Money is not told in the token headers.
+            Kind::Budget(..) => {}
         }
     }
     tracker.finish()

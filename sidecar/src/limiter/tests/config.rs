@@ -7,7 +7,7 @@ use spillway_crds::snapshot::{
 };
 
 use super::{ManualClock, T0, admitted, call, limiter, refused, snapshot, tpm};
-use crate::limiter::{Limiter, Refusal};
+use crate::limiter::{Limiter, Refusal, Used};
 
 #[tokio::test]
 async fn a_reload_keeps_counters_of_kept_quotas_and_forgets_removed_ones() {
@@ -18,10 +18,10 @@ async fn a_reload_keeps_counters_of_kept_quotas_and_forgets_removed_ones() {
     );
     admitted(&limiter, &call("a", 3_000, Some(0)))
         .await
-        .settle(3_000);
+        .settle(&Used::tokens(3_000));
     admitted(&limiter, &call("b", 3_000, Some(0)))
         .await
-        .settle(3_000);
+        .settle(&Used::tokens(3_000));
     // The kept quota's limit changes: the usage so far counts against the new limit.
     let reload = vec![tpm("kept", Some("a"), 4_000), tpm("new", Some("b"), 6_000)];
     limiter.apply(&snapshot(reload.clone())).expect("applies");

@@ -7,7 +7,7 @@ use spillway_crds::snapshot::{CalendarQuotaConfig, QuotaConfig, QuotaPeriod};
 use tokio::sync::Barrier;
 
 use super::{ManualClock, T0, admitted, call, limiter, quota, tpm, utc};
-use crate::limiter::{Refusal, Reservation};
+use crate::limiter::{Refusal, Reservation, Used};
 
 const TASKS: usize = 64;
 const STEP_MS: u64 = 100;
@@ -48,7 +48,7 @@ async fn run_streams() -> (Vec<Stream>, Vec<i64>, u64) {
                 if let Some((reservation, _, index)) = open.take_if(|(_, end, _)| *end <= step) {
                     let mut streams = streams.lock().expect("lock");
                     streams[index].settled = Some(step);
-                    reservation.settle(streams[index].actual);
+                    reservation.settle(&Used::tokens(streams[index].actual));
                 }
                 if open.is_none() {
                     let request = call("app", PROMPT_ESTIMATE, Some(MAX_COMPLETION));
@@ -170,7 +170,7 @@ async fn idle_apps_are_evicted_and_memory_stays_bounded() {
         let app = format!("app-{i:06}");
         admitted(&limiter, &call(&app, 100, Some(100)))
             .await
-            .settle(150);
+            .settle(&Used::tokens(150));
     }
     let full = limiter.local_stats();
     assert_eq!(full.apps, APPS);
@@ -218,7 +218,7 @@ async fn calendar_usage_keeps_an_app_until_its_window_ends() {
     for i in 0..10 {
         admitted(&limiter, &call(&format!("app-{i}"), 10, Some(10)))
             .await
-            .settle(15);
+            .settle(&Used::tokens(15));
     }
     clock.advance(Duration::from_secs(61));
     assert_eq!(limiter.evict_idle(), 0, "the day is not over");
@@ -234,6 +234,6 @@ async fn an_app_with_a_call_in_flight_is_never_evicted() {
     clock.advance(Duration::from_secs(600));
     assert_eq!(limiter.evict_idle(), 0);
     // The true-up after ten minutes still lands: 3 000 used instead of 2 000.
-    long_stream.settle(3_000);
+    long_stream.settle(&Used::tokens(3_000));
     assert_eq!(limiter.tokens_left("a"), Some(9_000));
 }

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 use spillway_crds::Snapshot;
 use spillway_crds::snapshot::{CalendarQuotaConfig, QuotaConfig};
 
-use super::calendar::{days_from_civil, system_time};
-use super::{AdmitRequest, LimitKind, Limiter, QuotaPeriod, Refusal, Reservation};
+use super::{AdmitRequest, LimitKind, Limiter, QuotaPeriod, Refusal, Reservation, Used};
+use crate::calendar::{days_from_civil, system_time};
 use crate::clock::Clock;
 
 mod config;
 mod load;
+mod money;
 
 /// A clock that moves only when told to.
 pub(super) struct ManualClock {
@@ -74,6 +75,8 @@ pub(super) fn quota(name: &str, app: Option<&str>) -> QuotaConfig {
         calendar: Vec::new(),
         default_max_tokens: 1000,
         share: 1.0,
+        token_weights: Default::default(),
+        budgets: Vec::new(),
     }
 }
 
@@ -107,6 +110,7 @@ pub(super) fn call(app: &str, prompt: u64, max: Option<u64>) -> AdmitRequest<'_>
         model: "gpt-4o",
         prompt_tokens_estimate: prompt,
         max_completion_tokens: max,
+        spend_ceiling: &[],
     }
 }
 
@@ -146,7 +150,7 @@ async fn the_default_quota_is_a_separate_budget_per_app() {
     let limiter = limiter(&clock, vec![tpm("default", None, 1_000)]);
     admitted(&limiter, &call("a", 500, Some(500)))
         .await
-        .settle(1_000);
+        .settle(&Used::tokens(1_000));
     assert!(matches!(
         refused(&limiter, &call("a", 1, Some(0))).await,
         Refusal::RateLimited {
@@ -196,7 +200,7 @@ async fn a_client_retrying_exactly_after_retry_after_is_admitted() {
     let limiter = limiter(&clock, vec![tpm("q", None, 7_000)]);
     admitted(&limiter, &call("a", 6_000, Some(0)))
         .await
-        .settle(6_000);
+        .settle(&Used::tokens(6_000));
     let Refusal::RateLimited {
         quota, retry_after, ..
     } = refused(&limiter, &call("a", 1_500, Some(0))).await
@@ -254,7 +258,7 @@ async fn a_used_up_calendar_quota_refuses_with_403_naming_it_and_its_reset() {
         r.headers().reset_tokens,
         Some(Duration::from_secs(2 * 3_600))
     );
-    r.settle(800);
+    r.settle(&Used::tokens(800));
     let refusal = refused(&limiter, &call("a", 100, Some(200))).await;
     let reset = system_time(utc(2024, 3, 1, 0, 0));
     assert_eq!(
@@ -312,14 +316,14 @@ async fn a_refusal_by_one_quota_reserves_nothing_in_the_others() {
     let r = admitted(&limiter, &call("a", 500, Some(500))).await;
     assert_eq!(r.headers().remaining_tokens, Some(5_000));
     assert_eq!(r.headers().remaining_requests, Some(1));
-    r.settle(1_000);
+    r.settle(&Used::tokens(1_000));
     // Too many tokens: refused by the tokens quota; the requests quota keeps its request.
     for _ in 0..3 {
         refused(&limiter, &call("a", 5_500, Some(0))).await;
     }
     let r = admitted(&limiter, &call("a", 500, Some(500))).await;
     assert_eq!(r.headers().remaining_requests, Some(0));
-    r.settle(1_000);
+    r.settle(&Used::tokens(1_000));
     assert_eq!(limiter.tokens_left("a"), Some(4_000));
     // No request left: refused by the requests quota; the tokens quota keeps its tokens.
     for _ in 0..3 {
@@ -334,11 +338,11 @@ async fn settle_returns_the_unused_part_and_charges_an_overshoot() {
     let limiter = limiter(&clock, vec![tpm("q", None, 6_000)]);
     admitted(&limiter, &call("a", 1_000, Some(2_000)))
         .await
-        .settle(500);
+        .settle(&Used::tokens(500));
     assert_eq!(limiter.tokens_left("a"), Some(5_500));
     admitted(&limiter, &call("a", 1_000, Some(1_000)))
         .await
-        .settle(7_000);
+        .settle(&Used::tokens(7_000));
     // 5 500 - 7 000: in debt by 1 500, so even a small call waits for 1 501 tokens.
     assert_eq!(limiter.tokens_left("a"), Some(-1_500));
     let Refusal::RateLimited { retry_after, .. } = refused(&limiter, &call("a", 1, Some(0))).await
@@ -409,7 +413,7 @@ async fn a_call_that_can_never_fit_is_refused_at_once_and_resets_stay_within_the
     // A call that fits, then bills far more than it reserved (the estimate was low): the
     // bucket is in debt, yet no reset or retry is announced beyond the minute.
     let r = admitted(&limiter, &call("a", 100, Some(400))).await;
-    r.settle(4_000);
+    r.settle(&Used::tokens(4_000));
     let r = refused(&limiter, &call("a", 10, Some(10))).await;
     assert_eq!(
         r.retry_after(std::time::SystemTime::UNIX_EPOCH),

@@ -23,6 +23,7 @@ fn backend(kind: BackendType) -> BackendConfig {
         breaker: default_breaker(),
         stream_usage: StreamUsage::Auto,
         timeout_ms: 1_000,
+        pricing: None,
     }
 }
 

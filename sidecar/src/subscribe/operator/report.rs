@@ -75,7 +75,10 @@ pub fn build_report(
         .map(|level| QuotaLevelReport {
             quota: level.quota,
             app_id: level.app_id,
-            window: level.window.to_owned(),
+            window: match &level.currency {
+                Some(currency) => format!("{}${currency}", level.window),
+                None => level.window.to_owned(),
+            },
             remaining_tokens: level.remaining_tokens,
         })
         .collect();

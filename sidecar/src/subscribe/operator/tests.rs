@@ -168,6 +168,8 @@ async fn reports_carry_breakers_and_quota_levels_of_local_shares() {
         calendar: Vec::new(),
         default_max_tokens: 100,
         share: 0.5,
+        token_weights: Default::default(),
+        budgets: Vec::new(),
     }];
     gateway.apply(std::sync::Arc::new(with_quota));
     let report = super::build_report("pod-a", None, &gateway, &UsageTotals::new(4));

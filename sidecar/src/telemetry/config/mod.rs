@@ -7,6 +7,8 @@
 //! `OTEL_SDK_DISABLED=true` unless the flag is given. `/metrics` on the admin port always
 //! works. Headers (`OTEL_EXPORTER_OTLP_[METRICS_]HEADERS`) and the resource
 //! (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`) are read by the OpenTelemetry crates.
+//! `OTEL_SEMCONV_STABILITY_OPT_IN` chooses the names of the GenAI metrics
+//! ([`GenAiConventions`]).
 
 use std::time::Duration;
 
@@ -75,6 +77,41 @@ pub struct OtlpSettings {
     pub timeout: Duration,
 }
 
+/// Which version of the GenAI semantic conventions names the client-side `gen_ai.*` metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GenAiConventions {
+    /// The names up to semantic conventions v1.41 (`gen_ai.client.token.usage` with
+    /// `gen_ai.token.type`, `gen_ai.client.operation.duration`): the default.
+    #[default]
+    Legacy,
+    /// The latest, still experimental names (`gen_ai.client.inference.usage.*` counters by
+    /// `gen_ai.token.modality`, `gen_ai.client.inference.operation.*` histograms,
+    /// `gen_ai.client.inference.duration`, `gen_ai.client.embeddings.*`), chosen with
+    /// `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`.
+    LatestExperimental,
+}
+
+impl GenAiConventions {
+    /// The opt-in value that selects [`LatestExperimental`](Self::LatestExperimental).
+    pub const OPT_IN: &str = "gen_ai_latest_experimental";
+
+    /// Reads the value of `OTEL_SEMCONV_STABILITY_OPT_IN`: a comma-separated list of opt-ins
+    /// (blanks around each ignored, case ignored); [`OPT_IN`](Self::OPT_IN) among them
+    /// selects the latest names. Other entries (`http`, `database`, …) concern other
+    /// conventions and are ignored here.
+    pub fn from_opt_in(value: Option<&str>) -> Self {
+        let opted_in = value.is_some_and(|list| {
+            list.split(',')
+                .any(|entry| entry.trim().eq_ignore_ascii_case(Self::OPT_IN))
+        });
+        if opted_in {
+            Self::LatestExperimental
+        } else {
+            Self::Legacy
+        }
+    }
+}
+
 /// Everything telemetry needs at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TelemetrySettings {
@@ -84,6 +121,8 @@ pub struct TelemetrySettings {
     pub max_apps: usize,
     /// Series per instrument before overflow.
     pub max_series: usize,
+    /// The names of the client-side GenAI metrics.
+    pub genai: GenAiConventions,
 }
 
 impl Default for TelemetrySettings {
@@ -92,6 +131,7 @@ impl Default for TelemetrySettings {
             otlp: None,
             max_apps: 1000,
             max_series: 20_000,
+            genai: GenAiConventions::default(),
         }
     }
 }
@@ -118,6 +158,7 @@ impl TelemetrySettings {
             otlp: resolve_otlp(args, &var)?,
             max_apps: args.metrics_max_apps,
             max_series: args.metrics_max_series.max(1),
+            genai: GenAiConventions::from_opt_in(var("OTEL_SEMCONV_STABILITY_OPT_IN").as_deref()),
         })
     }
 }

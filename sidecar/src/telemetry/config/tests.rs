@@ -153,3 +153,47 @@ fn bad_values_are_refused_with_the_variable_named() {
 fn empty_variables_count_as_unset() {
     assert_eq!(otlp(&args(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")]), None);
 }
+
+#[test]
+fn the_genai_opt_in_is_one_entry_of_a_comma_separated_list() {
+    use GenAiConventions::{LatestExperimental, Legacy};
+    for (value, expected) in [
+        (None, Legacy),
+        (Some(""), Legacy),
+        (Some("gen_ai_latest_experimental"), LatestExperimental),
+        (Some("http,gen_ai_latest_experimental"), LatestExperimental),
+        (
+            Some(" http , gen_ai_latest_experimental ,database"),
+            LatestExperimental,
+        ),
+        (Some("\tgen_ai_latest_experimental\n"), LatestExperimental),
+        (Some("GEN_AI_LATEST_EXPERIMENTAL"), LatestExperimental),
+        (Some("http,database/dup"), Legacy),
+        (Some("gen_ai"), Legacy),
+        (Some("gen_ai_latest_experimental_v2"), Legacy),
+        (Some("gen_ai_latest_experimental/dup"), Legacy),
+        (Some("gen_ai latest experimental"), Legacy),
+    ] {
+        assert_eq!(GenAiConventions::from_opt_in(value), expected, "{value:?}");
+    }
+}
+
+#[test]
+fn the_genai_names_come_from_the_standard_variable_and_default_to_the_old_ones() {
+    let default = resolve(&args(), &[]).expect("valid settings");
+    assert_eq!(default.genai, GenAiConventions::Legacy);
+    assert_eq!(TelemetrySettings::default().genai, GenAiConventions::Legacy);
+    let latest = resolve(
+        &args(),
+        &[(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "http, gen_ai_latest_experimental",
+        )],
+    )
+    .expect("valid settings");
+    assert_eq!(latest.genai, GenAiConventions::LatestExperimental);
+    assert_eq!(latest.otlp, None, "the opt-in enables no export by itself");
+    let other =
+        resolve(&args(), &[("OTEL_SEMCONV_STABILITY_OPT_IN", "http")]).expect("valid settings");
+    assert_eq!(other.genai, GenAiConventions::Legacy);
+}

@@ -30,6 +30,7 @@ use super::exporter::otlp_exporter;
 use super::outcome::RequestOutcome;
 use super::pipeline::{self, BatchExport, Counts, Exporting, Queue};
 use super::semconv::{self, attr};
+use super::usage_fields::{FieldValue, usage_fields};
 use super::{Telemetry, resource};
 use crate::usage::UsageRecord;
 use crate::usage::record::RequestTrace;
@@ -162,6 +163,14 @@ pub(crate) fn set_trace_context(log: &mut SdkLogRecord, trace: &RequestTrace) {
     );
 }
 
+/// A usage field as a log attribute value.
+pub(crate) fn any_value(value: FieldValue) -> AnyValue {
+    match value {
+        FieldValue::Int(n) => AnyValue::Int(n),
+        FieldValue::Text(text) => AnyValue::from(text.into_owned()),
+    }
+}
+
 /// The attributes of a request's log record: the usage-log fields.
 fn attributes(record: &UsageRecord, outcome: RequestOutcome) -> Vec<(&'static str, AnyValue)> {
     let int = |n: u64| AnyValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
@@ -172,11 +181,6 @@ fn attributes(record: &UsageRecord, outcome: RequestOutcome) -> Vec<(&'static st
         (attr::APP_ID, text(&record.app_id)),
         (attr::POOL, text(&record.pool)),
         (attr::REQUEST_MODEL, text(&record.model)),
-        (attr::USAGE_INPUT_TOKENS, int(record.usage.prompt_tokens)),
-        (
-            attr::USAGE_OUTPUT_TOKENS,
-            int(record.usage.completion_tokens),
-        ),
         (attr::TOKEN_ESTIMATED, AnyValue::Boolean(record.estimated)),
         (attr::HTTP_STATUS_CODE, int(u64::from(record.status))),
         (attr::DURATION_MS, millis(record.duration)),
@@ -184,6 +188,11 @@ fn attributes(record: &UsageRecord, outcome: RequestOutcome) -> Vec<(&'static st
         (attr::ATTEMPTS, int(u64::from(record.attempts))),
         (attr::OUTCOME, AnyValue::from(outcome.as_str())),
     ];
+    out.extend(
+        usage_fields(&record.usage, record.cost.as_ref())
+            .into_iter()
+            .map(|(key, value)| (key, any_value(value))),
+    );
     if let Some(backend) = &record.backend {
         out.push((attr::BACKEND, text(backend)));
     }

@@ -19,6 +19,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::backends::{BackendIndex, BackendInfo};
 use super::semconv::attr;
+use super::usage_fields::{FieldValue, usage_fields};
 use crate::usage::record::UpstreamAttempt;
 use crate::usage::{ErrorType, UsageRecord};
 
@@ -173,15 +174,11 @@ fn response(record: &UsageRecord) -> Vec<KeyValue> {
         out.push(KeyValue::new(attr::RESPONSE_MODEL, model.clone()));
     }
     if record.status < 400 && record.backend.is_some() {
-        let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        out.push(KeyValue::new(
-            attr::USAGE_INPUT_TOKENS,
-            tokens(record.usage.prompt_tokens),
-        ));
-        out.push(KeyValue::new(
-            attr::USAGE_OUTPUT_TOKENS,
-            tokens(record.usage.completion_tokens),
-        ));
+        let fields = usage_fields(&record.usage, record.cost.as_ref());
+        out.extend(fields.into_iter().map(|(key, value)| match value {
+            FieldValue::Int(n) => KeyValue::new(key, n),
+            FieldValue::Text(text) => KeyValue::new(key, text),
+        }));
     }
     out
 }

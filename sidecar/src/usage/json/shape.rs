@@ -117,7 +117,7 @@ impl<'de> Shape<'de> for Skip {
     }
 }
 
-/// Token counts as found in a `usage` object, both naming schemes.
+/// Token counts as found in a `usage` object, both naming schemes, with their details.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TokenFields {
     /// The value was a JSON object (possibly without any count).
@@ -126,18 +126,64 @@ pub(crate) struct TokenFields {
     pub prompt: Option<u64>,
     /// `completion_tokens` or `output_tokens`.
     pub completion: Option<u64>,
+    /// `total_tokens`.
+    pub total: Option<u64>,
+    /// Input details: `cached_tokens`, `cache_write_tokens`, `audio_tokens`, `image_tokens`.
+    pub input: InputDetails,
+    /// Output details: `reasoning_tokens`, `audio_tokens`.
+    pub output: OutputDetails,
+    /// A top-level `reasoning_tokens` (some OpenAI-compatible servers).
+    pub reasoning: Option<u64>,
+}
+
+/// `prompt_tokens_details` / `input_tokens_details`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InputDetails {
+    pub cached: Option<u64>,
+    pub cache_write: Option<u64>,
+    pub audio: Option<u64>,
+    pub image: Option<u64>,
+}
+
+/// `completion_tokens_details` / `output_tokens_details`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OutputDetails {
+    pub reasoning: Option<u64>,
+    pub audio: Option<u64>,
 }
 
 impl TokenFields {
-    /// The usage, when at least one count was present.
+    /// The usage, when at least one count was present, normalised: reasoning reported apart
+    /// from the completion (`total_tokens` = prompt + completion + reasoning, or reasoning
+    /// larger than the completion when there is no total) is added to the completion, and no
+    /// subset exceeds its total.
     pub fn usage(self) -> Option<Usage> {
         if self.prompt.is_none() && self.completion.is_none() {
             return None;
         }
-        Some(Usage {
-            prompt_tokens: self.prompt.unwrap_or(0),
-            completion_tokens: self.completion.unwrap_or(0),
-        })
+        let prompt = self.prompt.unwrap_or(0);
+        let completion = self.completion.unwrap_or(0);
+        let reasoning = self.output.reasoning.or(self.reasoning).unwrap_or(0);
+        let separate = reasoning > 0
+            && match self.total {
+                Some(total) => total == prompt + completion + reasoning,
+                None => reasoning > completion,
+            };
+        let usage = Usage {
+            prompt_tokens: prompt,
+            completion_tokens: if separate {
+                completion + reasoning
+            } else {
+                completion
+            },
+            cached_tokens: self.input.cached.unwrap_or(0),
+            cache_write_tokens: self.input.cache_write.unwrap_or(0),
+            audio_input_tokens: self.input.audio.unwrap_or(0),
+            image_input_tokens: self.input.image.unwrap_or(0),
+            reasoning_tokens: reasoning,
+            audio_output_tokens: self.output.audio.unwrap_or(0),
+        };
+        Some(usage.normalised())
     }
 }
 
@@ -148,6 +194,12 @@ enum UsageKey {
     InputTokens,
     CompletionTokens,
     OutputTokens,
+    TotalTokens,
+    PromptTokensDetails,
+    InputTokensDetails,
+    CompletionTokensDetails,
+    OutputTokensDetails,
+    ReasoningTokens,
     #[serde(other)]
     Other,
 }
@@ -157,19 +209,89 @@ pub(crate) struct UsageShape<'u>(pub &'u mut TokenFields);
 
 impl<'de> Shape<'de> for UsageShape<'_> {
     fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.0.object = true;
+        let fields = self.0;
+        fields.object = true;
         while let Some(key) = map.next_key::<UsageKey>()? {
             match key {
                 UsageKey::PromptTokens | UsageKey::InputTokens => {
-                    map.next_value_seed(Lenient(Count(&mut self.0.prompt)))?;
+                    map.next_value_seed(Lenient(Count(&mut fields.prompt)))?;
                 }
                 UsageKey::CompletionTokens | UsageKey::OutputTokens => {
-                    map.next_value_seed(Lenient(Count(&mut self.0.completion)))?;
+                    map.next_value_seed(Lenient(Count(&mut fields.completion)))?;
+                }
+                UsageKey::TotalTokens => map.next_value_seed(Lenient(Count(&mut fields.total)))?,
+                UsageKey::ReasoningTokens => {
+                    map.next_value_seed(Lenient(Count(&mut fields.reasoning)))?;
+                }
+                UsageKey::PromptTokensDetails | UsageKey::InputTokensDetails => {
+                    map.next_value_seed(Lenient(InputDetailsShape(&mut fields.input)))?;
+                }
+                UsageKey::CompletionTokensDetails | UsageKey::OutputTokensDetails => {
+                    map.next_value_seed(Lenient(OutputDetailsShape(&mut fields.output)))?;
                 }
                 UsageKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum DetailKey {
+    CachedTokens,
+    CacheWriteTokens,
+    CacheCreationTokens,
+    AudioTokens,
+    ImageTokens,
+    ReasoningTokens,
+    #[serde(other)]
+    Other,
+}
+
+/// `prompt_tokens_details` / `input_tokens_details`.
+struct InputDetailsShape<'d>(&'d mut InputDetails);
+
+impl<'de> Shape<'de> for InputDetailsShape<'_> {
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let details = self.0;
+        while let Some(key) = map.next_key::<DetailKey>()? {
+            let slot = match key {
+                DetailKey::CachedTokens => &mut details.cached,
+                DetailKey::CacheWriteTokens | DetailKey::CacheCreationTokens => {
+                    &mut details.cache_write
+                }
+                DetailKey::AudioTokens => &mut details.audio,
+                DetailKey::ImageTokens => &mut details.image,
+                DetailKey::ReasoningTokens | DetailKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            map.next_value_seed(Lenient(Count(slot)))?;
+        }
+        Ok(())
+    }
+}
+
+/// `completion_tokens_details` / `output_tokens_details`.
+struct OutputDetailsShape<'d>(&'d mut OutputDetails);
+
+impl<'de> Shape<'de> for OutputDetailsShape<'_> {
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let details = self.0;
+        while let Some(key) = map.next_key::<DetailKey>()? {
+            let slot = match key {
+                DetailKey::ReasoningTokens => &mut details.reasoning,
+                DetailKey::AudioTokens => &mut details.audio,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            map.next_value_seed(Lenient(Count(slot)))?;
         }
         Ok(())
     }

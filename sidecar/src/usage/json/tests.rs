@@ -1,10 +1,7 @@
 use super::*;
 
 fn usage(prompt_tokens: u64, completion_tokens: u64) -> Option<Usage> {
-    Some(Usage {
-        prompt_tokens,
-        completion_tokens,
-    })
+    Some(Usage::totals(prompt_tokens, completion_tokens))
 }
 
 #[test]
@@ -185,4 +182,112 @@ fn deep_nesting_never_overflows_the_stack() {
     let body = nested(b"{\"choices\":[{\"message\":{\"content\":", b"}}]}");
     assert_eq!(completion_text(&body), "");
     assert_eq!(response_usage(&body).and_then(|r| r.usage), None);
+}
+
+/// Token types, the way each provider reports them. Totals stay totals; subsets are subsets.
+mod token_types {
+    use super::*;
+    use crate::usage::TokenType;
+
+    fn usage_of(body: &str) -> Usage {
+        response_usage(body.as_bytes())
+            .and_then(|r| r.usage)
+            .expect("usage")
+    }
+
+    #[test]
+    fn openai_chat_reports_cached_input_and_reasoning_inside_the_totals() {
+        let got = usage_of(
+            r#"{"model":"o4-mini","usage":{"prompt_tokens":2006,"completion_tokens":300,
+            "total_tokens":2306,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0},
+            "completion_tokens_details":{"reasoning_tokens":192,"audio_tokens":0,
+            "accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#,
+        );
+        assert_eq!((got.prompt_tokens, got.completion_tokens), (2006, 300));
+        assert_eq!((got.cached_tokens, got.reasoning_tokens), (1920, 192));
+        let by_type = got.by_type();
+        assert_eq!(by_type[0], (TokenType::Input, 86));
+        assert_eq!(by_type[1], (TokenType::CachedInput, 1920));
+        assert_eq!(by_type[5], (TokenType::Output, 108));
+        assert_eq!(by_type[6], (TokenType::ReasoningOutput, 192));
+        assert_eq!(by_type.iter().map(|(_, n)| n).sum::<u64>(), got.total());
+    }
+
+    #[test]
+    fn reasoning_reported_apart_from_the_completion_is_added_to_it() {
+        // total = prompt + completion + reasoning: the completion holds only visible text.
+        let got = usage_of(
+            r#"{"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":115,
+            "completion_tokens_details":{"reasoning_tokens":100}}}"#,
+        );
+        assert_eq!((got.completion_tokens, got.reasoning_tokens), (105, 100));
+        // A top-level reasoning_tokens, no total, larger than the completion: apart too.
+        let got = usage_of(
+            r#"{"usage":{"prompt_tokens":10,"completion_tokens":5,"reasoning_tokens":40}}"#,
+        );
+        assert_eq!((got.completion_tokens, got.reasoning_tokens), (45, 40));
+        // Included (total = prompt + completion): left as it is.
+        let got = usage_of(
+            r#"{"usage":{"prompt_tokens":10,"completion_tokens":50,"total_tokens":60,
+            "completion_tokens_details":{"reasoning_tokens":40}}}"#,
+        );
+        assert_eq!((got.completion_tokens, got.reasoning_tokens), (50, 40));
+    }
+
+    #[test]
+    fn responses_api_details_with_cache_writes_audio_and_images() {
+        let got = usage_of(
+            r#"{"object":"response","usage":{"input_tokens":1000,"output_tokens":200,
+            "total_tokens":1200,"input_tokens_details":{"cached_tokens":512,
+            "cache_write_tokens":256,"image_tokens":100},
+            "output_tokens_details":{"reasoning_tokens":64}}}"#,
+        );
+        assert_eq!(
+            got,
+            Usage {
+                prompt_tokens: 1000,
+                completion_tokens: 200,
+                cached_tokens: 512,
+                cache_write_tokens: 256,
+                image_input_tokens: 100,
+                reasoning_tokens: 64,
+                ..Usage::default()
+            }
+        );
+        assert_eq!(got.by_type()[0], (TokenType::Input, 132));
+        let audio = usage_of(
+            r#"{"usage":{"prompt_tokens":80,"completion_tokens":60,"total_tokens":140,
+            "prompt_tokens_details":{"audio_tokens":50,"cached_tokens":0},
+            "completion_tokens_details":{"audio_tokens":40,"reasoning_tokens":0}}}"#,
+        );
+        assert_eq!(
+            (audio.audio_input_tokens, audio.audio_output_tokens),
+            (50, 40)
+        );
+        assert_eq!(audio.by_type()[3], (TokenType::AudioInput, 50));
+        assert_eq!(audio.by_type()[7], (TokenType::AudioOutput, 40));
+    }
+
+    #[test]
+    fn a_subset_never_exceeds_its_total() {
+        let got = usage_of(
+            r#"{"usage":{"prompt_tokens":100,"completion_tokens":10,"total_tokens":110,
+            "prompt_tokens_details":{"cached_tokens":90,"cache_write_tokens":50,
+            "audio_tokens":"many","image_tokens":-3},
+            "completion_tokens_details":{"reasoning_tokens":8,"audio_tokens":8}}}"#,
+        );
+        assert_eq!((got.cached_tokens, got.cache_write_tokens), (90, 10));
+        assert_eq!((got.audio_input_tokens, got.image_input_tokens), (0, 0));
+        assert_eq!((got.reasoning_tokens, got.audio_output_tokens), (8, 2));
+        assert!(got.by_type().iter().all(|&(_, n)| n <= got.total()));
+        assert_eq!(got.by_type().iter().map(|(_, n)| n).sum::<u64>(), 110);
+        let odd = usage_of(r#"{"usage":{"prompt_tokens":5,"prompt_tokens_details":null}}"#);
+        assert_eq!(odd, Usage::totals(5, 0));
+    }
+
+    #[test]
+    fn embeddings_have_input_only() {
+        let got = usage_of(r#"{"object":"list","usage":{"prompt_tokens":8,"total_tokens":8}}"#);
+        assert_eq!(got, Usage::totals(8, 0));
+    }
 }

@@ -143,10 +143,7 @@ fn run(input: &Bytes, strip: bool, cuts: &[usize]) -> (Vec<u8>, StreamSummary) {
 }
 
 fn usage((prompt_tokens, completion_tokens): (u64, u64)) -> Usage {
-    Usage {
-        prompt_tokens,
-        completion_tokens,
-    }
+    Usage::totals(prompt_tokens, completion_tokens)
 }
 
 #[test]

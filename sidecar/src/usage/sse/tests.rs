@@ -52,13 +52,7 @@ fn without_stripping_every_chunk_goes_out_at_once_untouched() {
     let mut out = Vec::new();
     let summary = scanner.finish(&mut out);
     assert!(out.is_empty());
-    assert_eq!(
-        summary.usage,
-        Some(Usage {
-            prompt_tokens: 1,
-            completion_tokens: 2
-        })
-    );
+    assert_eq!(summary.usage, Some(Usage::totals(1, 2)));
     assert_eq!(summary.text, "a");
     assert!(summary.saw_done);
     assert_eq!(summary.events, 3);
@@ -210,13 +204,7 @@ fn the_last_usage_wins_and_responses_incomplete_counts() {
         \"usage\":{\"input_tokens\":20,\"output_tokens\":64}}}\n\n";
     let (out, summary) = strip(responses.as_bytes());
     assert_eq!(out, responses);
-    assert_eq!(
-        summary.usage,
-        Some(Usage {
-            prompt_tokens: 20,
-            completion_tokens: 64
-        })
-    );
+    assert_eq!(summary.usage, Some(Usage::totals(20, 64)));
     assert_eq!(summary.model.as_deref(), Some("o4-mini"));
 }
 
@@ -339,4 +327,26 @@ fn feeding_after_finish_forwards_unscanned() {
     assert!(!scanner.feed(late.clone(), &mut out));
     assert_eq!(out, [late]);
     assert_eq!(scanner.usage(), None);
+}
+
+#[test]
+fn stream_usage_carries_token_types() {
+    let chat = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+                data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1500,\"completion_tokens\":90,\
+                \"total_tokens\":1590,\"prompt_tokens_details\":{\"cached_tokens\":1280},\
+                \"completion_tokens_details\":{\"reasoning_tokens\":64}}}\n\n\
+                data: [DONE]\n\n";
+    let (out, summary) = strip(chat.as_bytes());
+    assert!(
+        !out.contains("usage"),
+        "the usage chunk the client did not ask for goes"
+    );
+    let usage = summary.usage.expect("usage");
+    assert_eq!((usage.cached_tokens, usage.reasoning_tokens), (1280, 64));
+    let responses = "event: response.completed\ndata: {\"type\":\"response.completed\",\
+        \"response\":{\"status\":\"completed\",\"usage\":{\"input_tokens\":40,\"output_tokens\":20,\
+        \"total_tokens\":130,\"input_tokens_details\":{\"cached_tokens\":0},\
+        \"output_tokens_details\":{\"reasoning_tokens\":70}}}}\n\n";
+    let usage = strip(responses.as_bytes()).1.usage.expect("usage");
+    assert_eq!((usage.completion_tokens, usage.reasoning_tokens), (90, 70));
 }

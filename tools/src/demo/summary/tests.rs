@@ -11,10 +11,7 @@ use crate::loadtest::{Ending, RequestResult};
 use spillway_sidecar::usage::totals::{Totals, TotalsRow};
 
 fn usage(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-    }
+    Usage::totals(prompt, completion)
 }
 
 fn entry(request_id: &str, backend: &str, status: u16, prompt: u64) -> LedgerEntry {
@@ -156,7 +153,7 @@ fn gateway_rows_are_summed_per_app() {
             requests: 1,
             prompt_tokens: prompt,
             completion_tokens: 1,
-            estimated_requests: 0,
+            ..Totals::default()
         },
     };
     let view = TotalsView {

@@ -66,13 +66,7 @@ struct Extras {
 
 fn extras() -> Extras {
     Extras {
-        tokens: BTreeMap::from([(
-            "chat-web".to_owned(),
-            Usage {
-                prompt_tokens: 1234,
-                completion_tokens: 56,
-            },
-        )]),
+        tokens: BTreeMap::from([("chat-web".to_owned(), Usage::totals(1234, 56))]),
         rates: BTreeMap::from([("ptu-eastus".to_owned(), 3.5)]),
         quotas: BTreeMap::from([
             ("chat-web".to_owned(), "156,000/min".to_owned()),

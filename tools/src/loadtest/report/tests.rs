@@ -20,10 +20,7 @@ fn served(seq: u64, app: &str, status: u16, backend: &str, attempts: u32) -> Req
     RequestResult {
         backend: Some(backend.to_owned()),
         attempts: Some(attempts),
-        usage: Some(Usage {
-            prompt_tokens: 10,
-            completion_tokens: 3,
-        }),
+        usage: Some(Usage::totals(10, 3)),
         ..result(seq, app, Ending::Status(status))
     }
 }

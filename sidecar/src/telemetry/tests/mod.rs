@@ -10,6 +10,8 @@ use crate::subscribe::file::{LocalSecrets, load_text};
 use crate::usage::record::UpstreamAttempt;
 use crate::usage::{GatewayErrorKind, Usage, UsageSink};
 
+mod genai_latest;
+
 const MANIFESTS: &str = "apiVersion: spillway.dev/v1alpha1
 kind: AIBackendPool
 metadata: {name: chat}
@@ -34,14 +36,17 @@ spec:
 ";
 
 fn telemetry(max_apps: usize) -> Telemetry {
+    telemetry_with(&TelemetrySettings {
+        max_apps,
+        ..TelemetrySettings::default()
+    })
+}
+
+fn telemetry_with(settings: &TelemetrySettings) -> Telemetry {
     let gateway = Gateway::new(UsageSink::new(16));
     let snapshot = load_text(MANIFESTS, &LocalSecrets::default()).expect("valid manifests");
     gateway.apply(Arc::new(snapshot));
-    let settings = TelemetrySettings {
-        max_apps,
-        ..TelemetrySettings::default()
-    };
-    Telemetry::start(&settings, Arc::new(gateway)).expect("no OTLP, nothing to fail")
+    Telemetry::start(settings, Arc::new(gateway)).expect("no OTLP, nothing to fail")
 }
 
 fn attempt(backend: &str, status: Option<u16>) -> UpstreamAttempt {
@@ -60,10 +65,7 @@ fn served(app: &str, backend: &str, prompt: u64, completion: u64) -> UsageRecord
         pool: "chat".into(),
         backend: Some(backend.into()),
         response_model: Some("gpt-4o-2024-08-06".into()),
-        usage: Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-        },
+        usage: Usage::totals(prompt, completion),
         duration: Duration::from_millis(510),
         upstream: vec![attempt(backend, Some(200))],
         ..UsageRecord::served(app)
@@ -373,6 +375,7 @@ fn gauges_report_breakers_config_version_and_quotas() {
                     quota: "team-a".into(),
                     window: "minute",
                     remaining_tokens: 640,
+                    currency: None,
                 });
             }
         }

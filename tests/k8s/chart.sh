@@ -218,6 +218,11 @@ contains "dashboard ConfigMap labelled grafana_dashboard=1" "spillway-dashboard-
 get configmap spillway-dashboard-spillway -o 'jsonpath={.data.spillway\.json}' >"$WORK/dashboard.json"
 check "the dashboard ConfigMap holds dashboards/spillway.json unchanged" \
   diff <(tr -d '\n' <"$CHART/dashboards/spillway.json") <(tr -d '\n' <"$WORK/dashboard.json")
+contains "the chargeback dashboard has its own labelled ConfigMap" "spillway-dashboard-chargeback" \
+  get configmap -l grafana_dashboard=1 -o name
+get configmap spillway-dashboard-chargeback -o 'jsonpath={.data.chargeback\.json}' >"$WORK/chargeback.json"
+check "the chargeback ConfigMap holds dashboards/chargeback.json unchanged" \
+  diff <(tr -d '\n' <"$CHART/dashboards/chargeback.json") <(tr -d '\n' <"$WORK/chargeback.json")
 # The generated certificate: signed by the published CA, for the Service's names.
 get secret spillway-operator-tls -o 'jsonpath={.data.tls\.crt}' | base64 -d >"$WORK/tls.crt"
 get configmap spillway-ca -o 'jsonpath={.data.ca\.crt}' >"$WORK/ca.crt"

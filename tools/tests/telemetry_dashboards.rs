@@ -2,7 +2,8 @@
 //! really emits: every panel's PromQL is parsed with a PromQL parser, and each metric name
 //! and each label it filters or groups on must appear in a real gateway's `/metrics` after
 //! real traffic (JSON and streams, spillover with a breaker trip, estimated usage, a refused
-//! request, calls under a `TokenQuota` — so the limiter's quota levels are there too).
+//! request, calls under a `TokenQuota` with a money budget — so the limiter's quota and budget
+//! levels are there too — on a priced pool, so spend is there).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -27,6 +28,8 @@ spec:
   tokensPerMinute: 100000
   quotas:
     - {period: Monthly, tokens: 5000000}
+  budgets:
+    - {period: Daily, amount: '100', currency: USD}
 ";
 
 /// Metric sample name → every label name seen on it.
@@ -222,6 +225,8 @@ async fn every_dashboard_query_uses_only_emitted_metrics_and_labels() {
         "gen_ai_server_time_to_first_token_seconds_bucket",
         "spillway_quota_remaining_tokens",
         "spillway_quota_limit_tokens",
+        "spillway_cost_total",
+        "spillway_budget_remaining",
     ] {
         assert!(used.contains(metric), "no panel shows {metric}");
     }

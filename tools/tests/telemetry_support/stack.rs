@@ -26,8 +26,11 @@ kind: AIBackendPool
 metadata: {{name: chat}}
 spec:
   models: [gpt-4o]
+  pricing:
+    currency: USD
+    rates: [{{input: '2.50', cachedInput: '1.25', output: '10.00'}}]
   backends:
-    - {{name: ptu, url: '{ptu}', priority: 1}}
+    - {{name: ptu, url: '{ptu}', priority: 1, pricing: {{provisioned: {{amount: '2.00', per: Hour}}}}}}
     - {{name: paygo, url: '{paygo}', priority: 2}}
 ---
 apiVersion: spillway.dev/v1alpha1

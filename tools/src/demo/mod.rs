@@ -188,6 +188,7 @@ async fn collect(
         report,
         breakers: live.watch.backends().to_vec(),
         gateway: summary::gateway_tokens(&view),
+        spend: summary::gateway_spend(&view),
         gateway_lost: view.lost,
         ledger,
         backend_statuses,

@@ -11,6 +11,7 @@ use crate::usage::record::UpstreamAttempt;
 use crate::usage::{GatewayErrorKind, Usage, UsageSink};
 
 mod genai_latest;
+mod spend;
 
 const MANIFESTS: &str = "apiVersion: spillway.dev/v1alpha1
 kind: AIBackendPool

@@ -251,11 +251,20 @@ metadata:
   name: gpt-4o
 spec:
   models: [{MODEL}]
+  # Prices for chargeback (sample rates per million tokens, not a price list: use your
+  # contract's). Pay-as-you-go calls are metered at these; the PTU's fixed hourly cost is
+  # shared between the apps it served, weighted by the same rates.
+  pricing:
+    currency: USD
+    rates:
+      - {{input: "2.50", cachedInput: "1.25", output: "10.00"}}
   backends:
     - name: {PTU}          # provisioned throughput: always tried first
       url: {ptu}
       apiVersion: "{API_VERSION}"
       priority: 1
+      pricing:
+        provisioned: {{amount: "2.00", per: Hour}}
     - name: {PAYGO_WE}    # pay-as-you-go: used while every priority-1 breaker is open
       url: {we}
       apiVersion: "{API_VERSION}"

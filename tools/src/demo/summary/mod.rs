@@ -19,6 +19,7 @@ use super::view::{failures, spilled};
 use crate::loadtest::Report;
 use crate::loadtest::render::{duration, thousands};
 use crate::simulate::LedgerEntry;
+use spillway_sidecar::cost::{CostKind, Picos};
 use spillway_sidecar::usage::Usage;
 use spillway_sidecar::usage::totals::TotalsView;
 
@@ -33,6 +34,8 @@ pub struct Findings {
     pub breakers: Vec<BreakerStats>,
     /// Tokens per app, as the gateway counted them.
     pub gateway: BTreeMap<String, Usage>,
+    /// Spend per app as the gateway priced it: per (currency, kind), the exact sum.
+    pub spend: BTreeMap<String, BTreeMap<(String, CostKind), Picos>>,
     /// Usage records the gateway's totals missed (should be 0).
     pub gateway_lost: u64,
     /// Tokens per app, as the backends billed them.
@@ -62,6 +65,23 @@ pub fn gateway_tokens(view: &TotalsView) -> BTreeMap<String, Usage> {
         let usage = out.entry(row.app_id.clone()).or_default();
         usage.prompt_tokens += row.totals.prompt_tokens;
         usage.completion_tokens += row.totals.completion_tokens;
+        usage.cached_tokens += row.totals.cached_tokens;
+        usage.reasoning_tokens += row.totals.reasoning_tokens;
+    }
+    out
+}
+
+/// Spend per app from the gateway's totals: per currency and kind (metered, or the
+/// price-weighted use of provisioned backends), exact.
+pub fn gateway_spend(view: &TotalsView) -> BTreeMap<String, BTreeMap<(String, CostKind), Picos>> {
+    let mut out: BTreeMap<String, BTreeMap<(String, CostKind), Picos>> = BTreeMap::new();
+    for row in &view.rows {
+        if let Some(cost) = &row.totals.cost {
+            *out.entry(row.app_id.clone())
+                .or_default()
+                .entry((cost.currency.clone(), cost.kind))
+                .or_default() += cost.amount;
+        }
     }
     out
 }
@@ -84,6 +104,8 @@ pub fn ledger_tokens(
         let usage = tokens.entry(app.to_owned()).or_default();
         usage.prompt_tokens += entry.prompt_tokens;
         usage.completion_tokens += entry.completion_tokens;
+        usage.cached_tokens += entry.cached_tokens;
+        usage.reasoning_tokens += entry.reasoning_tokens;
         *statuses
             .entry(entry.backend.clone())
             .or_default()
@@ -126,6 +148,8 @@ pub fn render(f: &Findings, manifest: &Path) -> String {
     backend_table(&mut out, f);
     out.push('\n');
     app_table(&mut out, f);
+    out.push('\n');
+    spend_table(&mut out, f);
     let _ = writeln!(
         out,
         "\nspillover: {} requests served by pay-as-you-go ({} spilled inside the same request)\n",
@@ -203,6 +227,58 @@ fn app_table(out: &mut String, f: &Findings) {
     let _ = writeln!(
         out,
         "(429 and 403: refused by the app's own quota at the gateway; OTHER: any other failure)"
+    );
+}
+
+/// Cached input and spend per app: what the bill will say.
+fn spend_table(out: &mut String, f: &Findings) {
+    let _ = writeln!(
+        out,
+        "{:<18} {:<26} {:<16} {}",
+        "APP", "CACHED INPUT gateway/ledger", "METERED", "PTU USE (at list price)"
+    );
+    for name in f.report.by_app.keys() {
+        let gw = f.gateway.get(name).copied().unwrap_or_default();
+        let ledger = f.ledger.get(name).copied().unwrap_or_default();
+        let same = if gw.cached_tokens == ledger.cached_tokens {
+            "✓"
+        } else {
+            "✗"
+        };
+        let cached = format!(
+            "{} / {} {same}",
+            thousands(gw.cached_tokens),
+            thousands(ledger.cached_tokens)
+        );
+        let money = |kind: CostKind| {
+            let sums: Vec<String> = f
+                .spend
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter(|((_, k), _)| *k == kind)
+                .map(|((currency, _), amount)| format!("{currency} {amount}"))
+                .collect();
+            if sums.is_empty() {
+                "-".to_owned()
+            } else {
+                sums.join(", ")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{:<18} {:<26} {:<16} {}",
+            name,
+            cached,
+            money(CostKind::Metered),
+            money(CostKind::Provisioned)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(METERED: pay-as-you-go calls at the pool's rates, exact; PTU USE: what the PTU calls \
+         would cost at those rates, the weight that shares the PTU's hourly cost — \
+         spillway_cost_total{{spillway_cost_kind=\"provisioned\"}} once each hour ends)"
     );
 }
 

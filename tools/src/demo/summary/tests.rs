@@ -8,6 +8,7 @@ use crate::demo::monitor::{BreakerWatch, Poll, StateView};
 use crate::demo::probe::ProbeAnswer;
 use crate::demo::scenario::{PAYGO_WE, PTU};
 use crate::loadtest::{Ending, RequestResult};
+use spillway_sidecar::cost::{CostKind, Picos};
 use spillway_sidecar::usage::totals::{Totals, TotalsRow};
 
 fn usage(prompt: u64, completion: u64) -> Usage {
@@ -97,6 +98,16 @@ fn findings() -> Findings {
             ("batch".to_owned(), usage(0, 0)),
             ("bot".to_owned(), usage(0, 0)),
         ]),
+        spend: BTreeMap::from([(
+            "chat-web".to_owned(),
+            BTreeMap::from([
+                (("USD".to_owned(), CostKind::Metered), Picos(2_500_000_000)),
+                (
+                    ("USD".to_owned(), CostKind::Provisioned),
+                    Picos(7_000_000_000),
+                ),
+            ]),
+        )]),
         gateway_lost: 0,
         ledger,
         backend_statuses,
@@ -289,6 +300,14 @@ fn the_summary_has_tables_checks_and_where_to_look_next() {
     assert!(text.contains("✓ spillover happened"));
     assert!(text.contains("✓ an app was limited by its own quota (429 with Retry-After)"));
     assert!(text.contains("manifests this run used:  /tmp/x/gateway.yaml"));
+    let spend = text
+        .lines()
+        .find(|l| l.starts_with("chat-web") && l.contains("USD"))
+        .expect("a spend line for chat-web");
+    assert!(
+        spend.contains("USD 0.0025") && spend.contains("USD 0.007"),
+        "{spend}"
+    );
     assert!(text.contains("spillway run --config examples/demo/gateway.yaml"));
     assert!(text.contains("--apps chat-web --api-key sk-demo-chat-web"));
 }

@@ -234,8 +234,8 @@ fn app_table(out: &mut String, f: &Findings) {
 fn spend_table(out: &mut String, f: &Findings) {
     let _ = writeln!(
         out,
-        "{:<18} {:<26} {:<16} {}",
-        "APP", "CACHED INPUT gateway/ledger", "METERED", "PTU USE (at list price)"
+        "{:<18} {:<26} {:<16} PTU USE (at list price)",
+        "APP", "CACHED INPUT gateway/ledger", "METERED"
     );
     for name in f.report.by_app.keys() {
         let gw = f.gateway.get(name).copied().unwrap_or_default();

@@ -227,6 +227,8 @@ async fn every_dashboard_query_uses_only_emitted_metrics_and_labels() {
         "spillway_quota_limit_tokens",
         "spillway_cost_total",
         "spillway_budget_remaining",
+        "spillway_provisioned_weight_total",
+        "spillway_provisioned_cost_per_hour",
     ] {
         assert!(used.contains(metric), "no panel shows {metric}");
     }

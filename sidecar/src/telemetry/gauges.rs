@@ -92,6 +92,7 @@ pub fn register(meter: &Meter, telemetry: Weak<Inner>) {
         .build();
     register_quotas(meter, telemetry.clone());
     register_budgets(meter, telemetry.clone());
+    register_provisioned(meter, telemetry.clone());
     register_health(meter, telemetry);
 }
 
@@ -145,6 +146,46 @@ fn register_quotas(meter: &Meter, telemetry: Weak<Inner>) {
                     KeyValue::new(attr::QUOTA_WINDOW, level.window),
                 ];
                 observer.observe(level.remaining_tokens, &attributes);
+            }
+        })
+        .build();
+}
+
+/// `spillway.provisioned.cost_per_hour`: what the current hour of each provisioned backend
+/// costs, from the applied configuration.
+fn register_provisioned(meter: &Meter, telemetry: Weak<Inner>) {
+    meter
+        .u64_observable_gauge(semconv::PROVISIONED_COST_PER_HOUR)
+        .with_unit("{micro_currency_unit}")
+        .with_description(
+            "The configured cost of the current hour of each provisioned (PTU) backend, in millionths of spillway.cost.currency.",
+        )
+        .with_callback(move |observer| {
+            let Some(inner) = telemetry.upgrade() else {
+                return;
+            };
+            let Some(snapshot) = inner.gateway.snapshot() else {
+                return;
+            };
+            let now = crate::calendar::unix_ms(std::time::SystemTime::now());
+            for pool in &snapshot.pools {
+                for backend in &pool.backends {
+                    let Some(pricing) = &backend.pricing else {
+                        continue;
+                    };
+                    let Some(cost) = &pricing.provisioned else {
+                        continue;
+                    };
+                    let attributes = [
+                        KeyValue::new(attr::POOL, pool.name.clone()),
+                        KeyValue::new(attr::BACKEND, backend.name.clone()),
+                        KeyValue::new(attr::COST_CURRENCY, pricing.currency.clone()),
+                    ];
+                    observer.observe(
+                        crate::cost::provisioned::hourly_micros(cost, now),
+                        &attributes,
+                    );
+                }
             }
         })
         .build();

@@ -72,6 +72,13 @@ pub const TOKENS: &str = "spillway.tokens";
 /// of the currency (counter, `{micro_currency_unit}`). Exact: the sub-millionth remainder of
 /// each series is carried to its next call, so the counter is the exact sum rounded down.
 pub const COST: &str = "spillway.cost";
+/// `spillway.provisioned.weight`: calls served by provisioned backends, priced at the
+/// backend's rates, in millionths (counter, `{micro_currency_unit}`; app, pool, backend,
+/// model, currency). Fleet-wide PTU shares: an app's increase over the pool's and backend's.
+pub const PROVISIONED_WEIGHT: &str = "spillway.provisioned.weight";
+/// `spillway.provisioned.cost_per_hour`: the configured cost of the current hour of each
+/// provisioned backend, in millionths (gauge; pool, backend, currency).
+pub const PROVISIONED_COST_PER_HOUR: &str = "spillway.provisioned.cost_per_hour";
 /// `spillway.budget.remaining`: money left in a `TokenQuota` budget's current window, in
 /// millionths of the currency (gauge; `spillway.quota.window`, `spillway.cost.currency`).
 pub const BUDGET_REMAINING: &str = "spillway.budget.remaining";

@@ -66,6 +66,8 @@ struct State {
 #[derive(Debug)]
 pub(super) struct Spend {
     counter: Counter<u64>,
+    /// `spillway.provisioned.weight`: calls on provisioned backends at list price.
+    weight: Counter<u64>,
     state: Mutex<State>,
 }
 
@@ -78,6 +80,13 @@ impl Spend {
                 .with_unit("{micro_currency_unit}")
                 .with_description(
                     "Money in millionths of spillway.cost.currency: metered calls, shares of provisioned backends' hourly cost (provisioned) and what no app used (unallocated).",
+                )
+                .build(),
+            weight: meter
+                .u64_counter(semconv::PROVISIONED_WEIGHT)
+                .with_unit("{micro_currency_unit}")
+                .with_description(
+                    "Calls served by provisioned backends, priced at the backend's rates (millionths): each app's share of this, fleet-wide, is its share of the backend's hourly cost.",
                 )
                 .build(),
             state: Mutex::default(),
@@ -110,27 +119,32 @@ impl Spend {
         let (Some(cost), Some(backend)) = (&record.cost, &record.backend) else {
             return;
         };
+        let series = Series {
+            app: Some(app.as_str().to_owned()),
+            pool: record.pool.clone(),
+            backend: backend.clone(),
+            model: model.map(|m| m.as_str().to_owned()),
+            namespace: record.namespace.clone(),
+            currency: cost.currency.clone(),
+            kind: cost.kind,
+        };
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let carried = state.remainders.entry(series.clone()).or_default();
+        let (micros, left) = Picos(cost.amount.0 + *carried).split_micros();
+        *carried = left;
         match cost.kind {
             CostKind::Metered => {
-                let series = Series {
-                    app: Some(app.as_str().to_owned()),
-                    pool: record.pool.clone(),
-                    backend: backend.clone(),
-                    model: model.map(|m| m.as_str().to_owned()),
-                    namespace: record.namespace.clone(),
-                    currency: cost.currency.clone(),
-                    kind: CostKind::Metered,
-                };
-                let carried = state.remainders.entry(series.clone()).or_default();
-                let (micros, left) = Picos(cost.amount.0 + *carried).split_micros();
-                *carried = left;
                 drop(state);
                 if micros > 0 {
                     self.counter.add(micros, &series.attributes());
                 }
             }
             CostKind::Provisioned | CostKind::Unallocated => {
+                if micros > 0 {
+                    let mut attributes = series.attributes();
+                    attributes.retain(|kv| kv.key.as_str() != attr::COST_KIND);
+                    self.weight.add(micros, &attributes);
+                }
                 let share = ShareKey {
                     app: app.as_str().to_owned(),
                     model: model.map_or_else(String::new, |m| m.as_str().to_owned()),

@@ -170,6 +170,14 @@ impl ProvisionedLedger {
     }
 }
 
+/// The cost of the whole hour containing `at_ms`, in millionths (rounded down).
+pub fn hourly_micros(cost: &ProvisionedCost, at_ms: i64) -> u64 {
+    let start = hour_start(at_ms);
+    hour_cost(cost, start, start, start + HOUR_MS)
+        .split_micros()
+        .0
+}
+
 fn hour_start(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS
 }

@@ -1,6 +1,6 @@
 //! `spillway.cost` from records on an injected clock: metered calls exact with carried
 //! remainders; a PTU hour shared between two apps, shares plus unallocated equal to the
-//! hour's price to the millionth.
+//! hour's price to the millionth; the fleet-wide inputs (weights, the hour's price) beside it.
 
 use std::sync::Arc;
 

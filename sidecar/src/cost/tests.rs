@@ -76,3 +76,23 @@ fn picos_print_exact_decimals() {
     assert_eq!(Picos(2_500_001_000_000).split_micros(), (2_500_001, 0));
     assert_eq!(Picos(1_500_000).split_micros(), (1, 500_000));
 }
+
+/// The worked example of docs/chargeback.md, to the digit.
+#[test]
+fn the_documented_worked_example_holds() {
+    let pricing = Pricing {
+        currency: "USD".into(),
+        rates: vec![ModelRates {
+            model: Some("o4-mini".into()),
+            rates: Rates {
+                input: "1.10".parse().expect("input"),
+                cached_input: Some("0.275".parse().expect("cached")),
+                output: "4.40".parse().expect("output"),
+                ..Rates::default()
+            },
+        }],
+        provisioned: None,
+    };
+    let cost = price(&pricing, usage().by_type(), "o4-mini", None).expect("priced");
+    assert_eq!(cost.amount.to_string(), "0.0019426");
+}

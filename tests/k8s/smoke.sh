@@ -98,6 +98,43 @@ spec:
       - {name: r, tripDuration: 10s, failureCondition: {count: 1, percentage: 50, interval: 10s, statusCodeRanges: [{min: 429, max: 429}]}}"
 rejected "CEL: a secret needs exactly one source" "set exactly one of secretRef, env or file" "$POOL_HEAD
 spec: {models: [m], backends: [{name: b, url: 'http://x', apiKey: {env: A, file: /b}}]}"
+rejected "CEL: a provisioned cost on the pool" "belongs to the backend" "$POOL_HEAD
+spec:
+  models: [m]
+  pricing: {currency: USD, provisioned: {amount: '2.00', per: Hour}}
+  backends: [{name: b, url: 'http://x'}]"
+rejected "CEL: pricing with neither rates nor provisioned" "set rates" "$POOL_HEAD
+spec: {models: [m], backends: [{name: b, url: 'http://x', pricing: {currency: USD}}]}"
+rejected "schema: a price that is not an exact decimal" "should match" "$POOL_HEAD
+spec: {models: [m], backends: [{name: b, url: 'http://x'}], pricing: {currency: USD, rates: [{input: '2.5e3'}]}}"
+rejected "schema: a currency that is not ISO 4217" "should match" "$POOL_HEAD
+spec: {models: [m], backends: [{name: b, url: 'http://x'}], pricing: {currency: usd, rates: [{input: '2.50'}]}}"
+rejected "schema: a budget amount that is not an exact decimal" "should match" 'apiVersion: spillway.dev/v1alpha1
+kind: TokenQuota
+metadata: {name: cel-quota, namespace: default}
+spec: {appId: a, budgets: [{period: Daily, amount: "ten", currency: USD}]}'
+check "a priced pool is accepted" kubectl apply -f - <<'EOF'
+apiVersion: spillway.dev/v1alpha1
+kind: AIBackendPool
+metadata: {name: priced-pool, namespace: default}
+spec:
+  models: [priced]
+  pricing:
+    currency: USD
+    rates: [{model: priced, input: "2.50", cachedInput: "1.25", output: "10.00"}]
+  backends:
+    - {name: ptu, url: 'http://x', pricing: {provisioned: {amount: "13000", per: Month}}}
+    - {name: paygo, url: 'http://y', priority: 2}
+EOF
+check "a quota with only a money budget and token weights is accepted" kubectl apply -f - <<'EOF'
+apiVersion: spillway.dev/v1alpha1
+kind: TokenQuota
+metadata: {name: spend, namespace: default}
+spec:
+  appId: web
+  budgets: [{period: Monthly, amount: "250.00", currency: USD}]
+  tokenWeights: {cachedInput: "0.1"}
+EOF
 rejected "CEL: unknown quota period" "Unsupported value" 'apiVersion: spillway.dev/v1alpha1
 kind: TokenQuota
 metadata: {name: cel-quota, namespace: default}

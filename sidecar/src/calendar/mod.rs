@@ -152,6 +152,12 @@ impl WindowCounter {
         self.used(window).saturating_add(amount.min(capacity)) <= capacity
     }
 
+    /// Whether `amount` more fits under `capacity` in `window`, with no exception for an
+    /// amount above the capacity: money budgets are never overspent.
+    pub fn fits_within(&self, window: Window, capacity: u64, amount: u64) -> bool {
+        self.used(window).saturating_add(amount) <= capacity
+    }
+
     /// Counts `amount` in `window` (starting it over when the window changed).
     pub fn add(&mut self, window: Window, amount: u64) {
         if self.end_ms != window.end_ms {

@@ -409,7 +409,7 @@ fn check(slot: &mut QuotaState, demand: &Demand<'_>, now: Now, verdict: &mut Ver
     for (index, (budget, capacity)) in quota.budgets(Scale::Share).enumerate() {
         let window = window(budget.period, now.wall_ms);
         let amount = demand.spend.get(index).copied().unwrap_or(0);
-        if !slot.spend(index).fits(window, capacity, amount) {
+        if !slot.spend(index).fits_within(window, capacity, amount) {
             verdict.budget_exhausted(&quota.name, budget, window.end_ms);
         }
     }

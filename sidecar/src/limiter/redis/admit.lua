@@ -1,15 +1,17 @@
 -- Admits one call against every limit that applies to it: all of them, or none.
 --
 -- KEYS[i]   the counter of limit i (all keys of one call share the app's hash tag).
--- ARGV[4i-3] 'b' (token bucket, a hash {l = level, t = last update in ms}) or
---            'c' (calendar window, an integer counter).
+-- ARGV[4i-3] 'b' (token bucket, a hash {l = level, t = last update in ms}),
+--            'c' (calendar window, an integer counter) or
+--            'm' (a money budget's window: a counter like 'c', never above its capacity).
 -- ARGV[4i-2] capacity (tokens, or requests for a requests bucket).
 -- ARGV[4i-1] amount to reserve.
 -- ARGV[4i]   bucket: refill period in ms; calendar: Unix seconds at which the key expires.
 --
 -- Time is the server's (TIME), so the sidecars' clocks do not matter for buckets.
--- An amount above the capacity needs a full bucket / an unused window (then it may leave
--- a debt), so a request bigger than the whole limit is not refused forever.
+-- An amount above the capacity needs a full bucket / an unused token window (then it may
+-- leave a debt), so a request bigger than the whole limit is not refused forever; a money
+-- budget ('m') has no such exception: it is never overspent by a reservation.
 -- A missing bucket key is a full bucket; bucket keys expire when they would be full again.
 --
 -- Reply: {0, left_1, ..., left_n}  admitted; what each limit has left after the reservation.
@@ -23,7 +25,10 @@ local wait_ms, wait_i = 0, 0
 for i = 1, n do
   local kind = ARGV[4 * i - 3]
   local cap = tonumber(ARGV[4 * i - 2])
-  local need = math.min(tonumber(ARGV[4 * i - 1]), cap)
+  local need = tonumber(ARGV[4 * i - 1])
+  if kind ~= 'm' then
+    need = math.min(need, cap)
+  end
   if kind == 'b' then
     local period = tonumber(ARGV[4 * i])
     local state = redis.call('HMGET', KEYS[i], 'l', 't')

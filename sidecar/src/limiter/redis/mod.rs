@@ -479,9 +479,8 @@ fn code(period: QuotaPeriod) -> char {
 fn push(invocation: &mut ScriptInvocation<'_>, limit: &Limit) {
     let (code, extra) = match limit.kind {
         Kind::Tokens | Kind::Requests => ("b", MINUTE_MS as i64),
-        Kind::Calendar(_, window) | Kind::Budget(_, window) => {
-            ("c", window.end_ms.div_euclid(1000) + CALENDAR_GRACE_SECS)
-        }
+        Kind::Calendar(_, window) => ("c", window.end_ms.div_euclid(1000) + CALENDAR_GRACE_SECS),
+        Kind::Budget(_, window) => ("m", window.end_ms.div_euclid(1000) + CALENDAR_GRACE_SECS),
     };
     invocation
         .key(&limit.key)

@@ -136,3 +136,19 @@ async fn token_weights_count_each_type_by_its_weight() {
     let r = admitted(&limiter, &call("app", 0, Some(0))).await;
     assert_eq!(r.headers().remaining_tokens, Some(1_000 - 195));
 }
+
+#[tokio::test]
+async fn a_reservation_larger_than_the_whole_budget_is_refused() {
+    let clock = ManualClock::at(T0);
+    // 0.001 USD; the call reserves 0.006.
+    let limiter = limiter(&clock, vec![budget(1_000, "USD")]);
+    let ceilings = usd();
+    let request = crate::limiter::AdmitRequest {
+        spend_ceiling: &ceilings,
+        ..call("app", 1_000, Some(500))
+    };
+    assert!(matches!(
+        refused(&limiter, &request).await,
+        Refusal::BudgetExhausted { .. }
+    ));
+}

@@ -20,8 +20,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
 use serde_json::Value;
 use spillway_crds::v1alpha1::{
-    AiBackendPool, AiBackendPoolSpec, AiGateway, AiGatewaySpec, Backend, IdentitySpec, TokenQuota,
-    TokenQuotaSpec,
+    AiBackendPool, AiBackendPoolSpec, AiGateway, AiGatewaySpec, Backend, Budget, IdentitySpec,
+    ModelRatesSpec, PricingSpec, QuotaPeriod, TokenQuota, TokenQuotaSpec,
 };
 use spillway_operator::controller::reconcile;
 use spillway_operator::limits::ServerLimits;
@@ -32,6 +32,8 @@ use simulator::Simulator;
 use support::{Operator, Sidecar, TEAM_TOKEN, eventually, http_request};
 
 const TPM: u64 = 600;
+/// The anonymous app's daily budget, in USD.
+const BUDGET: &str = "5";
 
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -63,6 +65,15 @@ fn objects(sim: &Simulator) -> (AiBackendPool, TokenQuota) {
                 backend("ptu", &sim.urls["ptu"], 1),
                 backend("paygo", &sim.urls["paygo"], 2),
             ],
+            pricing: Some(PricingSpec {
+                currency: Some("USD".into()),
+                rates: vec![ModelRatesSpec {
+                    input: "2.50".into(),
+                    output: Some("10.00".into()),
+                    ..ModelRatesSpec::default()
+                }],
+                provisioned: None,
+            }),
             ..AiBackendPoolSpec::default()
         },
     );
@@ -72,6 +83,11 @@ fn objects(sim: &Simulator) -> (AiBackendPool, TokenQuota) {
         TokenQuotaSpec {
             app_id: Some("anonymous".into()),
             tokens_per_minute: Some(TPM),
+            budgets: vec![Budget {
+                period: QuotaPeriod::Daily,
+                amount: BUDGET.into(),
+                currency: "USD".into(),
+            }],
             ..TokenQuotaSpec::default()
         },
     );
@@ -229,6 +245,30 @@ async fn breaker_state_and_quota_levels_reach_status_from_a_real_sidecar() {
         quota["tokensNote"]
             .as_str()
             .is_some_and(|n| n.contains("1 of 1 live sidecars")),
+        "{quota}"
+    );
+    // The budget's spend, as the sidecar's budget level tells it: 8 calls on paygo at 2.50
+    // and 10.00 per million tokens cost well under a cent, but more than nothing.
+    let budget = &quota["budgets"][0];
+    assert_eq!(
+        (budget["period"].as_str(), budget["currency"].as_str()),
+        (Some("Daily"), Some("USD")),
+        "{quota}"
+    );
+    let spent: f64 = budget["spent"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("spent is known");
+    assert!(spent > 0.0 && spent < 0.01, "{quota}");
+    assert_eq!(
+        budget["usage"].as_str(),
+        Some(
+            format!(
+                "{}/{BUDGET} USD",
+                budget["spent"].as_str().unwrap_or_default()
+            )
+            .as_str()
+        ),
         "{quota}"
     );
     // Later reports of the same open breaker are no new Event.

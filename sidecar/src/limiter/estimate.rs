@@ -65,12 +65,64 @@ pub fn output_limit(model: &str) -> u64 {
         .map_or(DEFAULT_OUTPUT_LIMIT, |(_, limit)| *limit)
 }
 
+/// Output tokens one generated image can cost, by model, `size` and `quality`, for the
+/// reservation of an images call (trued up with the answer's `usage` where the model reports
+/// one). `gpt-image-*` models bill image output tokens: 272 / 1056 / 4160 for a 1024×1024
+/// image at low / medium / high quality, about 1.5× that for 1024×1536 or 1536×1024; `auto`
+/// or no quality reserves high, an unknown size reserves the largest. Other image models
+/// (`dall-e-*`) report no tokens: they reserve nothing here and are counted by their prompt.
+pub fn image_output_tokens(model: &str, size: Option<&str>, quality: Option<&str>) -> u64 {
+    if !model.to_ascii_lowercase().starts_with("gpt-image") {
+        return 0;
+    }
+    let square = match quality.map(str::to_ascii_lowercase).as_deref() {
+        Some("low") => 272,
+        Some("medium" | "standard") => 1056,
+        _ => 4160,
+    };
+    match size {
+        Some("1024x1024") => square,
+        Some("256x256" | "512x512") => square,
+        _ => square * 3 / 2,
+    }
+}
+
 /// [`output_limit`] of a model of no known family.
 pub const DEFAULT_OUTPUT_LIMIT: u64 = 32_768;
 
 #[cfg(test)]
 mod tests {
-    use super::{TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens, output_limit};
+    use super::{
+        TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens, image_output_tokens, output_limit,
+    };
+
+    #[test]
+    fn image_output_follows_model_size_and_quality() {
+        assert_eq!(
+            image_output_tokens("gpt-image-1", Some("1024x1024"), Some("low")),
+            272
+        );
+        assert_eq!(
+            image_output_tokens("gpt-image-1", Some("1024x1024"), Some("medium")),
+            1056
+        );
+        assert_eq!(
+            image_output_tokens("gpt-image-1", Some("1024x1024"), None),
+            4160
+        );
+        assert_eq!(
+            image_output_tokens("GPT-IMAGE-1", Some("1536x1024"), Some("high")),
+            6240
+        );
+        assert_eq!(
+            image_output_tokens("gpt-image-1", Some("auto"), Some("low")),
+            408
+        );
+        assert_eq!(
+            image_output_tokens("dall-e-3", Some("1024x1024"), Some("hd")),
+            0
+        );
+    }
 
     #[test]
     fn output_limits_follow_the_model_family() {

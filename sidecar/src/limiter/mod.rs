@@ -49,7 +49,7 @@ use redis::RedisStore;
 
 pub use estimate::{
     BYTES_PER_TOKEN, DEFAULT_OUTPUT_LIMIT, TOKENS_PER_INLINE_IMAGE, estimate_prompt_tokens,
-    output_limit,
+    image_output_tokens, output_limit,
 };
 pub use local::{LocalStats, SWEEP_INTERVAL};
 pub use outcome::{AdmitRequest, LimitKind, QuotaPeriod, RateHeaders, Refusal, Used};

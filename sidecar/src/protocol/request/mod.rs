@@ -19,7 +19,7 @@ use members::{Members, Span, scan_object};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-const TOP_KEYS: [&str; 12] = [
+const TOP_KEYS: [&str; 14] = [
     "model",
     "stream",
     "stream_options",
@@ -32,6 +32,8 @@ const TOP_KEYS: [&str; 12] = [
     "prompt_cache_key",
     "user",
     "conversation",
+    "size",
+    "quality",
 ];
 
 const STREAM_OPTIONS_KEYS: [&str; 1] = ["include_usage"];
@@ -63,6 +65,10 @@ pub struct RequestInfo {
     pub prompt_cache_key: Option<String>,
     /// `user`, when set.
     pub user: Option<String>,
+    /// `size` (images), when a string.
+    pub size: Option<String>,
+    /// `quality` (images), when a string.
+    pub quality: Option<String>,
     layout: Layout,
 }
 
@@ -221,7 +227,12 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, InspectError> {
         prompt_cache_key,
         user,
         conversation,
+        size,
+        quality,
     ] = found.values;
+    // Read only when they are strings: other operations may use these names differently.
+    let text =
+        |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok());
     let (stream_options_layout, include_usage) = stream_options_of(body, stream_options)?;
     let count = "a non-negative integer";
     let max_completion = typed::<u64>(max_completion, "max_completion_tokens", count)?;
@@ -243,6 +254,8 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, InspectError> {
         conversation: conversation_id(conversation)?,
         prompt_cache_key: typed::<String>(prompt_cache_key, "prompt_cache_key", "a string")?,
         user: typed::<String>(user, "user", "a string")?,
+        size: text(size),
+        quality: text(quality),
         layout: Layout {
             len: body.len(),
             open: bom + first,

@@ -383,3 +383,19 @@ fn invalid_utf8_and_deep_nesting_are_refused_before_any_backend_sees_them() {
         "brackets in strings do not count"
     );
 }
+
+#[test]
+fn image_size_and_quality_are_read_only_when_they_are_strings() {
+    let info = inspect(
+        br#"{"model":"gpt-image-1","prompt":"a dam","size":"1024x1536","quality":"low","n":2}"#,
+    )
+    .expect("valid");
+    assert_eq!(
+        (info.size.as_deref(), info.quality.as_deref()),
+        (Some("1024x1536"), Some("low"))
+    );
+    assert_eq!(info.n, Some(2));
+    let info = inspect(br#"{"model":"m","size":5,"quality":{"x":1}}"#)
+        .expect("other shapes are not errors");
+    assert_eq!((info.size, info.quality), (None, None));
+}

@@ -128,16 +128,8 @@ fn register_quotas(meter: &Meter, telemetry: Weak<Inner>) {
             let Some(inner) = telemetry.upgrade() else {
                 return;
             };
-            let source = inner
-                .quota_source
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            let Some(source) = source else { return };
-            let mut levels = Vec::new();
-            source.quota_levels(&mut levels);
-            for level in levels {
-                if !inner.apps.is_admitted(&level.app_id) || level.currency.is_some() {
+            for level in admitted_levels(&inner) {
+                if level.currency.is_some() {
                     continue;
                 }
                 let attributes = [
@@ -149,6 +141,23 @@ fn register_quotas(meter: &Meter, telemetry: Weak<Inner>) {
             }
         })
         .build();
+}
+
+/// The limiter's current levels of the apps that have their own label (the others are not
+/// reported), read when metrics are collected.
+fn admitted_levels(inner: &Inner) -> Vec<QuotaLevel> {
+    let source = inner
+        .quota_source
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let Some(source) = source else {
+        return Vec::new();
+    };
+    let mut levels = Vec::new();
+    source.quota_levels(&mut levels);
+    levels.retain(|level| inner.apps.is_admitted(&level.app_id));
+    levels
 }
 
 /// `spillway.provisioned.cost_per_hour`: what the current hour of each provisioned backend
@@ -203,21 +212,10 @@ fn register_budgets(meter: &Meter, telemetry: Weak<Inner>) {
             let Some(inner) = telemetry.upgrade() else {
                 return;
             };
-            let source = inner
-                .quota_source
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            let Some(source) = source else { return };
-            let mut levels = Vec::new();
-            source.quota_levels(&mut levels);
-            for level in levels {
+            for level in admitted_levels(&inner) {
                 let Some(currency) = level.currency else {
                     continue;
                 };
-                if !inner.apps.is_admitted(&level.app_id) {
-                    continue;
-                }
                 let attributes = [
                     KeyValue::new(attr::APP_ID, level.app_id),
                     KeyValue::new(attr::QUOTA, level.quota),

@@ -13,15 +13,15 @@ use serde_json::Value;
 use super::config::{MAX_COMPLETION_TOKENS, ReasoningUsage};
 use super::route::{Flavour, Route};
 use super::tokens::{self, TokenUsage};
-use spillway_sidecar::usage::Operation;
+use crate::simulate::route::ModelApi;
 
 /// One model request, as the simulated backend will serve it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
     /// Response dialect.
     pub flavour: Flavour,
-    /// Operation.
-    pub operation: Operation,
+    /// ModelApi.
+    pub operation: ModelApi,
     /// Model named in responses and used for counting: the body's `model`, else the
     /// deployment.
     pub model: String,
@@ -73,7 +73,7 @@ pub struct InvalidCall {
 }
 
 impl Call {
-    /// Reads a call from `route` and `request`.
+    /// Reads a call to `operation` from `route` (dialect and deployment) and `request`.
     ///
     /// # Errors
     /// No model named (OpenAI and Azure v1 paths need `model`); for the responses API a
@@ -81,6 +81,7 @@ impl Call {
     /// nor `{"id": …}`, both of them, or `background` without `store`.
     pub fn read(
         route: &Route,
+        operation: ModelApi,
         request: &Value,
         default_length: u32,
         usage_in_stream: bool,
@@ -95,8 +96,7 @@ impl Call {
                 param: "model",
             })?
             .to_owned();
-        let operation = route.operation;
-        let stream = operation != Operation::Embeddings
+        let stream = operation != ModelApi::Embeddings
             && request.get("stream").and_then(Value::as_bool) == Some(true);
         let stream_options = request.get("stream_options").is_some();
         let asked_usage = request
@@ -104,16 +104,16 @@ impl Call {
             .and_then(Value::as_bool)
             == Some(true);
         let include_usage =
-            stream && (operation == Operation::Responses || (asked_usage && usage_in_stream));
+            stream && (operation == ModelApi::Responses || (asked_usage && usage_in_stream));
         let max_tokens = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
             .iter()
             .find_map(|key| request.get(key).and_then(Value::as_u64));
         let length = match (operation, max_tokens) {
-            (Operation::Embeddings, _) => 0,
+            (ModelApi::Embeddings, _) => 0,
             (_, Some(max)) => max.clamp(1, u64::from(MAX_COMPLETION_TOKENS)) as u32,
             (_, None) => default_length,
         };
-        let responses = operation == Operation::Responses;
+        let responses = operation == ModelApi::Responses;
         let store = responses && request.get("store").and_then(Value::as_bool) != Some(false);
         let background =
             responses && request.get("background").and_then(Value::as_bool) == Some(true);
@@ -161,7 +161,7 @@ impl Call {
     /// completion length); embeddings count the prompt only.
     pub fn cost(&self) -> u64 {
         match self.operation {
-            Operation::Embeddings => self.prompt_tokens,
+            ModelApi::Embeddings => self.prompt_tokens,
             _ => self.prompt_tokens + self.max_tokens.unwrap_or(u64::from(self.length)),
         }
     }
@@ -174,7 +174,7 @@ impl Call {
         self.reasoning_usage = shape;
         let thinks = matches!(
             self.operation,
-            Operation::ChatCompletions | Operation::Responses
+            ModelApi::ChatCompletions | ModelApi::Responses
         );
         if reasoning && thinks {
             (self.length, self.reasoning_tokens) =
@@ -249,13 +249,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::simulate::route::Target;
+    use crate::simulate::route::{Api, Target};
 
-    fn route(flavour: Flavour, deployment: Option<&str>, operation: Operation) -> Route {
+    fn op(route: &Route) -> ModelApi {
+        route.api.model().expect("a model route")
+    }
+
+    fn route(flavour: Flavour, deployment: Option<&str>, operation: ModelApi) -> Route {
         Route {
             flavour,
             deployment: deployment.map(str::to_owned),
-            operation,
+            api: Api::Model(operation),
             target: Target::Create,
             api_version: None,
         }
@@ -266,24 +270,24 @@ mod tests {
         let r = route(
             Flavour::AzureClassic,
             Some("dep"),
-            Operation::ChatCompletions,
+            ModelApi::ChatCompletions,
         );
         let body = json!({"stream": true, "stream_options": {"include_usage": true}});
-        let call = Call::read(&r, &body, 20, true, 7).expect("call");
+        let call = Call::read(&r, op(&r), &body, 20, true, 7).expect("call");
         assert_eq!(call.model, "dep");
         assert!(call.stream && call.stream_options && call.include_usage);
         assert_eq!((call.length, call.max_tokens, call.created), (20, None, 7));
         assert_eq!(call.finish_reason(), "stop");
 
-        let off = Call::read(&r, &body, 20, false, 0).expect("call");
+        let off = Call::read(&r, op(&r), &body, 20, false, 0).expect("call");
         assert!(
             !off.include_usage,
             "usageInStream=false ignores include_usage"
         );
 
-        let r = route(Flavour::OpenAi, None, Operation::Completions);
+        let r = route(Flavour::OpenAi, None, ModelApi::Completions);
         let body = json!({"model": "gpt-4o", "max_tokens": 5, "stream": false});
-        let mut call = Call::read(&r, &body, 20, true, 0).expect("call");
+        let mut call = Call::read(&r, op(&r), &body, 20, true, 0).expect("call");
         call.prompt_tokens = 10;
         assert_eq!((call.length, call.cost()), (5, 15));
         assert_eq!(call.finish_reason(), "length");
@@ -292,21 +296,28 @@ mod tests {
 
     #[test]
     fn caps_length_but_not_cost_and_requires_a_model() {
-        let r = route(Flavour::OpenAi, None, Operation::Responses);
+        let r = route(Flavour::OpenAi, None, ModelApi::Responses);
         let body = json!({"model": "m", "max_output_tokens": 100_000, "stream": true});
-        let mut call = Call::read(&r, &body, 20, true, 0).expect("call");
+        let mut call = Call::read(&r, op(&r), &body, 20, true, 0).expect("call");
         call.prompt_tokens = 1;
         assert_eq!(call.length, MAX_COMPLETION_TOKENS);
         assert_eq!(call.cost(), 100_001);
         assert!(call.include_usage, "responses streams always carry usage");
         assert_eq!(call.finish_reason(), "stop");
 
-        let err = Call::read(&r, &json!({}), 20, true, 0).expect_err("no model");
+        let err = Call::read(&r, op(&r), &json!({}), 20, true, 0).expect_err("no model");
         assert_eq!(err.param, "model");
 
-        let e = route(Flavour::OpenAi, None, Operation::Embeddings);
-        let mut call = Call::read(&e, &json!({"model": "x", "stream": true}), 20, true, 0)
-            .expect("embeddings");
+        let e = route(Flavour::OpenAi, None, ModelApi::Embeddings);
+        let mut call = Call::read(
+            &e,
+            op(&e),
+            &json!({"model": "x", "stream": true}),
+            20,
+            true,
+            0,
+        )
+        .expect("embeddings");
         call.prompt_tokens = 4;
         assert!(!call.stream);
         assert_eq!(call.cost(), 4);
@@ -314,9 +325,9 @@ mod tests {
 
     #[test]
     fn a_reasoning_model_splits_its_answer_within_the_maximum() {
-        let chat = route(Flavour::OpenAi, None, Operation::ChatCompletions);
+        let chat = route(Flavour::OpenAi, None, ModelApi::ChatCompletions);
         let body = json!({"model": "o3", "max_completion_tokens": 10});
-        let mut call = Call::read(&chat, &body, 20, true, 0).expect("call");
+        let mut call = Call::read(&chat, op(&chat), &body, 20, true, 0).expect("call");
         call.prompt_tokens = 9;
         call.plan_reasoning(true, ReasoningUsage::Separate);
         assert_eq!((call.length, call.reasoning_tokens), (5, 5));
@@ -326,56 +337,57 @@ mod tests {
         assert_eq!((usage.completion(), usage.total()), (10, 19));
         assert_eq!(usage.shape, ReasoningUsage::Separate);
 
-        let mut free = Call::read(&chat, &json!({"model": "o3"}), 20, true, 0).expect("call");
+        let mut free =
+            Call::read(&chat, op(&chat), &json!({"model": "o3"}), 20, true, 0).expect("call");
         free.prompt_tokens = 9;
         free.plan_reasoning(true, ReasoningUsage::Included);
         assert_eq!((free.length, free.reasoning_tokens), (20, 42));
         assert_eq!(free.finish_reason(), "stop");
 
-        let legacy = route(Flavour::OpenAi, None, Operation::Completions);
-        let mut text = Call::read(&legacy, &body, 20, true, 0).expect("call");
+        let legacy = route(Flavour::OpenAi, None, ModelApi::Completions);
+        let mut text = Call::read(&legacy, op(&legacy), &body, 20, true, 0).expect("call");
         text.plan_reasoning(true, ReasoningUsage::Included);
         assert_eq!(
             (text.length, text.reasoning_tokens),
             (10, 0),
             "no reasoning"
         );
-        let mut plain = Call::read(&chat, &body, 20, true, 0).expect("call");
+        let mut plain = Call::read(&chat, op(&chat), &body, 20, true, 0).expect("call");
         plain.plan_reasoning(false, ReasoningUsage::Included);
         assert_eq!((plain.length, plain.reasoning_tokens), (10, 0));
     }
 
     #[test]
     fn reads_the_responses_state_fields() {
-        let r = route(Flavour::AzureV1, None, Operation::Responses);
+        let r = route(Flavour::AzureV1, None, ModelApi::Responses);
         let body = json!({"model": "m", "input": "hi", "background": true,
             "previous_response_id": "resp_1", "instructions": "Be brief."});
-        let call = Call::read(&r, &body, 20, true, 0).expect("call");
+        let call = Call::read(&r, op(&r), &body, 20, true, 0).expect("call");
         assert!(call.store && call.background);
         assert_eq!(call.previous_response_id.as_deref(), Some("resp_1"));
         assert_eq!(call.instructions.as_deref(), Some("Be brief."));
 
         let unstored = json!({"model": "m", "store": false});
-        let call = Call::read(&r, &unstored, 20, true, 0).expect("call");
+        let call = Call::read(&r, op(&r), &unstored, 20, true, 0).expect("call");
         assert!(!call.store && !call.background);
         let both = json!({"model": "m", "store": false, "background": true});
-        let err = Call::read(&r, &both, 20, true, 0).expect_err("background needs store");
+        let err = Call::read(&r, op(&r), &both, 20, true, 0).expect_err("background needs store");
         assert_eq!(err.param, "background");
         let bad_id = json!({"model": "m", "previous_response_id": 7});
-        let err = Call::read(&r, &bad_id, 20, true, 0).expect_err("not a string");
+        let err = Call::read(&r, op(&r), &bad_id, 20, true, 0).expect_err("not a string");
         assert_eq!(err.param, "previous_response_id");
 
-        let chat = route(Flavour::OpenAi, None, Operation::ChatCompletions);
-        let call = Call::read(&chat, &body, 20, true, 0).expect("chat");
+        let chat = route(Flavour::OpenAi, None, ModelApi::ChatCompletions);
+        let call = Call::read(&chat, op(&chat), &body, 20, true, 0).expect("chat");
         assert!(!call.store && !call.background && call.previous_response_id.is_none());
     }
 
     #[test]
     fn reads_the_conversation_as_an_id_or_an_object() {
-        let r = route(Flavour::OpenAi, None, Operation::Responses);
+        let r = route(Flavour::OpenAi, None, ModelApi::Responses);
         for conversation in [json!("conv_1"), json!({"id": "conv_1"})] {
             let body = json!({"model": "m", "conversation": conversation});
-            let call = Call::read(&r, &body, 20, true, 0).expect("call");
+            let call = Call::read(&r, op(&r), &body, 20, true, 0).expect("call");
             assert_eq!(call.conversation.as_deref(), Some("conv_1"));
         }
         for (conversation, param) in [
@@ -383,17 +395,17 @@ mod tests {
             (json!({"name": "x"}), "conversation.id"),
         ] {
             let body = json!({"model": "m", "conversation": conversation});
-            let err = Call::read(&r, &body, 20, true, 0).expect_err("invalid");
+            let err = Call::read(&r, op(&r), &body, 20, true, 0).expect_err("invalid");
             assert_eq!(err.param, param);
         }
         let both =
             json!({"model": "m", "conversation": "conv_1", "previous_response_id": "resp_1"});
-        let err = Call::read(&r, &both, 20, true, 0).expect_err("exclusive");
+        let err = Call::read(&r, op(&r), &both, 20, true, 0).expect_err("exclusive");
         assert_eq!(err.param, "previous_response_id");
         assert!(err.message.starts_with("Mutually exclusive parameters"));
 
-        let chat = route(Flavour::OpenAi, None, Operation::ChatCompletions);
-        let call = Call::read(&chat, &both, 20, true, 0).expect("chat ignores both");
+        let chat = route(Flavour::OpenAi, None, ModelApi::ChatCompletions);
+        let call = Call::read(&chat, op(&chat), &both, 20, true, 0).expect("chat ignores both");
         assert_eq!(call.conversation, None);
     }
 }

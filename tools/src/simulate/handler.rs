@@ -32,7 +32,7 @@ use super::route::{self, ApiVersion, Flavour, Route, Target};
 use super::sse;
 use super::store::{Turn, items_of};
 use super::text::{self, Completion};
-use spillway_sidecar::usage::Operation;
+use crate::simulate::route::ModelApi;
 
 /// Largest request body accepted.
 pub const MAX_REQUEST_BODY: usize = 16 << 20;

@@ -20,15 +20,27 @@
 //!   reasoning output), the rest is the visible answer. A stream cut short bills all its
 //!   reasoning plus the visible tokens sent.
 //!
-//! The simulator generates no audio or images and reports no prompt-cache writes, so the
-//! ledger has no fields for them: those types are always 0.
+//! Images and audio add their own subsets: `imageInputTokens` of the prompt (the images of
+//! an image edit), `audioInputTokens` of the prompt (the audio of a token-billed
+//! transcription), `imageOutputTokens` of the completion (a GPT image model's pictures) and
+//! `audioOutputTokens` of the completion (a token-billed speech model's audio). The simulator
+//! reports no prompt-cache writes: that type is always 0.
+//!
+//! # What else an entry counts
+//! Operations billed by other units carry them where they apply (0 or `null` elsewhere):
+//! `images` generated, `audioSeconds` transcribed, translated or spoken, `characters` of
+//! speech input; uploads (multipart bodies) their `uploadBytes` and when their first and last
+//! body bytes arrived (`firstByteMs`, `lastByteMs`, milliseconds after the request head), so a
+//! gateway test can tell a streamed upload from a buffered one; batches their `batchId`. A
+//! batch is billed once, when it completes, by an entry of its own whose `requestId` is the
+//! batch id (its create's entry, with the same `batchId`, bills 0).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use spillway_sidecar::usage::Operation;
+use super::route::Api;
 
 /// Default number of entries kept.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -53,8 +65,9 @@ pub struct LedgerEntry {
     pub path: String,
     /// `api-version` query parameter.
     pub api_version: Option<String>,
-    /// Operation, when the route was known.
-    pub operation: Option<Operation>,
+    /// Operation, when the route was known (`chat_completions`, `images_edits`,
+    /// `audio_speech`, `files`, `batches`, …).
+    pub operation: Option<Api>,
     /// Deployment from an Azure classic path.
     pub deployment: Option<String>,
     /// The body's `model` field.
@@ -81,6 +94,39 @@ pub struct LedgerEntry {
     /// `reasoning_tokens` in the usage); 0 for other models.
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// Of `prompt_tokens`, the images of an image edit or variation.
+    #[serde(default)]
+    pub image_input_tokens: u64,
+    /// Of `prompt_tokens`, the audio of a token-billed transcription.
+    #[serde(default)]
+    pub audio_input_tokens: u64,
+    /// Of `completion_tokens`, a GPT image model's pictures.
+    #[serde(default)]
+    pub image_output_tokens: u64,
+    /// Of `completion_tokens`, a token-billed speech model's audio.
+    #[serde(default)]
+    pub audio_output_tokens: u64,
+    /// Images generated (`n` of an image call that succeeded).
+    #[serde(default)]
+    pub images: u64,
+    /// Seconds of audio transcribed, translated or spoken.
+    #[serde(default)]
+    pub audio_seconds: u64,
+    /// Characters of a speech call's `input`.
+    #[serde(default)]
+    pub characters: u64,
+    /// Body bytes of an upload (a multipart request) read, when the request was one.
+    #[serde(default)]
+    pub upload_bytes: Option<u64>,
+    /// When an upload's first body bytes arrived, milliseconds after the request head.
+    #[serde(default)]
+    pub first_byte_ms: Option<u64>,
+    /// When an upload's last body bytes arrived, milliseconds after the request head.
+    #[serde(default)]
+    pub last_byte_ms: Option<u64>,
+    /// The batch a batches call created or addressed, or that a batch's billing entry bills.
+    #[serde(default)]
+    pub batch_id: Option<String>,
     /// The client went away before the stream ended.
     pub aborted: bool,
     /// The injected fault that applied, by mode name.
@@ -117,6 +163,30 @@ pub struct Totals {
     /// Of the completion tokens, those reported as reasoning.
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// Of the prompt tokens, image input.
+    #[serde(default)]
+    pub image_input_tokens: u64,
+    /// Of the prompt tokens, audio input.
+    #[serde(default)]
+    pub audio_input_tokens: u64,
+    /// Of the completion tokens, image output.
+    #[serde(default)]
+    pub image_output_tokens: u64,
+    /// Of the completion tokens, audio output.
+    #[serde(default)]
+    pub audio_output_tokens: u64,
+    /// Images generated.
+    #[serde(default)]
+    pub images: u64,
+    /// Seconds of audio transcribed, translated or spoken.
+    #[serde(default)]
+    pub audio_seconds: u64,
+    /// Characters of speech input.
+    #[serde(default)]
+    pub characters: u64,
+    /// Upload body bytes read.
+    #[serde(default)]
+    pub upload_bytes: u64,
 }
 
 impl Totals {
@@ -127,6 +197,14 @@ impl Totals {
         self.total_tokens += entry.prompt_tokens + entry.completion_tokens;
         self.cached_tokens += entry.cached_tokens;
         self.reasoning_tokens += entry.reasoning_tokens;
+        self.image_input_tokens += entry.image_input_tokens;
+        self.audio_input_tokens += entry.audio_input_tokens;
+        self.image_output_tokens += entry.image_output_tokens;
+        self.audio_output_tokens += entry.audio_output_tokens;
+        self.images += entry.images;
+        self.audio_seconds += entry.audio_seconds;
+        self.characters += entry.characters;
+        self.upload_bytes += entry.upload_bytes.unwrap_or(0);
     }
 }
 
@@ -287,7 +365,8 @@ mod tests {
                 completion_tokens: 9,
                 total_tokens: 27,
                 cached_tokens: 5 + 3,
-                reasoning_tokens: 1 + 1
+                reasoning_tokens: 1 + 1,
+                ..Totals::default()
             }
         );
         let a = ledger.snapshot(&LedgerQuery {
@@ -313,7 +392,21 @@ mod tests {
         let mut totals = serde_json::to_value(Totals::default()).expect("serializes");
         assert_eq!(entry["reasoningTokens"], 2, "camelCase on the wire");
         for value in [&mut entry, &mut totals] {
-            for field in ["cachedTokens", "reasoningTokens"] {
+            for field in [
+                "cachedTokens",
+                "reasoningTokens",
+                "imageInputTokens",
+                "audioInputTokens",
+                "imageOutputTokens",
+                "audioOutputTokens",
+                "images",
+                "audioSeconds",
+                "characters",
+                "uploadBytes",
+                "firstByteMs",
+                "lastByteMs",
+                "batchId",
+            ] {
                 value.as_object_mut().map(|o| o.remove(field));
             }
         }

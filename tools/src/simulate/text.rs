@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use bytes::Bytes;
 use serde_json::Value;
 
-use spillway_sidecar::usage::Operation;
+use crate::simulate::route::ModelApi;
 use spillway_sidecar::usage::tokenizer::{self, Encoding};
 
 /// Words that are one token each (with their leading space) in both o200k and cl100k.
@@ -79,7 +79,7 @@ const PROMPT_CACHE_MAX_BODY: usize = 64 << 10;
 const PROMPT_CACHE_ENTRIES: usize = 4096;
 
 /// What a prompt count is cached under: model, operation and the exact body bytes.
-type PromptKey = (Arc<str>, Operation, Bytes);
+type PromptKey = (Arc<str>, ModelApi, Bytes);
 
 /// Prompt token counts cached by (model, operation, body bytes).
 #[derive(Debug, Default)]
@@ -89,9 +89,9 @@ pub struct PromptCounts {
 
 impl PromptCounts {
     /// Prompt tokens of `body` (already parsed as `request`) under `model`.
-    pub fn count(&self, model: &str, operation: Operation, body: &Bytes, request: &Value) -> u64 {
+    pub fn count(&self, model: &str, operation: ModelApi, body: &Bytes, request: &Value) -> u64 {
         if body.len() > PROMPT_CACHE_MAX_BODY {
-            return tokenizer::count_prompt(model, operation, request);
+            return tokenizer::count_prompt(model, operation.tokenizer(), request);
         }
         let key = (Arc::<str>::from(model), operation, body.clone());
         if let Some(hit) = self
@@ -102,7 +102,7 @@ impl PromptCounts {
         {
             return *hit;
         }
-        let tokens = tokenizer::count_prompt(model, operation, request);
+        let tokens = tokenizer::count_prompt(model, operation.tokenizer(), request);
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= PROMPT_CACHE_ENTRIES {
             cache.clear();
@@ -203,9 +203,10 @@ mod tests {
         let counts = PromptCounts::default();
         let request = json!({"messages": [{"role": "user", "content": "hello world"}]});
         let body = Bytes::from(request.to_string());
-        let expected = tokenizer::count_prompt("gpt-4o", Operation::ChatCompletions, &request);
-        let first = counts.count("gpt-4o", Operation::ChatCompletions, &body, &request);
-        let second = counts.count("gpt-4o", Operation::ChatCompletions, &body, &request);
+        let expected =
+            tokenizer::count_prompt("gpt-4o", ModelApi::ChatCompletions.tokenizer(), &request);
+        let first = counts.count("gpt-4o", ModelApi::ChatCompletions, &body, &request);
+        let second = counts.count("gpt-4o", ModelApi::ChatCompletions, &body, &request);
         assert_eq!((first, second), (expected, expected));
         assert_eq!(counts.cache.lock().map(|c| c.len()).unwrap_or(0), 1);
     }

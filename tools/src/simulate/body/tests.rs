@@ -5,10 +5,10 @@ use crate::simulate::call::Call;
 use crate::simulate::config::ReasoningUsage;
 use crate::simulate::ledger::LedgerQuery;
 use crate::simulate::route::Flavour;
+use crate::simulate::route::ModelApi;
 use crate::simulate::sse;
 use crate::simulate::text::Completions;
 use spillway_sidecar::clock::SystemClock;
-use spillway_sidecar::usage::Operation;
 
 fn stream(
     tokens_per_second: u32,
@@ -25,7 +25,7 @@ fn thinking_stream(
 ) -> (SimBody, Arc<Ledger>, ConnControl, Vec<SseEvent>) {
     let call = Call {
         flavour: Flavour::OpenAi,
-        operation: Operation::ChatCompletions,
+        operation: ModelApi::ChatCompletions,
         model: "gpt-4o".into(),
         stream: true,
         stream_options: false,

@@ -22,8 +22,12 @@ pub const DEFAULT_MIN_STREAM_OPTIONS_API_VERSION: &str = "2024-09-01-preview";
 pub const DEFAULT_BACKGROUND_MS: u64 = 200;
 /// Default of `cacheMinTokens`: the shortest prompt prefix that is cached (as OpenAI's 1024).
 pub const DEFAULT_CACHE_MIN_TOKENS: u64 = 1024;
-/// Longest `backgroundMs` accepted (one hour).
+/// Longest `backgroundMs` and `batchMs` accepted (one hour).
 pub const MAX_BACKGROUND_MS: u64 = 3_600_000;
+/// Default of `batchMs`: how long a batch takes to complete.
+pub const DEFAULT_BATCH_MS: u64 = 2000;
+/// Default of `filesMaxBytes`: the bytes one backend's files may hold in all.
+pub const DEFAULT_FILES_MAX_BYTES: u64 = 64 << 20;
 
 /// How a backend reports the reasoning tokens of a reasoning model (`reasoningUsage`).
 /// Either way `*_tokens_details.reasoning_tokens` carries them and they are billed as
@@ -114,6 +118,18 @@ pub struct BackendConfig {
     /// Whether `completion_tokens` / `output_tokens` include reasoning tokens.
     #[serde(default)]
     pub reasoning_usage: ReasoningUsage,
+    /// Time from a batch's create to its completion (`validating`, `in_progress` from half
+    /// of it, then `completed`).
+    #[serde(default = "default_batch_ms")]
+    pub batch_ms: u64,
+    /// The bytes this backend's files (uploads and batch results) may hold in all; an upload
+    /// past it is refused with 413.
+    #[serde(default = "default_files_max_bytes")]
+    pub files_max_bytes: u64,
+    /// Reads upload bodies (multipart requests) at most this fast; unset reads as fast as
+    /// they come.
+    #[serde(default)]
+    pub upload_rate_bytes_per_sec: Option<u64>,
     /// Faults active from the start.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
@@ -143,6 +159,14 @@ fn default_cache_min_tokens() -> u64 {
     DEFAULT_CACHE_MIN_TOKENS
 }
 
+fn default_batch_ms() -> u64 {
+    DEFAULT_BATCH_MS
+}
+
+fn default_files_max_bytes() -> u64 {
+    DEFAULT_FILES_MAX_BYTES
+}
+
 impl BackendConfig {
     /// A backend with every default: `127.0.0.1:0`, no limits, no latency, no faults.
     pub fn new(name: impl Into<String>) -> Self {
@@ -162,6 +186,9 @@ impl BackendConfig {
             cache_min_tokens: DEFAULT_CACHE_MIN_TOKENS,
             reasoning_models: Vec::new(),
             reasoning_usage: ReasoningUsage::Included,
+            batch_ms: DEFAULT_BATCH_MS,
+            files_max_bytes: DEFAULT_FILES_MAX_BYTES,
+            upload_rate_bytes_per_sec: None,
             faults: Vec::new(),
         }
     }
@@ -172,7 +199,8 @@ impl BackendConfig {
     /// Accepted: `name`, `port`, `listen`, `host`, `apiKey`, `tpm`, `rpm`, `latencyMs`,
     /// `jitterMs`, `tokensPerSec`/`tokensPerSecond`/`tps`, `completionTokens`,
     /// `usageInStream`, `azureMinStreamOptionsApiVersion`, `backgroundMs`, `cacheMinTokens`,
-    /// `reasoningModels` (names separated by `|`), `reasoningUsage` (`included`/`separate`).
+    /// `reasoningModels` (names separated by `|`), `reasoningUsage` (`included`/`separate`),
+    /// `batchMs`, `filesMaxBytes`, `uploadRateBytesPerSec`.
     ///
     /// # Errors
     /// A part without `=`, an unknown key, a value that does not parse, or no `name`.
@@ -224,6 +252,11 @@ impl BackendConfig {
                         .collect();
                 }
                 "reasoningusage" => config.reasoning_usage = value.parse().map_err(|e| bad(&e))?,
+                "batchms" => config.batch_ms = value.parse().map_err(|e| bad(&e))?,
+                "filesmaxbytes" => config.files_max_bytes = value.parse().map_err(|e| bad(&e))?,
+                "uploadratebytespersec" | "uploadratebytespersecond" => {
+                    config.upload_rate_bytes_per_sec = Some(value.parse().map_err(|e| bad(&e))?);
+                }
                 _ => return Err(format!("unknown key `{key}` in `{spec}`")),
             }
         }
@@ -244,8 +277,8 @@ impl BackendConfig {
     ///
     /// # Errors
     /// An empty or oddly spelled name, a zero limit, a zero or oversized completion length,
-    /// an unparsable API version, a `backgroundMs` above an hour, an empty name in
-    /// `reasoningModels`, or an invalid fault.
+    /// an unparsable API version, a `backgroundMs` or `batchMs` above an hour, a zero
+    /// `uploadRateBytesPerSec`, an empty name in `reasoningModels`, or an invalid fault.
     pub fn validate(&self) -> Result<(), String> {
         let name_ok = !self.name.is_empty()
             && self
@@ -272,6 +305,17 @@ impl BackendConfig {
                 "backgroundMs must be at most {MAX_BACKGROUND_MS} (one hour), got {}",
                 self.background_ms
             ));
+        }
+        if self.batch_ms > MAX_BACKGROUND_MS {
+            return Err(format!(
+                "batchMs must be at most {MAX_BACKGROUND_MS} (one hour), got {}",
+                self.batch_ms
+            ));
+        }
+        if self.upload_rate_bytes_per_sec == Some(0) {
+            return Err(
+                "uploadRateBytesPerSec must be at least 1 when set (omit it for no limit)".into(),
+            );
         }
         if let Some(index) = self
             .reasoning_models

@@ -4,7 +4,7 @@ use crate::simulate::faults::FaultMode;
 #[test]
 fn short_form_reads_every_key() {
     let b = BackendConfig::parse_short(
-        "name=ptu,port=0,tpm=10000,rpm=60,latency_ms=20,jitterMs=5,tokens_per_sec=200,completion_tokens=7,api-key=k,usage_in_stream=false,azureMinStreamOptionsApiVersion=2024-10-21,background_ms=50,cacheMinTokens=128,reasoningModels=my-thinker|r1,reasoning_usage=Separate",
+        "name=ptu,port=0,tpm=10000,rpm=60,latency_ms=20,jitterMs=5,tokens_per_sec=200,completion_tokens=7,api-key=k,usage_in_stream=false,azureMinStreamOptionsApiVersion=2024-10-21,background_ms=50,cacheMinTokens=128,reasoningModels=my-thinker|r1,reasoning_usage=Separate,batchMs=300,files_max_bytes=4096,uploadRateBytesPerSec=1000",
     )
     .expect("valid");
     assert_eq!(b.name, "ptu");
@@ -19,6 +19,8 @@ fn short_form_reads_every_key() {
     assert_eq!((b.background_ms, b.cache_min_tokens), (50, 128));
     assert_eq!(b.reasoning_models, ["my-thinker", "r1"]);
     assert_eq!(b.reasoning_usage, ReasoningUsage::Separate);
+    assert_eq!((b.batch_ms, b.files_max_bytes), (300, 4096));
+    assert_eq!(b.upload_rate_bytes_per_sec, Some(1000));
     b.validate().expect("validates");
 
     let hosted = BackendConfig::parse_short("name=x,host=127.0.0.2,port=8081").expect("valid");
@@ -59,6 +61,9 @@ fn yaml_list_and_mapping_forms_with_defaults() {
   cacheMinTokens: 256
   reasoningModels: [my-thinker]
   reasoningUsage: separate
+  batchMs: 100
+  filesMaxBytes: 1024
+  uploadRateBytesPerSec: 64000
 "#;
     let config = SimConfig::from_yaml(yaml).expect("valid");
     assert_eq!(config.backends.len(), 2);
@@ -80,6 +85,12 @@ fn yaml_list_and_mapping_forms_with_defaults() {
     assert_eq!(ptu.reasoning_usage, ReasoningUsage::Included);
     assert_eq!(config.backends[1].reasoning_models, ["my-thinker"]);
     assert_eq!(config.backends[1].reasoning_usage, ReasoningUsage::Separate);
+    assert_eq!(ptu.batch_ms, DEFAULT_BATCH_MS);
+    assert_eq!(ptu.files_max_bytes, DEFAULT_FILES_MAX_BYTES);
+    assert_eq!(ptu.upload_rate_bytes_per_sec, None);
+    let paygo = &config.backends[1];
+    assert_eq!((paygo.batch_ms, paygo.files_max_bytes), (100, 1024));
+    assert_eq!(paygo.upload_rate_bytes_per_sec, Some(64_000));
 
     let mapping = SimConfig::from_yaml("backends:\n  - name: a\n").expect("valid");
     assert_eq!(mapping.backends[0], BackendConfig::new("a"));
@@ -97,6 +108,11 @@ fn yaml_errors_name_backend_and_field() {
         ("- name: a\n  tpm: 0\n", "tpm and rpm"),
         ("- name: a\n  completionTokens: 0\n", "completionTokens"),
         ("- name: a\n  backgroundMs: 3600001\n", "backgroundMs"),
+        ("- name: a\n  batchMs: 3600001\n", "batchMs"),
+        (
+            "- name: a\n  uploadRateBytesPerSec: 0\n",
+            "uploadRateBytesPerSec",
+        ),
         ("- name: a\n  reasoningModels: ['']\n", "reasoningModels[0]"),
         (
             "- name: a\n  reasoningUsage: hidden\n",

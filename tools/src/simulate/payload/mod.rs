@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::call::Call;
 use super::text::{self, Completion};
-use spillway_sidecar::usage::Operation;
+use crate::simulate::route::ModelApi;
 
 /// Default embedding size when the request sets no `dimensions`.
 pub const DEFAULT_DIMENSIONS: usize = 16;
@@ -25,10 +25,10 @@ pub const FINGERPRINT: &str = "fp_spillway_sim";
 /// The body for a successful non-streaming call.
 pub fn success_body(call: &Call, completion: &Completion, request: &Value, id: &str) -> Bytes {
     let value = match call.operation {
-        Operation::ChatCompletions => chat(call, completion, id),
-        Operation::Completions => completions(call, completion, id),
-        Operation::Responses => response_object(call, "completed", Some(completion), id),
-        Operation::Embeddings => embeddings(call, request),
+        ModelApi::ChatCompletions => chat(call, completion, id),
+        ModelApi::Completions => completions(call, completion, id),
+        ModelApi::Responses => response_object(call, "completed", Some(completion), id),
+        ModelApi::Embeddings => embeddings(call, request),
     };
     Bytes::from(value.to_string())
 }

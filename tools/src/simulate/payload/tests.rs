@@ -5,7 +5,7 @@ use crate::simulate::config::ReasoningUsage;
 use crate::simulate::route::Flavour;
 use crate::simulate::text::Completions;
 
-fn call(flavour: Flavour, operation: Operation) -> Call {
+fn call(flavour: Flavour, operation: ModelApi) -> Call {
     Call {
         flavour,
         operation,
@@ -38,7 +38,7 @@ fn parse(bytes: &Bytes) -> Value {
 fn chat_bodies_in_both_dialects() {
     let completion = Completions::default().get("gpt-4o", 3);
     let openai = parse(&success_body(
-        &call(Flavour::OpenAi, Operation::ChatCompletions),
+        &call(Flavour::OpenAi, ModelApi::ChatCompletions),
         &completion,
         &json!({}),
         "chatcmpl-1",
@@ -52,7 +52,7 @@ fn chat_bodies_in_both_dialects() {
     assert!(openai.get("prompt_filter_results").is_none());
 
     let azure = parse(&success_body(
-        &call(Flavour::AzureClassic, Operation::ChatCompletions),
+        &call(Flavour::AzureClassic, ModelApi::ChatCompletions),
         &completion,
         &json!({}),
         "chatcmpl-1",
@@ -71,7 +71,7 @@ fn chat_bodies_in_both_dialects() {
 fn completions_and_responses_bodies() {
     let completion = Completions::default().get("gpt-4o", 3);
     let text = parse(&success_body(
-        &call(Flavour::AzureV1, Operation::Completions),
+        &call(Flavour::AzureV1, ModelApi::Completions),
         &completion,
         &json!({}),
         "cmpl-1",
@@ -81,7 +81,7 @@ fn completions_and_responses_bodies() {
     assert_eq!(text["usage"]["completion_tokens"], 3);
 
     let response = parse(&success_body(
-        &call(Flavour::OpenAi, Operation::Responses),
+        &call(Flavour::OpenAi, ModelApi::Responses),
         &completion,
         &json!({}),
         "resp_abc",
@@ -98,7 +98,7 @@ fn completions_and_responses_bodies() {
 #[test]
 fn embeddings_as_floats_and_base64() {
     let completion = Completions::default().get("x", 0);
-    let c = call(Flavour::OpenAi, Operation::Embeddings);
+    let c = call(Flavour::OpenAi, ModelApi::Embeddings);
     let floats = parse(&success_body(
         &c,
         &completion,
@@ -156,7 +156,7 @@ fn error_shapes() {
 fn usage_details_in_both_reasoning_shapes() {
     let completion = Completions::default().get("gpt-4o", 3);
     let plain = parse(&success_body(
-        &call(Flavour::OpenAi, Operation::ChatCompletions),
+        &call(Flavour::OpenAi, ModelApi::ChatCompletions),
         &completion,
         &json!({}),
         "c",
@@ -182,7 +182,7 @@ fn usage_details_in_both_reasoning_shapes() {
             ..call(Flavour::OpenAi, operation)
         };
         let chat = parse(&success_body(
-            &thinking(Operation::ChatCompletions),
+            &thinking(ModelApi::ChatCompletions),
             &completion,
             &json!({}),
             "c",
@@ -194,7 +194,7 @@ fn usage_details_in_both_reasoning_shapes() {
         assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
         assert_eq!(chat["choices"][0]["message"]["content"], completion.text);
         let response = parse(&success_body(
-            &thinking(Operation::Responses),
+            &thinking(ModelApi::Responses),
             &completion,
             &json!({}),
             "resp_r",

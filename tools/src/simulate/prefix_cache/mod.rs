@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::call::Call;
-use spillway_sidecar::usage::Operation;
+use crate::simulate::route::ModelApi;
 use spillway_sidecar::usage::tokenizer;
 
 /// Prefixes kept per backend.
@@ -168,15 +168,15 @@ impl<'a> Prefix<'a> {
             _ => &[],
         };
         let prefix = match call.operation {
-            Operation::ChatCompletions => Self {
+            ModelApi::ChatCompletions => Self {
                 instructions: None,
                 items: all_but_last("messages"),
             },
-            Operation::Responses => Self {
+            ModelApi::Responses => Self {
                 instructions: request.get("instructions").and_then(Value::as_str),
                 items: all_but_last("input"),
             },
-            Operation::Completions | Operation::Embeddings => return None,
+            ModelApi::Completions | ModelApi::Embeddings => return None,
         };
         let empty = prefix.instructions.is_none_or(str::is_empty)
             && prefix.items.is_empty()
@@ -191,7 +191,7 @@ impl<'a> Prefix<'a> {
         // Chat messages and responses items differ, so the operation leads.
         hasher
             .0
-            .update([u8::from(call.operation == Operation::Responses)]);
+            .update([u8::from(call.operation == ModelApi::Responses)]);
         let cache_key = request.get("prompt_cache_key").and_then(Value::as_str);
         let fields = [
             Some(call.model.as_str()),
@@ -228,16 +228,20 @@ impl<'a> Prefix<'a> {
     fn tokens(&self, call: &Call) -> u64 {
         let items = Value::Array(self.items.to_vec());
         let counted = match call.operation {
-            Operation::Responses => {
+            ModelApi::Responses => {
                 let instructions = self.instructions.unwrap_or_default();
                 let body = if self.items.is_empty() {
                     json!({"instructions": instructions})
                 } else {
                     json!({"instructions": instructions, "input": items})
                 };
-                tokenizer::count_prompt(&call.model, Operation::Responses, &body)
+                tokenizer::count_prompt(&call.model, ModelApi::Responses.tokenizer(), &body)
             }
-            _ => tokenizer::count_prompt(&call.model, call.operation, &json!({"messages": items})),
+            _ => tokenizer::count_prompt(
+                &call.model,
+                call.operation.tokenizer(),
+                &json!({"messages": items}),
+            ),
         };
         counted + call.context_tokens
     }

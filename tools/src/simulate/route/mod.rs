@@ -1,17 +1,23 @@
 //! Which simulated API a request addresses: Azure classic
-//! (`/openai/deployments/{d}/{op}?api-version=…`, also `/openai/{op}?api-version=…`),
-//! Azure v1 (`/openai/v1/{op}`) or OpenAI (`/v1/{op}`), what under it ([`Target`]: the
-//! operation itself, or a stored response's `responses/{id}`, `…/input_items`, `…/cancel`,
-//! `responses/input_tokens`, or the conversations API's `conversations`,
-//! `conversations/{id}`, `…/items`, `…/items/{item}`) and which methods that takes; and
-//! Azure `api-version` ordering. Conversations belong to the responses API (their operation
-//! is [`Operation::Responses`]) and have no deployment path.
+//! (`/openai/deployments/{d}/{op}?api-version=…`, and at the resource's top level
+//! `/openai/{op}?api-version=…` for the responses, conversations, files and batches APIs),
+//! Azure v1 (`/openai/v1/{op}`) or OpenAI (`/v1/{op}`); which operation ([`Api`]) and what
+//! under it ([`Target`]: the operation itself, a stored response's `responses/{id}`,
+//! `…/input_items`, `…/cancel`, `responses/input_tokens`, the conversations API's
+//! `conversations`, `conversations/{id}`, `…/items`, `…/items/{item}`, the files API's
+//! `files`, `files/{id}`, `files/{id}/content`, or the batches API's `batches`,
+//! `batches/{id}`, `batches/{id}/cancel`) and which methods that takes; and Azure
+//! `api-version` ordering. Conversations belong to the responses API (their operation is
+//! `responses`) and have no deployment path; nor have files and batches. Images and audio
+//! have one on Azure classic paths.
 //!
 //! Input: the request path and query. Output: a [`Route`], or `None` for an unknown route.
 
 use http::Method;
 
-use spillway_sidecar::usage::Operation;
+mod api;
+
+pub use api::{Api, ModelApi};
 
 /// The response dialect a route implies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,21 +58,37 @@ pub enum Target {
     ConversationItems(String),
     /// `…/conversations/{id}/items/{item}`: GET retrieves, DELETE deletes an item.
     ConversationItem(String, String),
+    /// `…/files`: GET lists, POST uploads a file.
+    Files,
+    /// `…/files/{id}`: GET retrieves, DELETE deletes a file.
+    File(String),
+    /// `…/files/{id}/content`: GET downloads a file's bytes.
+    FileContent(String),
+    /// `…/batches`: GET lists, POST creates a batch.
+    Batches,
+    /// `…/batches/{id}`: GET retrieves a batch.
+    Batch(String),
+    /// `…/batches/{id}/cancel`: POST cancels a batch.
+    BatchCancel(String),
 }
 
 impl Target {
     /// Whether `method` is served on this target (else 405).
     pub fn allows(&self, method: &Method) -> bool {
         match self {
-            Self::Create | Self::InputTokens | Self::Cancel(_) | Self::Conversations => {
-                method == Method::POST
-            }
-            Self::Response(_) | Self::ConversationItem(..) => {
+            Self::Create
+            | Self::InputTokens
+            | Self::Cancel(_)
+            | Self::Conversations
+            | Self::BatchCancel(_) => method == Method::POST,
+            Self::Response(_) | Self::ConversationItem(..) | Self::File(_) => {
                 method == Method::GET || method == Method::DELETE
             }
-            Self::InputItems(_) => method == Method::GET,
+            Self::InputItems(_) | Self::FileContent(_) | Self::Batch(_) => method == Method::GET,
             Self::Conversation(_) => [Method::GET, Method::POST, Method::DELETE].contains(method),
-            Self::ConversationItems(_) => method == Method::GET || method == Method::POST,
+            Self::ConversationItems(_) | Self::Files | Self::Batches => {
+                method == Method::GET || method == Method::POST
+            }
         }
     }
 
@@ -82,12 +104,34 @@ impl Target {
     }
 
     /// Reads `tail`, the path after the surface prefix.
-    fn parse(tail: &str) -> Option<(Operation, Self)> {
-        if let Some(operation) = Operation::from_path(tail) {
-            return Some((operation, Self::Create));
+    fn parse(tail: &str) -> Option<(Api, Self)> {
+        if let Some(api) = Api::from_path(tail) {
+            let target = match api {
+                Api::Files => Self::Files,
+                Api::Batches => Self::Batches,
+                _ => Self::Create,
+            };
+            return Some((api, target));
         }
         if let Some(rest) = tail.strip_prefix("conversations") {
-            return Some((Operation::Responses, Self::parse_conversation(rest)?));
+            let responses = Api::Model(ModelApi::Responses);
+            return Some((responses, Self::parse_conversation(rest)?));
+        }
+        if let Some(rest) = tail.strip_prefix("files/") {
+            let target = match id_and_action(rest)? {
+                (id, None) => Self::File(id),
+                (id, Some("content")) => Self::FileContent(id),
+                _ => return None,
+            };
+            return Some((Api::Files, target));
+        }
+        if let Some(rest) = tail.strip_prefix("batches/") {
+            let target = match id_and_action(rest)? {
+                (id, None) => Self::Batch(id),
+                (id, Some("cancel")) => Self::BatchCancel(id),
+                _ => return None,
+            };
+            return Some((Api::Batches, target));
         }
         let rest = tail.strip_prefix("responses/")?.trim_end_matches('/');
         let target = match rest.split_once('/') {
@@ -98,7 +142,7 @@ impl Target {
             Some((id, "cancel")) if !id.is_empty() => Self::Cancel(percent_decode(id)),
             Some(_) => return None,
         };
-        Some((Operation::Responses, target))
+        Some((Api::Model(ModelApi::Responses), target))
     }
 
     /// Reads `rest`, the path after `conversations`.
@@ -123,7 +167,18 @@ impl Target {
     }
 }
 
-/// A parsed model route.
+/// `{id}` or `{id}/{action}` (a trailing `/` ignored), the id percent-decoded.
+fn id_and_action(rest: &str) -> Option<(String, Option<&str>)> {
+    let rest = rest.trim_end_matches('/');
+    let (id, action) = match rest.split_once('/') {
+        None => (rest, None),
+        Some((_, action)) if action.contains('/') => return None,
+        Some((id, action)) => (id, Some(action)),
+    };
+    (!id.is_empty()).then(|| (percent_decode(id), action))
+}
+
+/// A parsed route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     /// Dialect.
@@ -131,7 +186,7 @@ pub struct Route {
     /// The deployment named in an Azure classic path.
     pub deployment: Option<String>,
     /// The operation.
-    pub operation: Operation,
+    pub api: Api,
     /// What under the operation.
     pub target: Target,
     /// The `api-version` query parameter, if any.
@@ -160,20 +215,16 @@ pub fn parse(path: &str, query: Option<&str>) -> Option<Route> {
     } else {
         return None;
     };
-    let (operation, target) = Target::parse(tail)?;
-    // Deployment-less classic paths exist only for the responses API, and conversations only
-    // without a deployment.
-    if flavour == Flavour::AzureClassic && deployment.is_none() && operation != Operation::Responses
-    {
-        return None;
-    }
-    if deployment.is_some() && target.is_conversation() {
-        return None;
-    }
-    Some(Route {
+    let (api, target) = Target::parse(tail)?;
+    let placed = match (flavour, &deployment) {
+        (Flavour::AzureClassic, None) => api.at_top_level(),
+        (_, Some(_)) => api.under_deployment() && !target.is_conversation(),
+        (_, None) => true,
+    };
+    placed.then_some(Route {
         flavour,
         deployment,
-        operation,
+        api,
         target,
         api_version,
     })
@@ -243,147 +294,4 @@ impl ApiVersion {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_three_surfaces() {
-        let classic = parse(
-            "/openai/deployments/gpt-4o/chat/completions",
-            Some("api-version=2024-10-21"),
-        );
-        assert_eq!(
-            classic,
-            Some(Route {
-                flavour: Flavour::AzureClassic,
-                deployment: Some("gpt-4o".into()),
-                operation: Operation::ChatCompletions,
-                target: Target::Create,
-                api_version: Some("2024-10-21".into()),
-            })
-        );
-        let v1 = parse("/openai/v1/responses", None).map(|r| (r.flavour, r.operation));
-        assert_eq!(v1, Some((Flavour::AzureV1, Operation::Responses)));
-        let openai = parse("/v1/embeddings", None).map(|r| (r.flavour, r.operation));
-        assert_eq!(openai, Some((Flavour::OpenAi, Operation::Embeddings)));
-        let responses = parse("/openai/responses", Some("api-version=2025-04-01-preview"));
-        assert_eq!(responses.map(|r| r.deployment), Some(None));
-    }
-
-    #[test]
-    fn rejects_unknown_routes() {
-        for path in [
-            "/",
-            "/v1/models",
-            "/openai/deployments//chat/completions",
-            "/openai/deployments/x",
-            "/openai/chat/completions",
-            "/v2/chat/completions",
-            "/v1/responses/resp_1/steps",
-            "/v1/responses//cancel",
-            "/v1/chat/completions/x",
-        ] {
-            assert_eq!(parse(path, None), None, "{path}");
-        }
-    }
-
-    #[test]
-    fn parses_stored_response_targets_and_their_methods() {
-        let target = |path: &str| parse(path, None).map(|r| (r.operation, r.target));
-        let id = || "resp_1".to_owned();
-        assert_eq!(
-            target("/v1/responses/resp_1"),
-            Some((Operation::Responses, Target::Response(id())))
-        );
-        assert_eq!(
-            target("/openai/v1/responses/resp_1/input_items"),
-            Some((Operation::Responses, Target::InputItems(id())))
-        );
-        assert_eq!(
-            target("/openai/responses/resp_1/cancel"),
-            Some((Operation::Responses, Target::Cancel(id())))
-        );
-        assert_eq!(
-            target("/v1/responses/input_tokens"),
-            Some((Operation::Responses, Target::InputTokens))
-        );
-        assert_eq!(
-            target("/v1/responses/"),
-            Some((Operation::Responses, Target::Create))
-        );
-        assert!(Target::Create.allows(&Method::POST));
-        assert!(!Target::Create.allows(&Method::GET));
-        assert!(Target::Response(id()).allows(&Method::DELETE));
-        assert!(!Target::Response(id()).allows(&Method::POST));
-        assert!(Target::InputItems(id()).allows(&Method::GET));
-        assert!(!Target::Cancel(id()).allows(&Method::GET));
-        assert!(Target::InputTokens.allows(&Method::POST));
-    }
-
-    #[test]
-    fn parses_conversation_targets_and_their_methods() {
-        let target = |path: &str| parse(path, None).map(|r| (r.operation, r.target));
-        let conv = || "conv_1".to_owned();
-        let of = |t| Some((Operation::Responses, t));
-        assert_eq!(target("/v1/conversations"), of(Target::Conversations));
-        assert_eq!(
-            target("/openai/v1/conversations/"),
-            of(Target::Conversations)
-        );
-        assert_eq!(
-            target("/openai/conversations/conv_1"),
-            of(Target::Conversation(conv()))
-        );
-        assert_eq!(
-            target("/v1/conversations/conv_1/items"),
-            of(Target::ConversationItems(conv()))
-        );
-        assert_eq!(
-            target("/v1/conversations/conv_1/items/msg%5F2"),
-            of(Target::ConversationItem(conv(), "msg_2".into()))
-        );
-        for path in [
-            "/v1/conversationsx",
-            "/v1/conversations//items",
-            "/v1/conversations/conv_1/steps",
-            "/v1/conversations/conv_1/items/msg_1/x",
-            "/openai/deployments/gpt-4o/conversations",
-        ] {
-            assert_eq!(parse(path, None), None, "{path}");
-        }
-        assert!(Target::Conversations.allows(&Method::POST));
-        assert!(!Target::Conversations.allows(&Method::GET));
-        for method in [Method::GET, Method::POST, Method::DELETE] {
-            assert!(Target::Conversation(conv()).allows(&method));
-        }
-        assert!(!Target::Conversation(conv()).allows(&Method::PUT));
-        assert!(Target::ConversationItems(conv()).allows(&Method::POST));
-        assert!(!Target::ConversationItems(conv()).allows(&Method::DELETE));
-        let item = Target::ConversationItem(conv(), "msg_1".into());
-        assert!(item.allows(&Method::DELETE) && !item.allows(&Method::POST));
-        assert!(item.is_conversation() && !Target::Create.is_conversation());
-    }
-
-    #[test]
-    fn decodes_query_and_deployment() {
-        assert_eq!(
-            query_param("a=1&api-version=2024-06-01&b", "api-version").as_deref(),
-            Some("2024-06-01")
-        );
-        assert_eq!(query_param("b", "b").as_deref(), Some(""));
-        assert_eq!(query_param("x=%41%2", "x").as_deref(), Some("A%2"));
-        let route = parse("/openai/deployments/my%20dep/completions", None);
-        assert_eq!(route.and_then(|r| r.deployment).as_deref(), Some("my dep"));
-    }
-
-    #[test]
-    fn orders_api_versions_with_preview_first() {
-        let v = |s| ApiVersion::parse(s).expect(s);
-        assert!(v("2024-06-01") < v("2024-09-01-preview"));
-        assert!(v("2024-09-01-preview") < v("2024-09-01"));
-        assert!(v("2024-10-21") > v("2024-09-01-preview"));
-        assert_eq!(ApiVersion::parse("preview"), None);
-        assert_eq!(ApiVersion::parse("2024-13-01"), None);
-        assert_eq!(ApiVersion::parse("2024-1-01"), None);
-    }
-}
+mod tests;

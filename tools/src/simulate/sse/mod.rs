@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::call::Call;
 use super::payload::{self, FINGERPRINT};
 use super::text::Completion;
-use spillway_sidecar::usage::Operation;
+use crate::simulate::route::ModelApi;
 
 /// One SSE event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn events(
     malformed_after: Option<u32>,
 ) -> Vec<SseEvent> {
     let mut events = match call.operation {
-        Operation::Responses => responses_events(call, completion, id),
+        ModelApi::Responses => responses_events(call, completion, id),
         _ => chunk_events(call, completion, id),
     };
     if let Some(after) = malformed_after {
@@ -119,7 +119,7 @@ impl Choices {
     fn new(call: &Call) -> Self {
         let azure = call.flavour.is_azure();
         Self {
-            chat: call.operation == Operation::ChatCompletions,
+            chat: call.operation == ModelApi::ChatCompletions,
             empty_filters: if azure {
                 ",\"content_filter_results\":{}"
             } else {

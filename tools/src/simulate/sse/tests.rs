@@ -3,7 +3,7 @@ use crate::simulate::config::ReasoningUsage;
 use crate::simulate::route::Flavour;
 use crate::simulate::text::Completions;
 
-fn call(flavour: Flavour, operation: Operation, include_usage: bool) -> Call {
+fn call(flavour: Flavour, operation: ModelApi, include_usage: bool) -> Call {
     Call {
         flavour,
         operation,
@@ -55,7 +55,7 @@ fn data(events: &[SseEvent]) -> Vec<Value> {
 fn openai_chat_with_usage_matches_openai_framing() {
     let completion = Completions::default().get("gpt-4o", 4);
     let events = events(
-        &call(Flavour::OpenAi, Operation::ChatCompletions, true),
+        &call(Flavour::OpenAi, ModelApi::ChatCompletions, true),
         &completion,
         "chatcmpl-x",
         None,
@@ -93,7 +93,7 @@ fn openai_chat_with_usage_matches_openai_framing() {
 fn openai_chat_without_usage_has_no_usage_field() {
     let completion = Completions::default().get("gpt-4o", 4);
     let events = events(
-        &call(Flavour::OpenAi, Operation::ChatCompletions, false),
+        &call(Flavour::OpenAi, ModelApi::ChatCompletions, false),
         &completion,
         "c",
         None,
@@ -107,7 +107,7 @@ fn openai_chat_without_usage_has_no_usage_field() {
 fn azure_chat_starts_with_prompt_filter_chunk() {
     let completion = Completions::default().get("gpt-4o", 4);
     let events = events(
-        &call(Flavour::AzureClassic, Operation::ChatCompletions, true),
+        &call(Flavour::AzureClassic, ModelApi::ChatCompletions, true),
         &completion,
         "c",
         None,
@@ -132,7 +132,7 @@ fn azure_chat_starts_with_prompt_filter_chunk() {
 fn completions_stream_carries_text_deltas() {
     let completion = Completions::default().get("gpt-4o", 4);
     let events = events(
-        &call(Flavour::OpenAi, Operation::Completions, true),
+        &call(Flavour::OpenAi, ModelApi::Completions, true),
         &completion,
         "cmpl-1",
         None,
@@ -150,7 +150,7 @@ fn completions_stream_carries_text_deltas() {
 fn responses_stream_uses_named_events_and_ends_with_completed() {
     let completion = Completions::default().get("gpt-4o", 4);
     let events = events(
-        &call(Flavour::OpenAi, Operation::Responses, true),
+        &call(Flavour::OpenAi, ModelApi::Responses, true),
         &completion,
         "resp_1",
         None,
@@ -194,7 +194,7 @@ fn responses_stream_uses_named_events_and_ends_with_completed() {
 #[test]
 fn malformed_event_is_inserted_after_n_events() {
     let completion = Completions::default().get("gpt-4o", 4);
-    let c = call(Flavour::OpenAi, Operation::ChatCompletions, false);
+    let c = call(Flavour::OpenAi, ModelApi::ChatCompletions, false);
     let clean = events(&c, &completion, "c", None);
     let broken = events(&c, &completion, "c", Some(2));
     assert_eq!(broken.len(), clean.len() + 1);
@@ -216,7 +216,7 @@ fn a_reasoning_models_stream_reports_reasoning_in_its_usage_only() {
         (ReasoningUsage::Included, 4 + 6),
         (ReasoningUsage::Separate, 4),
     ] {
-        let mut chat = call(Flavour::AzureV1, Operation::ChatCompletions, true);
+        let mut chat = call(Flavour::AzureV1, ModelApi::ChatCompletions, true);
         (chat.model, chat.reasoning_tokens, chat.reasoning_usage) = ("o3".into(), 6, shape);
         let chunks = events(&chat, &completion, "c", None);
         assert_eq!(chunks.iter().filter(|e| e.delta.is_some()).count(), 4);
@@ -227,7 +227,7 @@ fn a_reasoning_models_stream_reports_reasoning_in_its_usage_only() {
         assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 6);
         assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 0);
 
-        let mut responses = call(Flavour::OpenAi, Operation::Responses, true);
+        let mut responses = call(Flavour::OpenAi, ModelApi::Responses, true);
         (responses.reasoning_tokens, responses.reasoning_usage) = (6, shape);
         let data = data(&events(&responses, &completion, "resp_r", None));
         let usage = &data[data.len() - 1]["response"]["usage"];

@@ -46,10 +46,10 @@ check "helm template with $GW_SET" render "$WORK/gateway.yaml" --set "$GW_SET"
 # kinds FILE: "1 ClusterRole, 2 ConfigMap, …" (count and kind of each rendered object)
 kinds() { sed -n 's/^kind: //p' "$1" | sort | uniq -c | sed 's/^ *//' | paste -sd, - | sed 's/,/, /g'; }
 contains "defaults render the operator objects" \
-  "1 ClusterRole, 1 ClusterRoleBinding, 2 ConfigMap, 1 Deployment, 1 Role, 1 RoleBinding, 1 Secret, 1 Service, 1 ServiceAccount, 1 ValidatingWebhookConfiguration" \
+  "1 ClusterRole, 1 ClusterRoleBinding, 3 ConfigMap, 1 Deployment, 1 Role, 1 RoleBinding, 1 Secret, 1 Service, 1 ServiceAccount, 1 ValidatingWebhookConfiguration" \
   kinds "$WORK/default.yaml"
 contains "replicaCount=2 + gateway render the gateway too" \
-  "1 ClusterRole, 1 ClusterRoleBinding, 2 ConfigMap, 2 Deployment, 1 Role, 1 RoleBinding, 1 Secret, 2 Service, 2 ServiceAccount, 1 ValidatingWebhookConfiguration" \
+  "1 ClusterRole, 1 ClusterRoleBinding, 3 ConfigMap, 2 Deployment, 1 Role, 1 RoleBinding, 1 Secret, 2 Service, 2 ServiceAccount, 1 ValidatingWebhookConfiguration" \
   kinds "$WORK/gateway.yaml"
 contains "replicaCount=2 renders two operator replicas" "replicas: 2" \
   helm template spillway "$CHART" -n "$NS" --set "$GW_SET" --show-only templates/operator-deployment.yaml

@@ -2,18 +2,27 @@
 //! streams, Azure `api-version` rules, auth, rate limits, faults, the ledger and the CLI; the
 //! stateful responses API (stored responses, chains, background responses), the conversations
 //! API (per backend, and responses created in a conversation), prompt caching and usage by
-//! token type (reasoning models in both reporting shapes).
+//! token type (reasoning models in both reporting shapes); images, audio, files and batches,
+//! and upload bodies read streaming.
 
 #[path = "simulator/admin_cli.rs"]
 mod admin_cli;
+#[path = "simulator/audio.rs"]
+mod audio;
 #[path = "simulator/background.rs"]
 mod background;
+#[path = "simulator/batches.rs"]
+mod batches;
 #[path = "simulator/client.rs"]
 mod client;
 #[path = "simulator/conversation_turns.rs"]
 mod conversation_turns;
 #[path = "simulator/conversations.rs"]
 mod conversations;
+#[path = "simulator/files.rs"]
+mod files;
+#[path = "simulator/images.rs"]
+mod images;
 #[path = "simulator/limits_faults.rs"]
 mod limits_faults;
 #[path = "simulator/prompt_cache.rs"]
@@ -22,6 +31,8 @@ mod prompt_cache;
 mod reasoning;
 #[path = "simulator/responses.rs"]
 mod responses;
+#[path = "simulator/uploads.rs"]
+mod uploads;
 
 use std::net::SocketAddr;
 

@@ -3,10 +3,10 @@
 //! | method | path | effect |
 //! |---|---|---|
 //! | GET / POST / DELETE | `/_sim/faults` | list / append (one fault, an array, or `{"faults":[…]}`) / clear this backend's faults |
-//! | GET / POST | `/_sim/latency` | read / change `latencyMs`, `jitterMs`, `tokensPerSecond` (fields given) |
+//! | GET / POST | `/_sim/latency` | read / change `latencyMs`, `jitterMs`, `tokensPerSecond`, `uploadRateBytesPerSec` (fields given; 0 = no pacing) |
 //! | GET / POST | `/_sim/limits` | read / change `tpm`, `rpm` (fields given; `null` = unlimited) |
 //! | GET / DELETE | `/_sim/ledger` | the shared ledger (`?backend=`, `?since=`) / clear it |
-//! | GET | `/_sim/health` | `{"backend": name, "status": "ok", "storedResponses", "backgroundJobs", "conversations", "cachedPrefixes"}` (this backend's state) |
+//! | GET | `/_sim/health` | `{"backend": name, "status": "ok", "storedResponses", "backgroundJobs", "conversations", "cachedPrefixes", "files", "fileBytes", "batches"}` (this backend's state) |
 //!
 //! Input: the request, routed by axum ([`router`]). Output: a JSON response; bad input gets a
 //! 400, an unknown endpoint a 404 and a wrong method a 405, each with an OpenAI-shaped error.
@@ -101,7 +101,10 @@ pub fn router(backend: Arc<Backend>) -> Router {
                     "storedResponses": stored,
                     "backgroundJobs": jobs,
                     "conversations": b.conversations.len(),
-                    "cachedPrefixes": b.prefixes.kept()
+                    "cachedPrefixes": b.prefixes.kept(),
+                    "files": b.files.len(),
+                    "fileBytes": b.files.bytes(),
+                    "batches": b.batches.len()
                 })))
             }),
         )
@@ -193,9 +196,10 @@ fn set_timing(backend: &Backend, body: &[u8]) -> Result<Value, String> {
                 timing.tokens_per_second =
                     u32::try_from(number).map_err(|_| "`tokensPerSecond` is too large")?;
             }
+            "uploadRateBytesPerSec" => timing.upload_rate_bytes_per_sec = number,
             _ => {
                 return Err(format!(
-                    "unknown field `{key}`; expected latencyMs, jitterMs, tokensPerSecond"
+                    "unknown field `{key}`; expected latencyMs, jitterMs, tokensPerSecond, uploadRateBytesPerSec"
                 ));
             }
         }

@@ -1,7 +1,8 @@
 //! The live state of one simulated backend: its settings, rate window, faults and timing,
 //! changeable at runtime, and what it keeps as a real resource does — its stored responses,
-//! its conversations and its prompt-prefix cache, never shared with another backend; plus what
-//! all backends of a simulator share (ledger, token-count caches, clock).
+//! its conversations, its prompt-prefix cache, its files and its batches, never shared with
+//! another backend; plus what all backends of a simulator share (ledger, token-count caches,
+//! clock).
 //!
 //! Input: a validated [`BackendConfig`] and runtime changes (admin endpoints or the library
 //! handle). Output: per-request decisions — admission, fault, latency — for the handler.
@@ -12,8 +13,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::batches::BatchStore;
 use super::config::{BackendConfig, ReasoningUsage};
 use super::faults::{FaultAction, FaultSet, FaultSpec, FaultView};
+use super::files::FileStore;
 use super::ledger::Ledger;
 use super::prefix_cache::PrefixCache;
 use super::ratelimit::{Decision, Limits, Quota, RateWindow};
@@ -57,6 +60,9 @@ pub struct Timing {
     pub jitter_ms: u64,
     /// Stream pacing; 0 sends all deltas at once.
     pub tokens_per_second: u32,
+    /// Upload bodies are read at most this fast; 0 reads them as fast as they come.
+    #[serde(default)]
+    pub upload_rate_bytes_per_sec: u64,
 }
 
 /// One simulated backend.
@@ -83,6 +89,12 @@ pub struct Backend {
     pub conversations: ConversationStore,
     /// This backend's prompt-prefix cache.
     pub prefixes: PrefixCache,
+    /// This backend's files.
+    pub files: FileStore,
+    /// This backend's batches.
+    pub batches: BatchStore,
+    /// Time from a batch's create to its completion.
+    pub batch: Duration,
     /// The shared ledger, caches and clock.
     pub shared: Arc<Shared>,
     window: Mutex<RateWindow>,
@@ -90,6 +102,7 @@ pub struct Backend {
     latency_ms: AtomicU64,
     jitter_ms: AtomicU64,
     tokens_per_second: AtomicU32,
+    upload_rate: AtomicU64,
 }
 
 impl Backend {
@@ -115,6 +128,9 @@ impl Backend {
             responses: ResponseStore::default(),
             conversations: ConversationStore::default(),
             prefixes: PrefixCache::new(config.cache_min_tokens),
+            files: FileStore::new(config.files_max_bytes),
+            batches: BatchStore::default(),
+            batch: Duration::from_millis(config.batch_ms),
             shared,
             window: Mutex::new(RateWindow::new(Limits {
                 tpm: config.tpm,
@@ -124,6 +140,7 @@ impl Backend {
             latency_ms: AtomicU64::new(config.latency_ms),
             jitter_ms: AtomicU64::new(config.jitter_ms),
             tokens_per_second: AtomicU32::new(config.tokens_per_second),
+            upload_rate: AtomicU64::new(config.upload_rate_bytes_per_sec.unwrap_or(0)),
         })
     }
 
@@ -174,6 +191,7 @@ impl Backend {
             latency_ms: self.latency_ms.load(Ordering::Relaxed),
             jitter_ms: self.jitter_ms.load(Ordering::Relaxed),
             tokens_per_second: self.tokens_per_second.load(Ordering::Relaxed),
+            upload_rate_bytes_per_sec: self.upload_rate.load(Ordering::Relaxed),
         }
     }
 
@@ -183,6 +201,8 @@ impl Backend {
         self.jitter_ms.store(timing.jitter_ms, Ordering::Relaxed);
         self.tokens_per_second
             .store(timing.tokens_per_second, Ordering::Relaxed);
+        self.upload_rate
+            .store(timing.upload_rate_bytes_per_sec, Ordering::Relaxed);
     }
 
     /// Wall-clock time now, in Unix seconds (`created`, `created_at`).

@@ -15,11 +15,11 @@ use super::backend::Backend;
 use super::body::SimBody;
 use super::faults::FaultAction;
 use super::ledger::LedgerEntry;
-use super::ratelimit::{self, Quota};
+use super::ratelimit::{self, Decision, Quota};
 use super::reply::Reply;
-use super::route::{self, Flavour};
+use super::route::{self, Api, Flavour};
 use super::text;
-use spillway_sidecar::usage::Operation;
+use super::upload::UploadStats;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -122,7 +122,7 @@ impl Exchange {
         &mut self,
         backend: &Backend,
         flavour: Flavour,
-        operation: Operation,
+        api: Api,
         stream: bool,
     ) -> Result<Faulted, Reply> {
         let fault = backend.select_fault(stream);
@@ -134,7 +134,7 @@ impl Exchange {
                 message,
             }) => Err(Reply::fault(
                 flavour,
-                operation,
+                api,
                 status,
                 headers,
                 message.as_deref(),
@@ -148,8 +148,49 @@ impl Exchange {
         }
     }
 
-    /// A 200 JSON answer (cut in half by a `malformedJson` fault), recorded with 0 tokens:
-    /// the answer of a call that bills nothing.
+    /// Admits a call of `api` costing `cost` tokens into the backend's rate window, noting
+    /// the window for the answer's headers.
+    ///
+    /// # Errors
+    /// 429 with Azure's message and retry headers when a limit is reached.
+    pub fn admit(
+        &mut self,
+        backend: &Backend,
+        api: Api,
+        cost: u64,
+        api_version: Option<&str>,
+    ) -> Result<(), Reply> {
+        match backend.admit(cost) {
+            Decision::Admitted(quota) => {
+                self.quota = Some(quota);
+                Ok(())
+            }
+            Decision::Limited {
+                quota,
+                retry_after,
+                exceeded,
+            } => {
+                self.quota = Some(quota);
+                Err(Reply::rate_limited(
+                    api,
+                    api_version,
+                    &quota,
+                    retry_after,
+                    exceeded,
+                ))
+            }
+        }
+    }
+
+    /// Notes what arrived of an upload body, and when.
+    pub fn note_upload(&mut self, stats: UploadStats) {
+        self.entry.upload_bytes = Some(stats.bytes);
+        self.entry.first_byte_ms = UploadStats::millis(stats.first_byte);
+        self.entry.last_byte_ms = UploadStats::millis(stats.last_byte);
+    }
+
+    /// A 200 JSON answer (cut in half by a `malformedJson` fault), recorded with the tokens
+    /// the entry was given (none, for a call that bills nothing).
     pub fn json_answer(
         &mut self,
         backend: &Backend,

@@ -1,41 +1,39 @@
 //! One request to a model route of a simulated backend, in order: route; method; auth;
-//! `api-version`; then by target — a model call (body, call, previous response or
-//! conversation, faults, rate limit, latency, prompt cache, the response, the ledger, the
+//! `api-version`; then by operation and target — a model call (body, call, previous response
+//! or conversation, faults, rate limit, latency, prompt cache, the response, the ledger, the
 //! conversation's new items), an input-token count, a stored response
-//! ([`super::responses`]) or a conversation ([`super::conversations`]).
+//! ([`super::responses`]), a conversation ([`super::conversations`]), images
+//! ([`super::images`]), audio ([`super::audio`]), files ([`super::files`]) or batches
+//! ([`super::batches`]).
 //!
-//! Input: a hyper request and the backend's live state. Output: a response (a buffer or a
-//! paced SSE stream), or [`ConnectionDropped`] to make hyper close the connection without
-//! answering. Every request leaves exactly one ledger entry — a background response's when it
-//! completes, none if it is cancelled first.
+//! Input: a hyper request and the backend's live state. Output: a response (a buffer, or a
+//! paced stream of SSE events or audio chunks), or [`ConnectionDropped`] to make hyper close
+//! the connection without answering. Every request leaves exactly one ledger entry — a
+//! background response's when it completes, none if it is cancelled first; a batch adds its
+//! own billing entry when it completes.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::CACHE_CONTROL;
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::backend::Backend;
 use super::body::{self, ConnControl, EndHook, Ending, SimBody, SseStream, StreamRecord};
 use super::call::Call;
-use super::conversations;
 use super::exchange::{Exchange, Faulted};
 use super::faults::FaultAction;
+use super::incoming::{authorize, classic_api_version, read_json};
 use super::payload;
-use super::ratelimit::Decision;
 use super::reply::Reply;
 use super::responses::{self, Kept, StoredCall};
-use super::route::{self, ApiVersion, Flavour, Route, Target};
+use super::route::{self, Api, ApiVersion, ModelApi, Route, Target};
 use super::sse;
 use super::store::{Turn, items_of};
-use super::text::{self, Completion};
-use crate::simulate::route::ModelApi;
-
-/// Largest request body accepted.
-pub const MAX_REQUEST_BODY: usize = 16 << 20;
+use super::text::Completion;
+use super::{audio, batches, conversations, files, images};
 
 /// Returned to hyper to close the connection without a response.
 #[derive(Debug, thiserror::Error)]
@@ -77,19 +75,46 @@ async fn serve(
     let (method, path) = (request.method(), request.uri().path());
     let route = route::parse(path, request.uri().query())
         .ok_or_else(|| Reply::unknown_route(method.as_str(), path))?;
-    exchange.entry.operation = Some(route.operation);
+    exchange.entry.operation = Some(route.api);
     exchange.entry.deployment = route.deployment.clone();
     if !route.target.allows(method) {
         return Err(Reply::method_not_allowed(method.as_str(), path));
     }
     authorize(backend, request.headers(), route.flavour)?;
     let version = classic_api_version(&route)?;
-    if let Some(call) = StoredCall::of(&route, method, request.uri().query()) {
-        return responses::serve_stored(backend, exchange, &route, call).await;
+    match route.api {
+        Api::Model(operation) => {
+            model_route(backend, conn, exchange, &route, operation, version, request).await
+        }
+        Api::ImagesGenerations | Api::ImagesEdits | Api::ImagesVariations => {
+            images::serve(backend, exchange, &route, request).await
+        }
+        Api::AudioTranscriptions | Api::AudioTranslations => {
+            audio::transcribe(backend, conn, exchange, &route, request).await
+        }
+        Api::AudioSpeech => audio::speech::serve(backend, conn, exchange, &route, request).await,
+        Api::Files => files::serve(backend, exchange, &route, request).await,
+        Api::Batches => batches::serve(backend, exchange, &route, request).await,
+    }
+}
+
+/// A request to a model route: a stored response, a conversation, an input-token count or
+/// a model call.
+async fn model_route(
+    backend: &Arc<Backend>,
+    conn: &ConnControl,
+    exchange: &mut Exchange,
+    route: &Route,
+    operation: ModelApi,
+    version: Option<ApiVersion>,
+    request: Request<Incoming>,
+) -> Result<Option<Response<SimBody>>, Reply> {
+    let method = request.method().clone();
+    let query = request.uri().query().map(str::to_owned);
+    if let Some(call) = StoredCall::of(route, &method, query.as_deref()) {
+        return responses::serve_stored(backend, exchange, route, call).await;
     }
     if route.target.is_conversation() {
-        let method = method.clone();
-        let query = request.uri().query().map(str::to_owned);
         let body = match method {
             Method::POST => Some(read_json(request).await?.1),
             _ => None,
@@ -97,14 +122,14 @@ async fn serve(
         return conversations::serve(
             backend,
             exchange,
-            &route,
+            route,
             &method,
             query.as_deref(),
             body.as_ref(),
         )
         .await;
     }
-    let (call, json) = read_call(backend, exchange, &route, version, request).await?;
+    let (call, json) = read_call(backend, exchange, route, operation, version, request).await?;
     if route.target == Target::InputTokens {
         return responses::count_input(backend, exchange, &call).await;
     }
@@ -129,13 +154,13 @@ async fn model_call(
     api_version: Option<&str>,
 ) -> Result<Option<Response<SimBody>>, Reply> {
     let fault = match exchange
-        .fault(backend, call.flavour, call.operation, call.stream)
+        .fault(backend, call.flavour, call.operation.into(), call.stream)
         .await?
     {
         Faulted::Drop => return Ok(None),
         Faulted::Serve(fault) => fault,
     };
-    admit(backend, exchange, &call, api_version)?;
+    exchange.admit(backend, call.operation.into(), call.cost(), api_version)?;
     backend.wait_latency().await;
     call.cached_tokens = backend
         .prefixes
@@ -156,6 +181,7 @@ async fn read_call(
     backend: &Backend,
     exchange: &mut Exchange,
     route: &Route,
+    operation: ModelApi,
     version: Option<ApiVersion>,
     request: Request<Incoming>,
 ) -> Result<(Call, Value), Reply> {
@@ -169,6 +195,7 @@ async fn read_call(
     }
     let mut call = Call::read(
         route,
+        operation,
         &json,
         backend.completion_tokens,
         backend.usage_in_stream,
@@ -202,105 +229,6 @@ async fn read_call(
     Ok((call, json))
 }
 
-/// The body, which must be a JSON object, as bytes and parsed.
-async fn read_json(request: Request<Incoming>) -> Result<(Bytes, Value), Reply> {
-    let body = read_body(request).await?;
-    let json: Value = serde_json::from_slice(&body).map_err(|_| Reply::invalid_json())?;
-    if !json.is_object() {
-        return Err(Reply::bad_request(
-            "The request body must be a JSON object.",
-            None,
-        ));
-    }
-    Ok((body, json))
-}
-
-fn authorize(backend: &Backend, headers: &HeaderMap, flavour: Flavour) -> Result<(), Reply> {
-    let Some(key) = backend.api_key.as_deref() else {
-        return Ok(());
-    };
-    let api_key = headers.get("api-key").and_then(|v| v.to_str().ok());
-    let bearer = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Several accepted keys (rotating tokens, say) are separated by `|`.
-    let accepted = |given: Option<&str>| given.is_some_and(|g| key.split('|').any(|k| k == g));
-    if accepted(api_key) || accepted(bearer) {
-        Ok(())
-    } else {
-        Err(Reply::unauthorized(flavour))
-    }
-}
-
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
-    match Limited::new(request.into_body(), MAX_REQUEST_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(Reply::too_large(MAX_REQUEST_BODY))
-        }
-        Err(_) => Err(Reply::bad_request(
-            "The request body could not be read.",
-            None,
-        )),
-    }
-}
-
-/// Azure classic paths need a known `api-version`; it is returned for the `stream_options`
-/// check.
-fn classic_api_version(route: &Route) -> Result<Option<ApiVersion>, Reply> {
-    if route.flavour != Flavour::AzureClassic {
-        return Ok(None);
-    }
-    route
-        .api_version
-        .as_deref()
-        .and_then(ApiVersion::parse)
-        .map(Some)
-        .ok_or_else(Reply::resource_not_found)
-}
-
-fn admit(
-    backend: &Backend,
-    exchange: &mut Exchange,
-    call: &Call,
-    api_version: Option<&str>,
-) -> Result<(), Reply> {
-    match backend.admit(call.cost()) {
-        Decision::Admitted(quota) => {
-            exchange.quota = Some(quota);
-            Ok(())
-        }
-        Decision::Limited {
-            quota,
-            retry_after,
-            exceeded,
-        } => {
-            exchange.quota = Some(quota);
-            Err(Reply::rate_limited(
-                call.operation,
-                api_version,
-                &quota,
-                retry_after,
-                exceeded,
-            ))
-        }
-    }
-}
-
-fn object_id(operation: Operation) -> String {
-    let prefix = match operation {
-        Operation::ChatCompletions => "chatcmpl-",
-        Operation::Completions => "cmpl-",
-        Operation::Responses => "resp_",
-        Operation::Embeddings => "emb-",
-    };
-    text::object_id(prefix)
-}
-
 /// The successful response. Non-streaming ones are recorded here, streams when they end,
 /// background responses when their job completes; stored responses are kept first. A
 /// response in a conversation appends its turn at once, when its stream completes, or when
@@ -315,9 +243,9 @@ fn respond(
 ) -> Response<SimBody> {
     let shared = &backend.shared;
     let completion = shared.completions.get(&call.model, call.length);
-    let id = object_id(call.operation);
+    let id = payload::object_id(call.operation);
     let usage = match call.operation {
-        Operation::Embeddings => call.usage(0),
+        ModelApi::Embeddings => call.usage(0),
         _ => call.usage(completion.tokens),
     };
     let entry = &mut exchange.entry;
@@ -341,11 +269,7 @@ fn respond(
         exchange.record(backend, 200);
         return SimBody::full(bytes).into_ok("application/json");
     }
-    let (malformed, reset) = match fault {
-        Some(FaultAction::MalformedSse { after_chunks }) => (Some(*after_chunks), None),
-        Some(FaultAction::ResetMidStream { after_chunks }) => (None, Some(*after_chunks as usize)),
-        _ => (None, None),
-    };
+    let (malformed, reset) = sse::mid_stream(fault);
     let events = sse::events(call, &completion, &id, malformed);
     // A background response's job bills it, whatever becomes of the stream.
     let record = (!call.background).then(|| {
@@ -358,6 +282,8 @@ fn respond(
             reasoning_tokens: usage.reasoning,
             clock: Arc::clone(&shared.clock),
             started: exchange.started,
+            bills_in_full: false,
+            keeps_raw: true,
         }
     });
     let tokens_per_second = backend.timing().tokens_per_second;
@@ -386,7 +312,7 @@ fn keep(
     completion: &Completion,
     id: &str,
 ) -> (Option<Kept>, Option<Turn>) {
-    if call.operation != Operation::Responses {
+    if call.operation != ModelApi::Responses {
         return (None, None);
     }
     let items = items_of(json.get("input"));

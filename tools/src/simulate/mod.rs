@@ -1,6 +1,9 @@
 //! `spillway simulate`: OpenAI and Azure OpenAI compatible backends for tests, benchmarks and
 //! the demo — real HTTP/1.1 and SSE, TPM/RPM windows with Azure's 429 headers, latency and
-//! stream pacing, fault injection, and a ledger of the tokens each request was "billed".
+//! stream pacing, fault injection, and a ledger of the tokens each request was "billed"; for
+//! chat, completions, embeddings, responses and conversations, and for images, audio, files
+//! and batches. Every answer is what the official `openai` SDKs parse, and deterministic: the
+//! same request gets the same content, usage and ledger entry (ids and timestamps aside).
 //!
 //! Input: a [`SimConfig`] (YAML via `--config`, `--backend name=…,tpm=…` short forms, or
 //! built in code). Output: one listener per backend; [`run`] prints
@@ -9,8 +12,9 @@
 //!
 //! # What each backend serves
 //! On three path families — Azure classic (`/openai/deployments/{d}/{op}?api-version=…`, and
-//! `/openai/responses…` and `/openai/conversations…` with `?api-version=…`; a missing or
-//! unknown `api-version` is Azure's 404), Azure v1 (`/openai/v1/{op}`) and OpenAI
+//! `/openai/responses…`, `/openai/conversations…`, `/openai/files…` and `/openai/batches…`
+//! with `?api-version=…` — files and batches only there, never under a deployment; a missing
+//! or unknown `api-version` is Azure's 404), Azure v1 (`/openai/v1/{op}`) and OpenAI
 //! (`/v1/{op}`):
 //!
 //! | method | `{op}` | answer |
@@ -25,6 +29,15 @@
 //! | GET / POST / DELETE | `conversations/{id}` | the conversation / it with the body's `metadata` / `{"id","object":"conversation.deleted","deleted":true}` |
 //! | GET / POST | `conversations/{id}/items` | a list page as for `input_items` / `{"object":"list","data":[the items added],"first_id","last_id","has_more":false}` |
 //! | GET / DELETE | `conversations/{id}/items/{item}` | the item / the conversation |
+//! | POST | `images/generations` (JSON), `images/edits`, `images/variations` (multipart) | `{"created","data":[{"b64_json"} …n]}` (+ GPT image `usage`) |
+//! | POST | `audio/transcriptions`, `audio/translations` (multipart) | `{"text","usage"}`, text, `verbose_json`, `srt`, `vtt`, or SSE |
+//! | POST | `audio/speech` | audio bytes, chunked (or SSE with `stream_format: "sse"`) |
+//! | GET / POST | `files` | `{"object":"list","data",…}` / the file uploaded (multipart `file`, `purpose`) |
+//! | GET / DELETE | `files/{id}` | the file / `{"id","object":"file","deleted":true}` |
+//! | GET | `files/{id}/content` | its bytes |
+//! | GET / POST | `batches` | a list page / the batch created |
+//! | GET | `batches/{id}` | the batch |
+//! | POST | `batches/{id}/cancel` | the batch, `cancelling` |
 //!
 //! Another method on a known route is a 405; an unknown route a 404.
 //!
@@ -45,6 +58,52 @@
 //! `prompt_cache_key`) seen on the same backend within 5 minutes and estimated at
 //! `cacheMinTokens` (default 1024) or more is reported as `cached_tokens` in 128-token blocks
 //! (chat `prompt_tokens_details`, responses `input_tokens_details`, 0 otherwise).
+//!
+//! # Images
+//! A GPT image model (`gpt-image…`) answers `n` (1–10) small deterministic PNGs as `b64_json`
+//! with `background`, `output_format`, `quality`, `size` and `usage` `{input_tokens,
+//! input_tokens_details: {text_tokens, image_tokens}, output_tokens, output_tokens_details:
+//! {text_tokens: 0, image_tokens}, total_tokens}`: input is the prompt's tokens plus, per input
+//! image of an edit (`image` or several `image[]`; the `mask` is free), `65 + ⌈bytes/1024⌉`;
+//! output per image is 1024x1024 low 272, medium 1056, high 4160, 1024x1536 408 / 1584 / 6240,
+//! 1536x1024 400 / 1568 / 6208, other sizes the 1024x1024 count scaled by area (`auto`
+//! quality = medium, `auto` size = 1024x1024). DALL·E models (the default model is `dall-e-2`)
+//! bill no tokens and answer `b64_json` or, with `response_format: url`, `data:` URLs
+//! (`dall-e-3` adds `revised_prompt`). Image streaming is refused (400).
+//!
+//! # Audio
+//! An uploaded audio file is `⌈bytes / 32000⌉` seconds long (16 kHz 16-bit mono), its
+//! transcript (or translation) `2 × seconds` words of the deterministic completion text.
+//! `…transcribe…` models bill `10 × seconds` audio tokens plus the `prompt` field's tokens in
+//! and the transcript out (`usage` `{"type":"tokens",…,"input_token_details":{text_tokens,
+//! audio_tokens}}`), take `json`/`text` only and stream with `stream=true`
+//! (`transcript.text.delta` … `transcript.text.done` with usage); `whisper-1` bills the
+//! duration (`{"type":"duration","seconds"}`) and also answers `verbose_json` (10-second
+//! segments), `srt` and `vtt`. Speech is `max(1, ⌈characters / 15⌉)` seconds of audio, one
+//! deterministic chunk per second (4,000 bytes for `mp3`/`opus`/`aac`/`flac`, 32,000 for
+//! `pcm`, and `wav` with a RIFF header), sent as a chunked body paced one chunk per tick of
+//! `tokensPerSecond`, or as `speech.audio.delta` events and `speech.audio.done` with usage
+//! (`stream_format: "sse"`, token-billed models only). Token-billed speech models (all but
+//! `tts-1…`) bill the input's tokens in and `10 × seconds` audio tokens out; `tts-1` bills
+//! characters.
+//!
+//! # Files and batches
+//! Files live on the backend that stored them (elsewhere `No such File object: …`, 404), with
+//! status `processed`, within `filesMaxBytes` (default 64 MiB) for all of a backend's files;
+//! past it an upload is a 413. A batch (`input_file_id` of a `batch` file on the same backend,
+//! `endpoint` chat, completions, embeddings or responses, with or without `/v1`,
+//! `completion_window: "24h"`) is `validating`, `in_progress` after half of the backend's
+//! `batchMs` (default 2000) and `completed` after all of it, with an output file (one JSONL
+//! line per answered request, its body a normal answer with usage), an error file for lines
+//! that are no JSON or whose request is refused, `request_counts` and `usage`; a cancel makes
+//! it `cancelling`, then `cancelled` a quarter of `batchMs` later.
+//!
+//! # Uploads
+//! Multipart bodies (image edits and variations, transcriptions, translations, file uploads)
+//! are read streaming, chunk by chunk, never held whole (except a file upload's file, which is
+//! kept): a 1 GiB body costs a few chunks of memory. A body that is not
+//! `multipart/form-data`, or does not parse, is a 400. `uploadRateBytesPerSec` (config, or
+//! `POST /_sim/latency`) reads them at most that fast, so a test can hold an upload open.
 //!
 //! # Reasoning models
 //! A model reasons when its name (the body's `model`, else the deployment) starts with
@@ -70,7 +129,8 @@
 //! output, not its reasoning: only the answer is carried into the next turn.
 //!
 //! # The ledger
-//! Every request to a model route leaves one entry, with the tokens it billed by type: model
+//! Every request to a model route leaves one entry (see [`ledger`] for every field), with the
+//! tokens it billed by type: model
 //! calls their prompt tokens (a chain's or conversation's context included) with the cached
 //! ones among them, and their completion tokens (reasoning included, whatever the reporting
 //! shape) with the reasoning ones among them; a stream cut short (client gone, injected
@@ -79,8 +139,15 @@
 //! (they bill nothing; conversations entries carry operation `responses` and their path). A
 //! background response is recorded once, when it completes (with its final tokens, whatever
 //! its stream's client did), and never when it was cancelled first. So the token totals are
-//! what was billed. Every call, conversations included, goes through the same auth check,
-//! injected faults and latency.
+//! what was billed. Images bill as above with `images`, `imageInputTokens` and
+//! `imageOutputTokens`; audio with `audioSeconds`, `audioInputTokens`, `audioOutputTokens`
+//! and speech `characters` (a speech body is recorded when it ends, billed in full however it
+//! ends); uploads with `uploadBytes`, `firstByteMs` and `lastByteMs` (when their first and
+//! last body bytes were read, after the request head); files and batches calls bill 0 and
+//! carry the `batchId` they touch, and a batch bills once, when it completes, in an entry of
+//! its own whose `requestId` is the batch id (never when it was cancelled). Every call goes
+//! through the same auth check, injected faults and latency; images and audio also through
+//! the rate window, costing the tokens they bill.
 //!
 //! Modules: [`config`] (schema, validation), [`faults`], [`ledger`], [`ratelimit`] (window and
 //! headers); private: `route`, `call`, `text` (generated text, caches), `payload` and `sse`
@@ -88,28 +155,34 @@
 //! (per-request entry and headers), `tokens` (reasoning models and the usage shapes),
 //! `handler`, `responses` (the stateful responses API),
 //! `conversations` (the conversations API), `store` (stored responses and conversations),
-//! `prefix_cache` (prompt caching), `admin` (`/_sim/*`), `server` (listener).
+//! `prefix_cache` (prompt caching), `incoming` (auth, `api-version`, JSON bodies), `upload`
+//! (streaming multipart), `images`, `audio`, `files`, `batches`, `admin` (`/_sim/*`),
+//! `server` (listener), `handle` ([`SimHandle`]).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use spillway_sidecar::clock::{Clock, SystemClock};
 
 mod admin;
+mod audio;
 mod backend;
+mod batches;
 mod body;
 mod call;
 pub mod config;
 mod conversations;
 mod exchange;
 pub mod faults;
+mod files;
+mod handle;
 mod handler;
+mod images;
+mod incoming;
 pub mod ledger;
 mod payload;
 mod prefix_cache;
@@ -122,12 +195,15 @@ mod sse;
 mod store;
 mod text;
 mod tokens;
+mod upload;
 
 pub use backend::Timing;
 pub use config::{BackendConfig, ReasoningUsage, SimConfig};
 pub use faults::{FaultMode, FaultSpec, FaultView};
+pub use handle::{BackendHandle, SimHandle};
 pub use ledger::{LedgerEntry, LedgerQuery, LedgerSnapshot, Totals};
 pub use ratelimit::Limits;
+pub use route::{Api, ModelApi};
 
 /// Arguments of `spillway simulate`.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -247,116 +323,6 @@ pub async fn start_with_clock(
         shutdown,
         tasks,
     })
-}
-
-/// Running simulated backends. Dropping it stops them too (without waiting).
-pub struct SimHandle {
-    backends: Vec<BackendHandle>,
-    ledger: Arc<ledger::Ledger>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl SimHandle {
-    /// The backends, in config order.
-    pub fn backends(&self) -> &[BackendHandle] {
-        &self.backends
-    }
-
-    /// The backend named `name`.
-    pub fn backend(&self, name: &str) -> Option<&BackendHandle> {
-        self.backends.iter().find(|b| b.name() == name)
-    }
-
-    /// `http://addr` of the backend named `name`.
-    pub fn url(&self, name: &str) -> Option<String> {
-        self.backend(name).map(BackendHandle::url)
-    }
-
-    /// Every ledger entry kept, with totals.
-    pub fn ledger(&self) -> LedgerSnapshot {
-        self.ledger.snapshot(&LedgerQuery::default())
-    }
-
-    /// Ledger entries and totals matching `query`.
-    pub fn ledger_query(&self, query: &LedgerQuery) -> LedgerSnapshot {
-        self.ledger.snapshot(query)
-    }
-
-    /// Forgets all ledger entries and totals.
-    pub fn clear_ledger(&self) {
-        self.ledger.clear();
-    }
-
-    /// Stops accepting, lets in-flight responses finish (up to
-    /// [`server::SHUTDOWN_GRACE`]), then returns.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-}
-
-/// One running backend: its address and runtime controls.
-pub struct BackendHandle {
-    addr: SocketAddr,
-    state: Arc<backend::Backend>,
-}
-
-impl BackendHandle {
-    /// Name from the config.
-    pub fn name(&self) -> &str {
-        &self.state.name
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://ip:port`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Appends faults (as `POST /_sim/faults`).
-    ///
-    /// # Errors
-    /// An invalid fault; none is added then.
-    pub fn add_faults(&self, specs: &[FaultSpec]) -> Result<(), String> {
-        self.state.add_faults(specs)
-    }
-
-    /// Clears faults (as `DELETE /_sim/faults`).
-    pub fn clear_faults(&self) {
-        self.state.clear_faults();
-    }
-
-    /// The faults in force.
-    pub fn faults(&self) -> Vec<FaultView> {
-        self.state.faults()
-    }
-
-    /// Latency and pacing.
-    pub fn timing(&self) -> Timing {
-        self.state.timing()
-    }
-
-    /// Changes latency and pacing (as `POST /_sim/latency`).
-    pub fn set_timing(&self, timing: Timing) {
-        self.state.set_timing(timing);
-    }
-
-    /// Rate limits.
-    pub fn limits(&self) -> Limits {
-        self.state.limits()
-    }
-
-    /// Changes rate limits (as `POST /_sim/limits`).
-    pub fn set_limits(&self, limits: Limits) {
-        self.state.set_limits(limits);
-    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use super::body::SimBody;
 use super::payload::{azure_error, openai_error};
 use super::ratelimit::{self, Exceeded, Quota};
-use super::route::Flavour;
-use spillway_sidecar::usage::Operation;
+use super::route::{Api, Flavour};
 
 /// An error response.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +151,35 @@ impl Reply {
         )
     }
 
+    /// 404 for a file id this backend does not hold (OpenAI's wording), naming `param`.
+    pub fn file_not_found(id: &str, param: &str) -> Self {
+        let message = format!("No such File object: {id}");
+        Self::new(
+            StatusCode::NOT_FOUND,
+            openai_error(&message, INVALID_REQUEST, Some(param), None),
+        )
+    }
+
+    /// 404 for a batch id this backend does not hold.
+    pub fn batch_not_found(id: &str) -> Self {
+        let message = format!("No such Batch object: {id}");
+        Self::new(
+            StatusCode::NOT_FOUND,
+            openai_error(&message, INVALID_REQUEST, Some("batch_id"), None),
+        )
+    }
+
+    /// 413 for an upload that does not fit in what the backend's files may hold.
+    pub fn files_full(limit: u64) -> Self {
+        let message = format!(
+            "The files of this backend may hold {limit} bytes in all (filesMaxBytes); delete some files or upload a smaller one."
+        );
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            openai_error(&message, INVALID_REQUEST, Some("file"), None),
+        )
+    }
+
     /// 400 for cancelling a response that was not created in the background.
     pub fn not_cancellable() -> Self {
         Self::bad_request(
@@ -169,7 +197,7 @@ impl Reply {
     }
 
     /// 413 for a body above the simulator's limit.
-    pub fn too_large(limit: usize) -> Self {
+    pub fn too_large(limit: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             openai_error(
@@ -199,7 +227,7 @@ impl Reply {
 
     /// 429 from the rate window, with `retry-after`, `retry-after-ms` and `x-ratelimit-*`.
     pub fn rate_limited(
-        operation: Operation,
+        api: Api,
         api_version: Option<&str>,
         quota: &Quota,
         retry_after: Duration,
@@ -209,7 +237,7 @@ impl Reply {
             Exceeded::Tokens => "token rate limit",
             Exceeded::Requests => "call rate limit",
         };
-        let message = rate_limit_message(operation, api_version, limit, retry_after);
+        let message = rate_limit_message(api, api_version, limit, retry_after);
         let mut headers = HeaderMap::new();
         ratelimit::write_headers(&mut headers, quota, Some(retry_after));
         Self {
@@ -225,14 +253,14 @@ impl Reply {
     /// The response of a `status` fault.
     pub fn fault(
         flavour: Flavour,
-        operation: Operation,
+        api: Api,
         status: StatusCode,
         headers: Vec<(HeaderName, HeaderValue)>,
         message: Option<&str>,
     ) -> Self {
         let hinted = hinted_retry_after(&headers);
         let default_message = match status.as_u16() {
-            429 => rate_limit_message(operation, None, "token rate limit", hinted),
+            429 => rate_limit_message(api, None, "token rate limit", hinted),
             500 => {
                 "The server had an error while processing your request. Sorry about that!".into()
             }
@@ -263,17 +291,12 @@ impl Reply {
 }
 
 fn rate_limit_message(
-    operation: Operation,
+    api: Api,
     api_version: Option<&str>,
     limit: &str,
     retry_after: Duration,
 ) -> String {
-    let name = match operation {
-        Operation::ChatCompletions => "ChatCompletions_Create",
-        Operation::Completions => "Completions_Create",
-        Operation::Embeddings => "Embeddings_Create",
-        Operation::Responses => "Responses_Create",
-    };
+    let name = api.azure_operation();
     format!(
         "Requests to the {name} Operation under Azure OpenAI API version {} have exceeded {limit} of your current OpenAI S0 pricing tier. Please retry after {} seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit.",
         api_version.unwrap_or("v1"),

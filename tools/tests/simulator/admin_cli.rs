@@ -50,7 +50,7 @@ async fn ledger_and_latency_over_http() {
         .json();
     assert_eq!(
         timing,
-        json!({"latencyMs": 150, "jitterMs": 0, "tokensPerSecond": 0})
+        json!({"latencyMs": 150, "jitterMs": 0, "tokensPerSecond": 0, "uploadRateBytesPerSec": 0})
     );
     let started = Instant::now();
     post(

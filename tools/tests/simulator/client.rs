@@ -1,11 +1,13 @@
 //! A minimal hyper HTTP/1.1 client for the simulator tests: one fresh connection per request,
-//! and the body bytes received before any body error (so a mid-stream reset is observable).
+//! the body bytes received before any body error (so a mid-stream reset is observable) and
+//! when each body frame arrived; multipart forms, whole or as a stream of chunks.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, StatusCode};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -23,6 +25,8 @@ pub struct Received {
     pub body: Bytes,
     /// The error that ended the body early, if any.
     pub body_error: Option<String>,
+    /// When each body data frame arrived, after the response head.
+    pub frames: Vec<Duration>,
 }
 
 impl Received {
@@ -48,6 +52,33 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<Received, String> {
+    let mut all = Vec::with_capacity(headers.len() + 1);
+    if !body.is_empty() {
+        all.push(("content-type", "application/json"));
+    }
+    all.extend_from_slice(headers);
+    send_body(
+        addr,
+        method,
+        path,
+        &all,
+        Full::new(Bytes::from(body.to_owned())),
+    )
+    .await
+}
+
+/// Sends one request with any body; `Err` when no response head arrived.
+pub async fn send_body<B>(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: B,
+) -> Result<Received, String>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let exchange = async {
         let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -58,26 +89,24 @@ pub async fn send(
             .method(method)
             .uri(path)
             .header("host", addr.to_string());
-        if !body.is_empty() {
-            builder = builder.header("content-type", "application/json");
-        }
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .map_err(|e| e.to_string())?;
+        let request = builder.body(body).map_err(|e| e.to_string())?;
         let response = sender
             .send_request(request)
             .await
             .map_err(|e| format!("{e:?}"))?;
+        let head = Instant::now();
         let (parts, mut incoming) = response.into_parts();
         let mut received = BytesMut::new();
         let mut body_error = None;
+        let mut frames = Vec::new();
         while let Some(frame) = incoming.frame().await {
             match frame {
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
+                        frames.push(head.elapsed());
                         received.extend_from_slice(&data);
                     }
                 }
@@ -92,6 +121,7 @@ pub async fn send(
             headers: parts.headers,
             body: received.freeze(),
             body_error,
+            frames,
         })
     };
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
@@ -144,4 +174,78 @@ pub fn sse_json(body: &[u8]) -> Vec<Value> {
         .filter(|(_, data)| data != "[DONE]")
         .map(|(_, data)| serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}")))
         .collect()
+}
+
+/// The boundary of the forms these tests send.
+pub const BOUNDARY: &str = "spillway-sim-test-boundary";
+
+/// One part of a multipart form.
+#[derive(Clone, Copy, Debug)]
+pub enum Part<'a> {
+    /// A text field: name, value.
+    Field(&'a str, &'a str),
+    /// A file: name, filename, bytes.
+    File(&'a str, &'a str, &'a [u8]),
+}
+
+/// The `content-type` of the forms these tests send.
+pub fn form_type() -> String {
+    format!("multipart/form-data; boundary={BOUNDARY}")
+}
+
+/// The head of a part (the boundary line and its headers).
+pub fn part_head(name: &str, filename: Option<&str>) -> String {
+    let disposition = match filename {
+        Some(file) => format!(
+            "form-data; name=\"{name}\"; filename=\"{file}\"\r\ncontent-type: application/octet-stream"
+        ),
+        None => format!("form-data; name=\"{name}\""),
+    };
+    format!("--{BOUNDARY}\r\ncontent-disposition: {disposition}\r\n\r\n")
+}
+
+/// The closing boundary.
+pub fn form_end() -> String {
+    format!("--{BOUNDARY}--\r\n")
+}
+
+/// A whole multipart body.
+pub fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for part in parts {
+        let (head, content) = match part {
+            Part::Field(name, value) => (part_head(name, None), value.as_bytes()),
+            Part::File(name, file, bytes) => (part_head(name, Some(file)), *bytes),
+        };
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(form_end().as_bytes());
+    body
+}
+
+/// POSTs a multipart form of `parts`.
+pub async fn post_form(
+    addr: SocketAddr,
+    path: &str,
+    parts: &[Part<'_>],
+    headers: &[(&str, &str)],
+) -> Received {
+    post_raw_form(addr, path, multipart(parts), headers).await
+}
+
+/// POSTs `body` as a multipart form (well formed or not).
+pub async fn post_raw_form(
+    addr: SocketAddr,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Received {
+    let content_type = form_type();
+    let mut all = vec![("content-type", content_type.as_str())];
+    all.extend_from_slice(headers);
+    send_body(addr, Method::POST, path, &all, Full::new(Bytes::from(body)))
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
 }

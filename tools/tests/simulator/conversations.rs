@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
-use spillway_sidecar::usage::Operation;
-use spillway_tools::simulate::{BackendConfig, FaultMode, FaultSpec, Timing};
+use spillway_tools::simulate::{Api, BackendConfig, FaultMode, FaultSpec, ModelApi, Timing};
 
 use super::client::{self, Received, get, post};
 use super::responses::{FAMILIES, Family, delete};
@@ -264,7 +263,7 @@ async fn create_retrieve_update_items_and_delete_on_every_path_family() {
     assert!(
         known
             .iter()
-            .all(|e| e.operation == Some(Operation::Responses)),
+            .all(|e| e.operation == Some(Api::Model(ModelApi::Responses))),
         "conversations belong to the responses API"
     );
     assert_eq!(unknown.operation, None, "no route");

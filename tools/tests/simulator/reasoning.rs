@@ -210,6 +210,7 @@ async fn a_reasoning_model_bills_hidden_tokens_in_both_shapes() {
                 total_tokens: sum(|e| e.0 + e.1),
                 cached_tokens: 0,
                 reasoning_tokens: sum(|e| e.2),
+                ..Totals::default()
             }
         );
         assert!(ledger.totals.reasoning_tokens > 0);

@@ -121,6 +121,11 @@ pub struct StreamRecord {
     pub clock: Arc<dyn Clock>,
     /// When the request arrived.
     pub started: std::time::Instant,
+    /// Bills `full_tokens` however the stream ends (generated audio), instead of the
+    /// reasoning plus the visible tokens sent.
+    pub bills_in_full: bool,
+    /// Keeps the bytes sent as the entry's `rawStream` (text streams; not binary audio).
+    pub keeps_raw: bool,
 }
 
 /// How a stream ended.
@@ -260,11 +265,13 @@ impl SseStream {
             buf.freeze()
         };
         self.deltas_sent += slice.iter().filter(|e| e.delta.is_some()).count() as u32;
-        let room = RAW_STREAM_CAP.saturating_sub(self.raw.len());
-        if bytes.len() > room {
-            self.raw_truncated = true;
+        if self.record.as_ref().is_some_and(|r| r.keeps_raw) {
+            let room = RAW_STREAM_CAP.saturating_sub(self.raw.len());
+            if bytes.len() > room {
+                self.raw_truncated = true;
+            }
+            self.raw.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
-        self.raw.extend_from_slice(&bytes[..bytes.len().min(room)]);
         self.next = end;
         bytes
     }
@@ -278,7 +285,7 @@ impl SseStream {
             return;
         };
         let entry = &mut record.entry;
-        entry.completion_tokens = if ending == Ending::Complete {
+        entry.completion_tokens = if ending == Ending::Complete || record.bills_in_full {
             record.full_tokens
         } else {
             let sent: String = self.events[..self.next]
@@ -288,9 +295,11 @@ impl SseStream {
             record.reasoning_tokens + tokenizer::count_text(&record.model, &sent)
         };
         entry.aborted = ending == Ending::ClientGone;
-        entry.raw_stream =
-            Some(String::from_utf8_lossy(&std::mem::take(&mut self.raw)).into_owned());
-        entry.raw_stream_truncated = self.raw_truncated;
+        let raw = std::mem::take(&mut self.raw);
+        if record.keeps_raw {
+            entry.raw_stream = Some(String::from_utf8_lossy(&raw).into_owned());
+            entry.raw_stream_truncated = self.raw_truncated;
+        }
         entry.duration_ms = record
             .clock
             .now()

@@ -63,6 +63,8 @@ fn thinking_stream(
         reasoning_tokens: reasoning,
         clock: Arc::new(SystemClock),
         started: std::time::Instant::now(),
+        bills_in_full: false,
+        keeps_raw: true,
     };
     let body = SseStream::new(
         events.clone(),
@@ -198,4 +200,46 @@ async fn full_body_yields_once() {
     let frames = frames(&mut body).await;
     assert_eq!(frames, vec![Bytes::from_static(b"abc")]);
     assert!(body.is_end_stream());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_binary_body_is_paced_in_chunks_billed_in_full_and_not_kept() {
+    let ledger = Arc::new(Ledger::default());
+    let chunks: Vec<SseEvent> = (0..4_u8)
+        .map(|i| SseEvent::paced(Bytes::from(vec![i; 100])))
+        .collect();
+    let record = StreamRecord {
+        ledger: Arc::clone(&ledger),
+        entry: LedgerEntry::default(),
+        model: "gpt-4o-mini-tts".into(),
+        full_tokens: 40,
+        reasoning_tokens: 0,
+        clock: Arc::new(SystemClock),
+        started: std::time::Instant::now(),
+        bills_in_full: true,
+        keeps_raw: false,
+    };
+    let stream = SseStream::new(chunks, 10, None, ConnControl::default(), Some(record));
+    let mut body = SimBody::Stream(Box::new(stream));
+    let start = Instant::now();
+    let first = body
+        .frame()
+        .await
+        .and_then(|f| f.ok())
+        .and_then(|f| f.into_data().ok());
+    assert_eq!(first.map(|b| b.to_vec()), Some(vec![0; 100]));
+    assert!(body.frame().await.is_some());
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(100),
+        "one chunk per tick"
+    );
+    drop(body);
+    let entry = &ledger.snapshot(&LedgerQuery::default()).entries[0];
+    assert!(entry.aborted);
+    assert_eq!(entry.completion_tokens, 40, "generated audio bills in full");
+    assert_eq!(
+        (entry.raw_stream.as_deref(), entry.raw_stream_truncated),
+        (None, false)
+    );
 }

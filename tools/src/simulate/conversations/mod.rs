@@ -25,8 +25,8 @@ use super::body::SimBody;
 use super::exchange::{Exchange, Faulted};
 use super::reply::Reply;
 use super::route::Route;
+use super::route::{Api, ModelApi};
 use super::store::Missing;
-use spillway_sidecar::usage::Operation;
 
 mod request;
 
@@ -50,7 +50,12 @@ pub async fn serve(
         .ok_or_else(|| Reply::method_not_allowed(method.as_str(), &path))?
         .map_err(|invalid| Reply::bad_request(&invalid.message, Some(&invalid.param)))?;
     let fault = match exchange
-        .fault(backend, route.flavour, Operation::Responses, false)
+        .fault(
+            backend,
+            route.flavour,
+            Api::Model(ModelApi::Responses),
+            false,
+        )
         .await?
     {
         Faulted::Drop => return Ok(None),

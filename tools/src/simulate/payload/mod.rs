@@ -22,6 +22,17 @@ pub const MAX_DIMENSIONS: usize = 3072;
 /// The `system_fingerprint` every response carries.
 pub const FINGERPRINT: &str = "fp_spillway_sim";
 
+/// A new id for an answer of `operation`: `chatcmpl-…`, `cmpl-…`, `resp_…`, `emb-…`.
+pub fn object_id(operation: ModelApi) -> String {
+    let prefix = match operation {
+        ModelApi::ChatCompletions => "chatcmpl-",
+        ModelApi::Completions => "cmpl-",
+        ModelApi::Responses => "resp_",
+        ModelApi::Embeddings => "emb-",
+    };
+    text::object_id(prefix)
+}
+
 /// The body for a successful non-streaming call.
 pub fn success_body(call: &Call, completion: &Completion, request: &Value, id: &str) -> Bytes {
     let value = match call.operation {

@@ -31,11 +31,11 @@ use super::call::Call;
 use super::exchange::{Exchange, Faulted};
 use super::payload;
 use super::reply::Reply;
+use super::route::{Api, ModelApi};
 use super::route::{Route, Target};
 use super::store::{CancelRefused, ItemsQuery, Job, Outcome, ResponseStatus, StoredResponse};
 use super::store::{Turn, Usage};
 use super::text::Completion;
-use spillway_sidecar::usage::Operation;
 
 /// A request to a stored response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +63,13 @@ impl<'a> StoredCall<'a> {
             | Target::Conversations
             | Target::Conversation(_)
             | Target::ConversationItems(_)
-            | Target::ConversationItem(..) => None,
+            | Target::ConversationItem(..)
+            | Target::Files
+            | Target::File(_)
+            | Target::FileContent(_)
+            | Target::Batches
+            | Target::Batch(_)
+            | Target::BatchCancel(_) => None,
         }
     }
 }
@@ -80,7 +86,12 @@ pub async fn serve_stored(
     call: StoredCall<'_>,
 ) -> Result<Option<Response<SimBody>>, Reply> {
     let fault = match exchange
-        .fault(backend, route.flavour, Operation::Responses, false)
+        .fault(
+            backend,
+            route.flavour,
+            Api::Model(ModelApi::Responses),
+            false,
+        )
         .await?
     {
         Faulted::Drop => return Ok(None),
@@ -121,7 +132,7 @@ pub async fn count_input(
     call: &Call,
 ) -> Result<Option<Response<SimBody>>, Reply> {
     let fault = match exchange
-        .fault(backend, call.flavour, call.operation, false)
+        .fault(backend, call.flavour, call.operation.into(), false)
         .await?
     {
         Faulted::Drop => return Ok(None),

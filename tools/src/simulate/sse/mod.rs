@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::call::Call;
+use super::faults::FaultAction;
 use super::payload::{self, FINGERPRINT};
 use super::text::Completion;
 use crate::simulate::route::ModelApi;
@@ -36,6 +37,40 @@ impl SseEvent {
             delta: None,
         }
     }
+
+    /// `data: {json}` and a blank line, delivering `delta` (paced when `Some`).
+    pub fn data(json: &Value, delta: Option<&'static str>) -> Self {
+        Self {
+            bytes: Bytes::from(format!("data: {json}\n\n")),
+            delta,
+        }
+    }
+
+    /// A chunk of a binary body, paced like a delta but carrying no text.
+    pub fn paced(bytes: Bytes) -> Self {
+        Self {
+            bytes,
+            delta: Some(""),
+        }
+    }
+}
+
+/// What a mid-stream fault does to a stream: insert [`MALFORMED_EVENT`] after that many
+/// events, and reset the connection after that many.
+pub fn mid_stream(fault: Option<&FaultAction>) -> (Option<u32>, Option<usize>) {
+    match fault {
+        Some(FaultAction::MalformedSse { after_chunks }) => (Some(*after_chunks), None),
+        Some(FaultAction::ResetMidStream { after_chunks }) => (None, Some(*after_chunks as usize)),
+        _ => (None, None),
+    }
+}
+
+/// Inserts [`MALFORMED_EVENT`] after `after` events, when set.
+pub fn insert_malformed(events: &mut Vec<SseEvent>, after: Option<u32>) {
+    if let Some(after) = after {
+        let at = (after as usize).min(events.len());
+        events.insert(at, SseEvent::control(MALFORMED_EVENT));
+    }
 }
 
 /// The bytes a `malformedSse` fault inserts: a line that is no SSE field and an event whose
@@ -54,10 +89,7 @@ pub fn events(
         ModelApi::Responses => responses_events(call, completion, id),
         _ => chunk_events(call, completion, id),
     };
-    if let Some(after) = malformed_after {
-        let at = (after as usize).min(events.len());
-        events.insert(at, SseEvent::control(MALFORMED_EVENT));
-    }
+    insert_malformed(&mut events, malformed_after);
     events
 }
 

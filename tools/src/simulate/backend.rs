@@ -13,10 +13,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::batches::BatchStore;
+use super::batch_store::BatchStore;
 use super::config::{BackendConfig, ReasoningUsage};
 use super::faults::{FaultAction, FaultSet, FaultSpec, FaultView};
-use super::files::FileStore;
+use super::file_store::FileStore;
 use super::ledger::Ledger;
 use super::prefix_cache::PrefixCache;
 use super::ratelimit::{Decision, Limits, Quota, RateWindow};

@@ -4,7 +4,7 @@
 //!
 //! Input: the request head and the backend. Output: an [`Exchange`] the handlers fill in.
 
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
@@ -19,7 +19,6 @@ use super::ratelimit::{self, Decision, Quota};
 use super::reply::Reply;
 use super::route::{self, Api, Flavour};
 use super::text;
-use super::upload::UploadStats;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -225,5 +224,23 @@ impl Exchange {
             }
         }
         response
+    }
+}
+
+/// How much of an upload arrived, and when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadStats {
+    /// Body bytes read.
+    pub bytes: u64,
+    /// When the first body bytes arrived, after the request head.
+    pub first_byte: Option<Duration>,
+    /// When the last body bytes arrived, after the request head.
+    pub last_byte: Option<Duration>,
+}
+
+impl UploadStats {
+    /// Milliseconds of a duration, for the ledger.
+    pub fn millis(duration: Option<Duration>) -> Option<u64> {
+        duration.map(|d| d.as_millis() as u64)
     }
 }

@@ -165,11 +165,14 @@ fn a_50_mib_upload_is_read_in_bounded_memory() {
         .expect("spawn spillway simulate");
     let mut child = Running(child);
     let stdout = child.0.stdout.take().expect("stdout");
-    let announced: Value = BufReader::new(stdout)
-        .lines()
+    let mut lines = BufReader::new(stdout).lines();
+    let announced: Value = lines
         .next()
         .map(|l| serde_json::from_str(&l.expect("line")).expect("JSON line"))
         .expect("a backend line");
+    // Keep reading what the simulator prints (its `ready` line, logs): a closed pipe would
+    // make its next print fail and take the process down mid-test.
+    std::thread::spawn(move || lines.for_each(drop));
     let url = announced["url"].as_str().expect("url");
     let addr: SocketAddr = url.trim_start_matches("http://").parse().expect("addr");
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -48,9 +48,8 @@ use super::store::ItemsQuery;
 use super::text;
 
 pub mod lines;
-mod store;
 
-pub use store::{BatchStatus, BatchStore, CancelRefused};
+pub use super::batch_store::{BatchStatus, CancelRefused};
 
 /// Seconds a batch has to complete (`completion_window: "24h"`).
 const WINDOW_SECONDS: u64 = 24 * 3600;

@@ -3,6 +3,7 @@ use serde_json::json;
 use super::lines::{self, BatchUsage};
 use super::*;
 use crate::simulate::backend::Shared;
+use crate::simulate::batch_store::BatchStore;
 use crate::simulate::config::BackendConfig;
 use spillway_sidecar::clock::SystemClock;
 use spillway_sidecar::usage::Operation;

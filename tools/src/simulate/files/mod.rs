@@ -30,9 +30,7 @@ use super::route::{Route, Target, query_param};
 use super::store::ItemsQuery;
 use super::upload::{self, FormRules};
 
-mod store;
-
-pub use store::{FileStore, Full, MAX_FILES, NewFile};
+pub use super::file_store::{Full, MAX_FILES, NewFile};
 
 /// Purposes an upload may name.
 pub const PURPOSES: [&str; 6] = [

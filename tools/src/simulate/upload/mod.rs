@@ -42,23 +42,7 @@ pub const MAX_TEXT_FIELD: usize = 1 << 20;
 /// Most bytes handed to the multipart parser before it yields a part or part data.
 pub const MAX_UNPARSED: u64 = 4 << 20;
 
-/// How much of an upload arrived, and when.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct UploadStats {
-    /// Body bytes read.
-    pub bytes: u64,
-    /// When the first body bytes arrived, after the request head.
-    pub first_byte: Option<Duration>,
-    /// When the last body bytes arrived, after the request head.
-    pub last_byte: Option<Duration>,
-}
-
-impl UploadStats {
-    /// Milliseconds of a duration, for the ledger.
-    pub fn millis(duration: Option<Duration>) -> Option<u64> {
-        duration.map(|d| d.as_millis() as u64)
-    }
-}
+pub use super::exchange::UploadStats;
 
 /// Reads the form of `request` by `rules` on `backend` (paced to its upload rate), noting
 /// the upload in the exchange's ledger entry whatever the outcome.

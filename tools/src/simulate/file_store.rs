@@ -7,8 +7,8 @@ use std::sync::{Mutex, PoisonError};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::super::store::ItemsQuery;
-use super::super::text;
+use super::store::ItemsQuery;
+use super::text;
 
 /// Files kept per backend.
 pub const MAX_FILES: usize = 10_000;

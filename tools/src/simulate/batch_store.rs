@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde_json::{Value, json};
 
-use super::super::store::ItemsQuery;
+use super::store::ItemsQuery;
 
 /// Batches kept per backend.
 pub const CAPACITY: usize = 10_000;

@@ -41,6 +41,16 @@ def _start(args, ready_key, env=None):
     raise RuntimeError(f"{args[0]} did not become ready: {lines}")
 
 
+def stop(*procs):
+    """Terminates `procs`, killing any that do not exit within 10 s."""
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def http_json(url, method="GET", body=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
@@ -123,9 +133,4 @@ def stack():
     )
     ready = gw_lines[-1]
     yield Stack(f"http://{ready['listening']}", f"http://{ready['admin']}", sim_url)
-    for proc in (gw, sim):
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop(gw, sim)

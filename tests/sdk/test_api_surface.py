@@ -17,7 +17,7 @@ import uuid
 
 import openai
 import pytest
-from conftest import CLIENT_KEY, CLIENT_KEY_SHA256, _start, http_json
+from conftest import CLIENT_KEY, CLIENT_KEY_SHA256, _start, http_json, stop
 from openai import AzureOpenAI, OpenAI
 
 AZURE_VERSION = "2025-03-01-preview"
@@ -31,15 +31,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def stop(*procs):
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def gateway_config(workdir, name, urls, redis_url=None):

@@ -21,7 +21,6 @@ simulator's ledger entry. Then, exactly (money with `Decimal`):
 import hashlib
 import os
 import re
-import subprocess
 import tempfile
 import textwrap
 import time
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
-from conftest import _start, http_json
+from conftest import _start, http_json, stop
 from openai import AzureOpenAI, OpenAI
 
 AZURE_VERSION = "2025-03-01-preview"
@@ -228,15 +227,6 @@ def usage_of(record):
         if t in usage:
             assert usage[t] > 0, f"{record['request_id']}: {t} is present but 0: {usage}"
     return {t: usage.get(t, 0) for t in TOKEN_TYPES}
-
-
-def stop(*procs):
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

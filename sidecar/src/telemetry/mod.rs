@@ -168,7 +168,9 @@ impl Telemetry {
     /// Records one finished request.
     pub fn record(&self, record: &UsageRecord) {
         let inner = &self.inner;
-        let index = inner.current_index();
+        // One read of the applied snapshot serves the backend index and the PTU ledger.
+        let snapshot = inner.gateway.snapshot();
+        let index = inner.index_of(snapshot.as_ref());
         let backend = record
             .backend
             .as_deref()
@@ -185,9 +187,7 @@ impl Telemetry {
         };
         inner.instruments.record(&resolved);
         let now = crate::calendar::unix_ms(std::time::SystemTime::now());
-        inner
-            .spend
-            .configure(inner.gateway.snapshot().as_deref(), now);
+        inner.spend.configure(snapshot.as_deref(), now);
         inner
             .spend
             .record(record, &resolved.app, resolved.request_model.as_ref(), now);
@@ -263,14 +263,19 @@ impl Telemetry {
 impl Inner {
     /// The backend index of the applied snapshot, rebuilt when its version changed.
     fn current_index(&self) -> Arc<BackendIndex> {
+        self.index_of(self.gateway.snapshot().as_ref())
+    }
+
+    /// The backend index of `snapshot` (the applied one), rebuilt when its version changed.
+    fn index_of(&self, snapshot: Option<&Arc<spillway_crds::Snapshot>>) -> Arc<BackendIndex> {
         let index = self.index.load_full();
-        let Some(snapshot) = self.gateway.snapshot() else {
+        let Some(snapshot) = snapshot else {
             return index;
         };
         if index.version() == Some(snapshot.version) {
             return index;
         }
-        let fresh = Arc::new(BackendIndex::build(&snapshot));
+        let fresh = Arc::new(BackendIndex::build(snapshot));
         self.index.store(Arc::clone(&fresh));
         fresh
     }
